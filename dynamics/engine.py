@@ -1,0 +1,576 @@
+"""Batched integration engine for sweeps: many trajectories of one model in one jitted program.
+
+The vector field is the one :mod:`dynamics.flow` derives from the model's loss; the engine only
+changes *how* a batch of lanes is stepped, never *what* is integrated.
+
+Design (why it is faster than ``jit(vmap(diffeqsolve))``):
+
+- **Batch-native state.** A chunk of lanes is one array of shape ``(d, n)`` (state component
+  first, lane last): every stage of every step is a handful of fused elementwise kernels over
+  ``n`` lanes. The per-lane field is ``flow.vector_field`` vmapped over the lane axis.
+- **Per-lane error control.** Every lane carries its own time ``t``, step ``h``, step counter
+  and done flag; one ``lax.while_loop`` steps all lanes until every lane is done (lanes that
+  finish early are masked, and the loop exits as soon as the last lane of the chunk is done).
+- **Two methods, chosen per lane.** ``"dopri5"`` (explicit Dormand-Prince 5(4), FSAL) for
+  non-stiff lanes and ``"rodas4"`` (L-stable, stiffly accurate Rosenbrock 4(3) of Hairer &
+  Wanner, with the exact Jacobian of the field by ``jax.jacfwd``) for stiff ones: a small
+  predictor time scale ``eps`` makes the flow stiff (THEORY.md section 4), and an explicit
+  method would need ``h < ~2 eps / p``. With ``method="auto"`` lanes are bucketed by ``eps``
+  (``eps < stiff_eps`` goes to ``rodas4``) and each bucket runs its own program.
+- **Chunking.** Lanes are processed ``chunk_size`` at a time (the last chunk padded), so device
+  memory is bounded by the chunk whatever the grid size, and one compiled program serves every
+  chunk. While one chunk runs the next is dispatched.
+- **Devices.** With more than one local device, each chunk is split across devices with
+  ``shard_map``; every device runs its own loop and stops when *its* lanes are done.
+
+Per-lane status (same codes as :mod:`dynamics.solve`): ``STATUS_OK`` the lane reached ``t1``;
+``STATUS_MAX_STEPS`` it used ``max_steps`` steps (accepted + rejected) first; ``STATUS_NONFINITE``
+its field became NaN/inf (a diverging lane: after ``_MAX_BAD`` consecutive non-finite trial steps,
+or a step size that underflows). Saves a lane did not reach are NaN.
+
+Error control: the per-lane error is the RMS over state components of
+``err_i / (atol + rtol * max(|y_i|, |y_new_i|))``; a step is accepted when it is <= 1.
+``rtol``/``atol`` are arguments; ``bench/`` measures the global error this gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from dynamics.flow import Hyper, State, Variant, gd_step, vector_field
+from dynamics.solve import (
+    STATUS_MAX_STEPS,
+    STATUS_NONFINITE,
+    STATUS_OK,
+    Solution,
+    run_discrete,
+)
+
+METHODS = ("auto", "dopri5", "rodas4")
+
+#: Default ``eps`` below which ``method="auto"`` treats a lane as stiff.
+STIFF_EPS = 0.1
+#: Default lanes per chunk.
+CHUNK_SIZE = 16384
+#: Rosenbrock needs a dense per-lane Jacobian: above this state size ``auto`` stays explicit.
+MAX_ROSENBROCK_DIM = 64
+_MAX_BAD = 30  # consecutive non-finite trial steps before a lane is declared non-finite
+
+# --- tableaus -----------------------------------------------------------------------------
+
+# Dormand & Prince (1980) 5(4), as in Hairer, Norsett & Wanner, "Solving ODEs I", Table 5.2.
+_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+)
+# error = (5th order - embedded 4th order) solution, per stage
+_DP_E = (
+    71 / 57600,
+    0.0,
+    -71 / 16695,
+    71 / 1920,
+    -17253 / 339200,
+    22 / 525,
+    -1 / 40,
+)
+
+# RODAS (order 4, embedded 3) of Hairer & Wanner, "Solving ODEs II", section IV.7, in the
+# form that needs no Jacobian-vector products:  W = I/(h*gamma) - J,
+#   Y_i = y + sum_j A_ij K_j,   W K_i = f(Y_i) + sum_j (C_ij / h) K_j,
+#   y_new = y + sum_j M_j K_j = Y_6 + K_6,   error = K_6  (stiffly accurate).
+_RO_GAMMA = 0.25
+_RO_A = (
+    (),
+    (1.544,),
+    (0.9466785280815826, 0.2557011698983284),
+    (3.314825187068521, 2.896124015972201, 0.9986419139977817),
+    (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.687886036105895),
+    (1.221224509226641, 6.019134481288629, 12.53708332932087, -0.687886036105895, 1.0),
+)
+_RO_C = (
+    (),
+    (-5.6688,),
+    (-2.430093356833875, -0.2063599157091915),
+    (-0.1073529058151375, -9.594562251023355, -20.47028614809616),
+    (7.496443313967647, -10.24680431464352, -33.99990352819905, 11.7089089320616),
+    (8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136,
+     -6.058818238834054),
+)
+
+_ORDER = {"dopri5": 5, "rodas4": 4}  # q+1 in the step-size exponent 1/(q+1): lower order + 1
+
+
+# --- small batch-native linear algebra ----------------------------------------------------
+
+
+def _lu_factor(a):
+    """LU with partial pivoting of a batch of small matrices ``a`` of shape (d, d, n).
+
+    Unrolled over the static size ``d``; every operation is elementwise over lanes. Returns
+    ``(lu, perm)`` with ``perm`` a list of (n,) row-index arrays applied to right-hand sides.
+    """
+    d = a.shape[0]
+    rows = [a[i] for i in range(d)]  # each (d, n)
+    perms = []
+    for k in range(d):
+        if k < d - 1:
+            piv = jnp.argmax(jnp.stack([jnp.abs(rows[i][k]) for i in range(k, d)]), axis=0) + k
+            perms.append(piv)
+            new_rows = list(rows)
+            pivrow = rows[k]
+            for i in range(k + 1, d):
+                pivrow = jnp.where(piv == i, rows[i], pivrow)
+            for i in range(k + 1, d):
+                new_rows[i] = jnp.where(piv == i, rows[k], rows[i])
+            new_rows[k] = pivrow
+            rows = new_rows
+        inv = 1.0 / rows[k][k]
+        for i in range(k + 1, d):
+            m = rows[i][k] * inv
+            rows[i] = rows[i].at[k].set(m)
+            rows[i] = rows[i].at[k + 1 :].add(-m * rows[k][k + 1 :])
+    return rows, perms
+
+
+def _lu_solve(lu, b):
+    """Solve with the output of :func:`_lu_factor`; ``b`` of shape (d, n)."""
+    rows, perms = lu
+    d = len(rows)
+    x = [b[i] for i in range(d)]
+    for k, piv in enumerate(perms):
+        xk = x[k]
+        for i in range(k + 1, d):
+            xk = jnp.where(piv == i, x[i], xk)
+        for i in range(k + 1, d):
+            x[i] = jnp.where(piv == i, x[k], x[i])
+        x[k] = xk
+    for i in range(d):  # forward, unit lower
+        for k in range(i):
+            x[i] = x[i] - rows[i][k] * x[k]
+    for i in reversed(range(d)):  # backward
+        for k in range(i + 1, d):
+            x[i] = x[i] - rows[i][k] * x[k]
+        x[i] = x[i] / rows[i][i]
+    return jnp.stack(x)
+
+
+# --- the batched problem ------------------------------------------------------------------
+
+
+def _lane_field(model, variant, hyper, unravel):
+    def f(m, h, z):
+        return ravel_pytree(vector_field(m, variant, h, unravel(z)))[0]
+
+    return f
+
+
+def _rms(x):
+    return jnp.sqrt(jnp.mean(x * x, axis=0))
+
+
+def _initial_step(f, y0, f0, t_span, rtol, atol, order):
+    """Per-lane starting step (Hairer, Norsett & Wanner I, II.4), batch-native."""
+    sc = atol + rtol * jnp.abs(y0)
+    d0 = _rms(y0 / sc)
+    d1 = _rms(f0 / sc)
+    h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
+    h0 = jnp.minimum(h0, t_span)
+    f1 = f(y0 + h0 * f0)
+    d2 = _rms((f1 - f0) / sc) / h0
+    dm = jnp.maximum(d1, d2)
+    h1 = jnp.where(dm <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3), (0.01 / dm) ** (1.0 / order))
+    h = jnp.minimum(100 * h0, h1)
+    return jnp.where(jnp.isfinite(h) & (h > 0), h, 1e-6)
+
+
+def _dopri5_step(f, y, k0, h):
+    ks = [k0]
+    for i in range(1, 7):
+        yi = y + h * sum(a * k for a, k in zip(_DP_A[i], ks) if a != 0.0)
+        ks.append(f(yi))
+    y_new = y + h * sum(a * k for a, k in zip(_DP_A[6], ks) if a != 0.0)
+    err = h * sum(e * k for e, k in zip(_DP_E, ks) if e != 0.0)
+    return y_new, ks[6], err
+
+
+def _rodas4_step(f, jac, y, fy, h):
+    d = y.shape[0]
+    J = jac(y)  # (d, d, n)
+    w = -J
+    diag = 1.0 / (h * _RO_GAMMA)
+    w = w.at[jnp.arange(d), jnp.arange(d)].add(diag)
+    lu = _lu_factor(w)
+    inv_h = 1.0 / h
+    ks = []
+    for i in range(6):
+        if i == 0:
+            fi = fy
+        else:
+            yi = y + sum(a * k for a, k in zip(_RO_A[i], ks))
+            fi = f(yi)
+        rhs = fi + inv_h * sum(c * k for c, k in zip(_RO_C[i], ks)) if i else fi
+        ks.append(_lu_solve(lu, rhs))
+    y_new = y + sum(a * k for a, k in zip(_RO_A[5], ks)) + ks[5]
+    return y_new, ks[5]
+
+
+def _integrate_chunk(f, jac, y0, t_save, rtol, atol, max_steps, method, save_all):
+    """Integrate one chunk. ``y0`` (d, n); ``t_save`` (S,) increasing, last = t1.
+
+    Returns ``(ys, status, num_steps)`` with ``ys`` of shape (S, d, n) (``save_all``) or (1, d, n).
+    """
+    d, n = y0.shape
+    dtype = y0.dtype
+    S = t_save.shape[0]
+    t1 = t_save[-1]
+    order = _ORDER[method]
+    f0 = f(y0)
+    h = _initial_step(f, y0, f0, t1, rtol, atol, order)
+    n_out = S if save_all else 1
+    nan = jnp.array(jnp.nan, dtype)
+    buf = jnp.full((n_out, d, n), nan)
+    zeros_i = jnp.zeros((n,), jnp.int32)
+    lanes = jnp.arange(n)
+    carry = dict(
+        t=jnp.zeros((n,), dtype),
+        h=h,
+        y=y0,
+        fy=f0,
+        idx=zeros_i,  # index of the next save time
+        steps=zeros_i,
+        bad=zeros_i,
+        done=jnp.zeros((n,), bool),
+        status=zeros_i,
+        buf=buf,
+    )
+    # saves at t = 0
+    hit0 = t_save[0] <= 0.0
+    if save_all:
+        carry["buf"] = carry["buf"].at[0].set(jnp.where(hit0, y0, nan))
+    carry["idx"] = jnp.where(hit0, 1, 0) * jnp.ones((n,), jnp.int32)
+    if S == 1:
+        carry["done"] = jnp.broadcast_to(hit0, (n,))
+        if not save_all:
+            carry["buf"] = carry["buf"].at[0].set(jnp.where(hit0, y0, nan))
+
+    safety, fmin, fmax = 0.9, 0.2, 10.0
+
+    def cond(c):
+        return jnp.any(~c["done"])
+
+    def body(c):
+        t, y, fy, done = c["t"], c["y"], c["fy"], c["done"]
+        t_next = t_save[jnp.minimum(c["idx"], S - 1)]
+        gap = t_next - t
+        clip = c["h"] >= gap
+        h = jnp.where(done, c["h"], jnp.where(clip, gap, c["h"]))
+        if method == "dopri5":
+            y_new, f_new, err = _dopri5_step(f, y, fy, h)
+        else:
+            y_new, err = _rodas4_step(f, jac, y, fy, h)
+            f_new = None
+        sc = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y_new))
+        en = _rms(err / sc)
+        finite = jnp.isfinite(en)
+        en = jnp.where(finite, en, jnp.inf)
+        accept = (en <= 1.0) & ~done
+        if method != "dopri5":
+            f_new = f(y_new)
+            f_ok = jnp.all(jnp.isfinite(f_new), axis=0)
+            accept = accept & f_ok
+            finite = finite & f_ok
+        fac = jnp.where(
+            en == 0.0, fmax, safety * jnp.where(finite, en, 1.0) ** (-1.0 / order)
+        )
+        fac = jnp.clip(fac, fmin, fmax)
+        fac = jnp.where(finite, fac, fmin)
+        fac = jnp.where(accept, fac, jnp.minimum(fac, 1.0))
+        h_prop = h * fac
+        # after a step cut to hit a save time, do not shrink the proposed step because of it
+        h_prop = jnp.where(accept & clip, jnp.maximum(h_prop, c["h"]), h_prop)
+        h_prop = jnp.where(accept & clip, jnp.minimum(h_prop, c["h"] * fmax), h_prop)
+        t_new = jnp.where(accept, jnp.where(clip, t_next, t + h), t)
+        y_out = jnp.where(accept, y_new, y)
+        f_out = jnp.where(accept, f_new, fy)
+        hit = accept & clip
+        idx = c["idx"]
+        buf = c["buf"]
+        if save_all:
+            row = jnp.minimum(idx, S - 1)
+            old = buf[row, :, lanes].T  # (d, n)
+            buf = buf.at[row, :, lanes].set(jnp.where(hit, y_new, old).T)
+        idx_new = idx + hit.astype(jnp.int32)
+        finished = hit & (idx_new >= S)
+        if not save_all:
+            buf = buf.at[0].set(jnp.where(finished, y_new, buf[0]))
+        steps = c["steps"] + (~done).astype(jnp.int32)
+        bad = jnp.where(done | finite, 0, c["bad"] + 1)
+        tiny = (h < 1e-14 * jnp.maximum(1.0, jnp.abs(t))) & ~accept & ~done
+        nonfinite = ~done & ~finished & ((bad >= _MAX_BAD) | tiny)
+        maxed = ~done & ~finished & ~nonfinite & (steps >= max_steps)
+        status = jnp.where(nonfinite, STATUS_NONFINITE, c["status"])
+        status = jnp.where(maxed, STATUS_MAX_STEPS, status)
+        done_new = done | finished | nonfinite | maxed
+        return dict(
+            t=t_new,
+            h=jnp.where(done, c["h"], h_prop),
+            y=y_out,
+            fy=f_out,
+            idx=idx_new,
+            steps=steps,
+            bad=bad,
+            done=done_new,
+            status=status,
+            buf=buf,
+        )
+
+    out = jax.lax.while_loop(cond, body, carry)
+    return out["buf"], out["status"].astype(jnp.int8), out["steps"]
+
+
+# --- chunk program ------------------------------------------------------------------------
+
+
+def _chunk_program(model, hyper, y0, t_save, rtol, atol, max_steps, *, variant, method, unravel,
+                   save_all):
+    """Jitted per chunk: lanes of ``model``/``hyper`` leaves on axis 0, ``y0`` of shape (d, n)."""
+    f_lane = _lane_field(model, variant, hyper, unravel)
+
+    def f(y):
+        return jax.vmap(f_lane, in_axes=(0, 0, 1), out_axes=1)(model, hyper, y)
+
+    def jac(y):
+        return jax.vmap(jax.jacfwd(f_lane, argnums=2), in_axes=(0, 0, 1), out_axes=2)(
+            model, hyper, y
+        )
+
+    return _integrate_chunk(f, jac, y0, t_save, rtol, atol, max_steps, method, save_all)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(variant, method, unravel_key, save_all, n_dev):
+    unravel = _UNRAVELS[unravel_key]
+    fn = functools.partial(
+        _chunk_program, variant=variant, method=method, unravel=unravel, save_all=save_all
+    )
+    if n_dev > 1:
+        from jax.sharding import Mesh, PartitionSpec as P
+
+        mesh = Mesh(np.array(jax.local_devices()[:n_dev]), ("lanes",))
+        fn = jax.shard_map(
+            fn,
+            mesh=mesh,
+            in_specs=(P("lanes"), P("lanes"), P(None, "lanes"), P(), P(), P(), P()),
+            out_specs=(P(None, None, "lanes"), P("lanes"), P("lanes")),
+            check_vma=False,
+        )
+    return jax.jit(fn)
+
+
+_UNRAVELS: dict = {}
+
+
+def _register_unravel(template_lane):
+    """Key the unravel function by the state's structure, so compiled programs are reused."""
+    flat, unravel = ravel_pytree(template_lane)
+    leaves, treedef = jax.tree_util.tree_flatten(template_lane)
+    key = (treedef, tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves))
+    _UNRAVELS.setdefault(key, unravel)
+    return key, flat.shape[0]
+
+
+# --- public API ---------------------------------------------------------------------------
+
+
+def _n_lanes(y0) -> int:
+    leaves = jax.tree_util.tree_leaves(y0)
+    if not leaves or np.ndim(leaves[0]) == 0:
+        raise ValueError("y0 must carry a leading lane axis on every leaf")
+    return int(np.shape(leaves[0])[0])
+
+
+def _lanes_np(tree, n):
+    """Host copies of ``tree``'s leaves with a lane axis of length ``n`` (scalars broadcast)."""
+
+    def one(x):
+        x = np.asarray(x)
+        if x.ndim == 0:
+            return np.broadcast_to(x, (n,))
+        if x.shape[0] != n:
+            raise ValueError(f"leaf with shape {x.shape} does not have {n} lanes")
+        return x
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda x: x[idx], tree)
+
+
+def _check_positive(name, value, allow_zero=False):
+    ok = value >= 0 if allow_zero else value > 0
+    if not (np.isfinite(value) and ok):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+
+
+def stiff_lanes(hyper, n, stiff_eps=STIFF_EPS):
+    """Boolean (n,) mask of lanes ``method="auto"`` integrates with ``rodas4``: ``eps < stiff_eps``."""
+    eps = np.broadcast_to(np.asarray(hyper.eps, dtype=float), (n,))
+    return eps < stiff_eps
+
+
+def local_device_count() -> int:
+    return jax.local_device_count()
+
+
+def solve_flow_batch(
+    model,
+    variant: Variant,
+    hyper: Hyper,
+    y0: State,
+    *,
+    t1: float,
+    ts=None,
+    method: str = "auto",
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    max_steps: int = 100_000,
+    chunk_size: int | None = None,
+    stiff_eps: float = STIFF_EPS,
+    devices: int | None = None,
+) -> Solution:
+    """Integrate the gradient flow for a batch of lanes (drop-in for ``solve.solve_flow_batch``).
+
+    Args:
+        model, hyper: pytrees whose leaves are scalars (shared by all lanes) or arrays with a
+            leading lane axis of length ``n``.
+        y0: ``State`` whose leaves carry the lane axis, shape (n, ...).
+        t1: end time (> 0).
+        ts: optional increasing save times in ``[0, t1]``, shared by all lanes; default saves
+            only ``t1``. A save time is hit exactly (the step is cut to reach it).
+        method: ``"auto"`` (``rodas4`` for lanes with ``eps < stiff_eps`` and a state of at most
+            ``MAX_ROSENBROCK_DIM`` numbers, ``dopri5`` otherwise), ``"dopri5"`` or ``"rodas4"``.
+        rtol, atol: per-lane error tolerances (see module docstring).
+        max_steps: per-lane cap on steps (accepted + rejected).
+        chunk_size: lanes per compiled program call (default ``CHUNK_SIZE``, or fewer for large
+            states so a chunk's state stays near 64 MiB).
+        devices: number of local devices to split each chunk over (default: all).
+
+    Returns:
+        ``Solution`` with ``ts`` (n, S), ``ys`` leaves (n, S, ...), ``status`` int8 (n,),
+        ``num_steps`` (n,), as host (numpy) arrays. S is ``len(ts)`` or 1.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
+    _check_positive("t1", float(t1))
+    _check_positive("rtol", float(rtol))
+    _check_positive("atol", float(atol), allow_zero=True)
+    if int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    n = _n_lanes(y0)
+    if ts is None:
+        t_save = np.array([float(t1)])
+        save_all = False
+    else:
+        t_save = np.asarray(ts, dtype=float).reshape(-1)
+        if t_save.size == 0 or np.any(np.diff(t_save) <= 0) or t_save[0] < 0 or t_save[-1] > t1:
+            raise ValueError(f"ts must be increasing within [0, t1={t1}], got {ts!r}")
+        if t_save[-1] < t1:
+            t_save = np.append(t_save, float(t1))
+            save_all = "trim"
+        else:
+            save_all = True
+
+    y0_np = _lanes_np(y0, n)
+    model_np = _lanes_np(model, n)
+    hyper_np = _lanes_np(hyper, n)
+    template = jax.tree_util.tree_map(lambda x: x[0], y0_np)
+    key, d = _register_unravel(template)
+    dtype = np.result_type(*jax.tree_util.tree_leaves(y0_np))
+    ys_flat = np.concatenate(
+        [np.asarray(x, dtype=dtype).reshape(n, -1) for x in jax.tree_util.tree_leaves(y0_np)],
+        axis=1,
+    ).T  # (d, n), same order as ravel_pytree
+
+    if method == "auto":
+        stiff = stiff_lanes(hyper_np, n, stiff_eps) & (d <= MAX_ROSENBROCK_DIM)
+        groups = [("rodas4", np.nonzero(stiff)[0]), ("dopri5", np.nonzero(~stiff)[0])]
+    else:
+        groups = [(method, np.arange(n))]
+
+    n_dev = jax.local_device_count() if devices is None else int(devices)
+    if not 1 <= n_dev <= jax.local_device_count():
+        raise ValueError(f"devices must be in 1..{jax.local_device_count()}, got {devices!r}")
+    if chunk_size is None:
+        chunk_size = max(n_dev, min(CHUNK_SIZE, (64 << 20) // (8 * d * 24)))
+    chunk_size = int(chunk_size)
+    chunk_size = -(-chunk_size // n_dev) * n_dev
+
+    S_out = len(t_save) if save_all else 1
+    ys_out = np.full((S_out, d, n), np.nan, dtype)
+    status = np.zeros((n,), np.int8)
+    num_steps = np.zeros((n,), np.int64)
+    t_save_j = jnp.asarray(t_save)
+    for meth, lanes in groups:
+        if lanes.size == 0:
+            continue
+        prog = _compiled(variant, meth, key, bool(save_all), n_dev)
+        size = min(chunk_size, -(-lanes.size // n_dev) * n_dev)
+        pending = None
+        for start in range(0, lanes.size, size):
+            idx = lanes[start : start + size]
+            pad = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
+            res = prog(
+                _take(model_np, pad),
+                _take(hyper_np, pad),
+                ys_flat[:, pad],
+                t_save_j,
+                rtol,
+                atol,
+                int(max_steps),
+            )
+            if pending is not None:
+                _store(pending, ys_out, status, num_steps)
+            pending = (idx, res)
+        _store(pending, ys_out, status, num_steps)
+
+    if save_all == "trim":
+        ys_out = ys_out[:-1]
+        t_save = t_save[:-1]
+    ys_lanes = np.moveaxis(ys_out, 2, 0)  # (n, S, d)
+    unravel = _UNRAVELS[key]
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    out_leaves, off = [], 0
+    for leaf in leaves:
+        size = int(np.size(leaf))
+        out_leaves.append(
+            ys_lanes[:, :, off : off + size].reshape((n, ys_lanes.shape[1]) + np.shape(leaf))
+        )
+        off += size
+    ys = jax.tree_util.tree_unflatten(treedef, out_leaves)
+    ts_out = np.broadcast_to(t_save, (n, len(t_save)))
+    return Solution(ts_out, ys, status, num_steps)
+
+
+def _store(pending, ys_out, status, num_steps):
+    idx, (buf, st, steps) = pending
+    k = idx.size
+    ys_out[:, :, idx] = np.asarray(buf)[:, :, :k]
+    status[idx] = np.asarray(st)[:k]
+    num_steps[idx] = np.asarray(steps)[:k]
