@@ -45,6 +45,8 @@ DEFAULTS = dict(
 )
 
 METHODS = ("flow", "gd", "sgd")
+ENGINES = ("batched", "diffrax")
+DIFFRAX_ONLY = ("tsit5", "kvaerno5", "kvaerno3")
 AXES = ("variant", "method", "eps", "eta", "sigma2", "beta", "phi0", "theta0")
 
 
@@ -135,9 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
                    default=d["batch"], help="minibatch size of sgd")
     g.add_argument("--seed", type=_number("seed", nonneg=True, integer=True), default=d["seed"],
                    help="PRNG seed of sgd (same seed, same result)")
-    g.add_argument("--solver", choices=("auto", "tsit5", "dopri5", "kvaerno5", "kvaerno3"),
+    g.add_argument("--engine", choices=ENGINES, default=None,
+                   help="integrator of flow: batched (dynamics.engine, per-lane adaptive steps) or "
+                        "diffrax (jit(vmap(diffeqsolve))); default batched, or diffrax when "
+                        "--solver names a diffrax-only solver")
+    g.add_argument("--solver", choices=("auto", "rodas4", "tsit5", "dopri5", "kvaerno5", "kvaerno3"),
                    default=d["solver"],
-                   help="ODE solver for flow; auto = tsit5 for eps >= 5e-3, else kvaerno5 (implicit)")
+                   help="ODE solver for flow; auto = batched engine: rodas4 (Rosenbrock) for "
+                        "eps < 0.3, else dopri5; diffrax: tsit5 for eps >= 5e-3, else kvaerno5. "
+                        "rodas4 is batched-only; tsit5, kvaerno5, kvaerno3 diffrax-only")
     g.add_argument("--rtol", type=_number("rtol", positive=True), default=d["rtol"],
                    help="relative tolerance of the adaptive solver")
     g.add_argument("--atol", type=_number("atol", positive=True), default=d["atol"],
@@ -154,14 +162,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--chunk", type=_number("chunk", positive=True, integer=True),
                    default=d["chunk"], help="lanes per compiled batch (bounds memory)")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG basin maps")
+    g.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use the persistent compilation cache (in the user cache dir, "
+                        "or $DYNAMICS_COMPILE_CACHE; 0 there also turns it off)")
     g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 
-def solver_for(eps: float, choice: str) -> str:
+def solver_for(eps: float, choice: str, engine: str = "diffrax") -> str:
     if choice != "auto":
         return choice
+    if engine == "batched":
+        from dynamics.engine import STIFF_EPS
+
+        return "rodas4" if eps < STIFF_EPS else "dopri5"
     return "tsit5" if eps >= 5e-3 else "kvaerno5"
+
+
+def engine_for(args) -> str:
+    """The flow integrator: ``--engine``, else diffrax for a diffrax-only ``--solver``."""
+    if args.engine is not None:
+        return args.engine
+    return "diffrax" if args.solver in DIFFRAX_ONLY else "batched"
 
 
 def _git_revision() -> str:
@@ -212,15 +234,16 @@ def run_sweep(args, progress=None):
     n_steps = max(1, int(round(args.t1 / args.lr)))
     solvers = {}
     base_key = jax.random.PRNGKey(args.seed)
+    engine = engine_for(args)
     for iv, iv_name in enumerate(args.variant):
         variant = VARIANTS[iv_name]
         for im, method in enumerate(args.method):
             ftol = args.ftol if args.ftol is not None else (1e-2 if method == "sgd" else 1e-6)
             crit = Criterion(ftol=ftol, collapse_tol=args.collapse_tol)
             for ie, eps in enumerate(args.eps):
-                solver = solver_for(eps, args.solver)
+                solver = solver_for(eps, args.solver, engine)
                 if method == "flow":
-                    solvers[f"eps={eps:g}"] = solver
+                    solvers[f"eps={eps:g}"] = f"{solver} ({engine})"
                 block = {k: np.empty(n_inner) for k in ("theta", "phi", "theta_a", "fnorm", "lam_max")}
                 block_status = np.empty(n_inner, np.int8)
                 block_cls = {k: np.empty(n_inner, t) for k, t in
@@ -235,7 +258,15 @@ def run_sweep(args, progress=None):
                     hyper = Hyper.from_convention(args.convention, eta, jnp.full_like(eta, eps), beta)
                     th0 = jnp.asarray(th0)
                     y0 = State(th0, jnp.asarray(ph0), th0 if variant.has_target else None)
-                    if method == "flow":
+                    if method == "flow" and engine == "batched":
+                        from dynamics.engine import solve_flow_batch as engine_solve
+
+                        sol = engine_solve(
+                            model, variant, hyper, y0, t1=float(args.t1), method=solver,
+                            rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
+                            chunk_size=chunk,
+                        )
+                    elif method == "flow":
                         sol = solve_flow_batch(
                             model, variant, hyper, y0, t1=float(args.t1), solver=solver,
                             rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
@@ -358,6 +389,10 @@ def main(argv=None) -> int:
         vals = getattr(args, name)
         if len(set(vals)) != len(vals):
             parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
+    if args.engine == "batched" and args.solver in DIFFRAX_ONLY:
+        parser.error(f"--solver {args.solver} needs --engine diffrax")
+    if args.engine == "diffrax" and args.solver == "rodas4":
+        parser.error("--solver rodas4 needs --engine batched")
     if "sgd" in args.method or "gd" in args.method:
         bad = [e for e in args.eps if args.lr / e >= 1.0]
         if bad:
@@ -367,6 +402,11 @@ def main(argv=None) -> int:
             )
 
     from tqdm import tqdm
+
+    if not args.no_compile_cache:
+        from dynamics.engine import enable_compilation_cache
+
+        enable_compilation_cache()
 
     from dynamics._io import save_dataset, save_figure
 
