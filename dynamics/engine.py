@@ -681,3 +681,103 @@ def _store(pending, ys_out, status, num_steps):
     ys_out[:, :, idx] = np.asarray(buf)[:, :, :k]
     status[idx] = np.asarray(st)[:k]
     num_steps[idx] = np.asarray(steps)[:k]
+
+
+# --- discrete GD / SGD --------------------------------------------------------------------
+
+
+def _discrete_program(model, hyper, y0, lr, keys, *, variant, n_steps, batch_size, unroll):
+    def lane_step(m, h, y, l, key, k):
+        batch = None if batch_size is None else m.sample(jax.random.fold_in(key, k), batch_size)
+        return gd_step(m, variant, h, y, l, batch)
+
+    step = jax.vmap(lane_step, in_axes=(0, 0, 0, 0, 0, None))
+
+    def body(y, k):
+        return step(model, hyper, y, lr, keys, k), None
+
+    y, _ = jax.lax.scan(body, y0, jnp.arange(n_steps), unroll=unroll)
+    finite = jnp.stack(
+        [jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in jax.tree_util.tree_leaves(y)]
+    ).all(axis=0)
+    status = jnp.where(finite, STATUS_OK, STATUS_NONFINITE).astype(jnp.int8)
+    return y, status
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_discrete(variant, n_steps, batch_size, unroll, n_dev):
+    fn = functools.partial(
+        _discrete_program, variant=variant, n_steps=n_steps, batch_size=batch_size, unroll=unroll
+    )
+    if n_dev > 1:
+        from jax.sharding import Mesh, PartitionSpec as P
+
+        mesh = Mesh(np.array(jax.local_devices()[:n_dev]), ("lanes",))
+        fn = jax.shard_map(
+            fn, mesh=mesh, in_specs=P("lanes"), out_specs=P("lanes"), check_vma=False
+        )
+    return jax.jit(fn)
+
+
+def run_discrete_batch(
+    model,
+    variant: Variant,
+    hyper: Hyper,
+    y0: State,
+    lr,
+    keys=None,
+    *,
+    n_steps: int,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    unroll: int = 1,
+    devices: int | None = None,
+) -> Solution:
+    """Discrete GD/SGD for a batch of lanes: ``solve.run_discrete_batch`` (final state only),
+    chunked over lanes, split over local devices, with an unrolled step loop.
+
+    Step ``k`` of a lane samples its minibatch with ``fold_in(keys[lane], k)``, as
+    :func:`dynamics.solve.run_discrete` does, so results agree with it lane for lane and do not
+    depend on ``chunk_size``, ``unroll`` or ``devices``.
+
+    Returns:
+        ``Solution`` with ``ts`` (n, 1) = ``n_steps * lr``, ``ys`` leaves (n, 1, ...), ``status``
+        (ok / nonfinite) and ``num_steps`` (n,), as numpy arrays.
+    """
+    if int(n_steps) != n_steps or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    if batch_size is not None and keys is None:
+        raise ValueError("SGD (batch_size given) needs one PRNG key per lane")
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    n = _n_lanes(y0)
+    y0_np = _lanes_np(y0, n)
+    model_np = _lanes_np(model, n)
+    hyper_np = _lanes_np(hyper, n)
+    lr_np = np.broadcast_to(np.asarray(lr, dtype=float), (n,))
+    keys_np = np.zeros((n, 2), np.uint32) if keys is None else np.asarray(keys)
+    if keys_np.shape[0] != n:
+        raise ValueError(f"keys must have one key per lane ({n}), got shape {keys_np.shape}")
+    n_dev = jax.local_device_count() if devices is None else int(devices)
+    if not 1 <= n_dev <= jax.local_device_count():
+        raise ValueError(f"devices must be in 1..{jax.local_device_count()}, got {devices!r}")
+    d = sum(int(np.prod(np.shape(x)[1:])) for x in jax.tree_util.tree_leaves(y0_np))
+    if chunk_size is None:
+        chunk_size = max(n_dev, min(CHUNK_SIZE, (64 << 20) // (8 * max(d, 1) * 8)))
+    size = min(-(-int(chunk_size) // n_dev) * n_dev, -(-n // n_dev) * n_dev)
+    prog = _compiled_discrete(
+        variant, int(n_steps), None if batch_size is None else int(batch_size), int(unroll), n_dev
+    )
+    outs, stats = [], []
+    for start in range(0, n, size):
+        idx = np.arange(start, min(start + size, n))
+        pad = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
+        y, st = prog(
+            _take(model_np, pad), _take(hyper_np, pad), _take(y0_np, pad), lr_np[pad],
+            keys_np[pad],
+        )
+        outs.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[: idx.size], y))
+        stats.append(np.asarray(st)[: idx.size])
+    ys = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:, None], *outs)
+    ts = (n_steps * lr_np)[:, None]
+    return Solution(ts, ys, np.concatenate(stats), np.full((n,), n_steps))

@@ -40,7 +40,7 @@ DEFAULTS = dict(
     atol=1e-10,
     solver="auto",
     max_steps=200_000,
-    chunk=4096,
+    chunk=None,
     out="sweep_results",
 )
 
@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--out", default=d["out"], help="output directory")
     g.add_argument("--chunk", type=_number("chunk", positive=True, integer=True),
-                   default=d["chunk"], help="lanes per compiled batch (bounds memory)")
+                   default=d["chunk"], help="lanes per compiled batch (bounds memory); default "
+                   "65536 for flow on the batched engine (about 100 bytes a lane), else 4096")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG basin maps")
     g.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache (in the user cache dir, "
@@ -230,11 +231,18 @@ def run_sweep(args, progress=None):
         np.meshgrid(args.eta, args.sigma2, args.beta, phi0, theta0, indexing="ij"), -1
     ).reshape(-1, 5)
     n_inner = inner.shape[0]
-    chunk = min(args.chunk, n_inner)
+    engine = engine_for(args)
+    if args.chunk is not None:
+        chunk = min(args.chunk, n_inner)
+    elif engine == "batched" and set(args.method) == {"flow"}:
+        from dynamics.engine import CHUNK_SIZE
+
+        chunk = min(CHUNK_SIZE, n_inner)
+    else:
+        chunk = min(4096, n_inner)
     n_steps = max(1, int(round(args.t1 / args.lr)))
     solvers = {}
     base_key = jax.random.PRNGKey(args.seed)
-    engine = engine_for(args)
     for iv, iv_name in enumerate(args.variant):
         variant = VARIANTS[iv_name]
         for im, method in enumerate(args.method):
