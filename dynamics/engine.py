@@ -407,41 +407,69 @@ def _integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, 
 # --- chunk program ------------------------------------------------------------------------
 
 
-def _chunk_program(model, hyper, y0, n_valid, t_save, rtol, atol, max_steps, *, variant,
-                   method, unravel, save_all, slots):
-    """One chunk: lanes of ``model``/``hyper`` leaves on axis 0, ``y0`` of shape (d, n)."""
-    f_lane = _lane_field(model, variant, hyper, unravel)
+class _Params:
+    """How the (model, hyper) pytree is split into per-lane and shared leaves (static)."""
+
+    def __init__(self, treedef, lane_flags):
+        self.treedef = treedef
+        self.lane_flags = tuple(lane_flags)
+
+    def __hash__(self):
+        return hash((self.treedef, self.lane_flags))
+
+    def __eq__(self, other):
+        return (self.treedef, self.lane_flags) == (other.treedef, other.lane_flags)
+
+    def merge(self, lane_leaves, shared_leaves):
+        it_l, it_s = iter(lane_leaves), iter(shared_leaves)
+        leaves = [next(it_l) if f else next(it_s) for f in self.lane_flags]
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+
+def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, max_steps, *,
+                   spec, variant, method, unravel, save_all, slots):
+    """One chunk: per-lane parameter leaves on axis 0, shared ones as they are, ``y0`` (d, n)."""
+
+    def f_lane(lane, z):
+        model, hyper = spec.merge(lane, shared_leaves)
+        return ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
 
     def f(p, y):
-        m, h = p
-        return jax.vmap(f_lane, in_axes=(0, 0, 1), out_axes=1)(m, h, y)
+        return jax.vmap(f_lane, in_axes=(0, 1), out_axes=1)(p, y)
 
     def jac(p, y):
-        m, h = p
-        return jax.vmap(jax.jacfwd(f_lane, argnums=2), in_axes=(0, 0, 1), out_axes=2)(m, h, y)
+        return jax.vmap(jax.jacfwd(f_lane, argnums=1), in_axes=(0, 1), out_axes=2)(p, y)
 
     n_valid = jnp.reshape(n_valid, ()).astype(jnp.int32)
     return _integrate_pool(
-        f, jac, (model, hyper), y0, n_valid, t_save, rtol, atol, max_steps,
+        f, jac, list(lane_leaves), y0, n_valid, t_save, rtol, atol, max_steps,
         method=method, save_all=save_all, slots=min(slots, y0.shape[1]),
     )
 
 
+def _lane_spec(spec):
+    from jax.sharding import PartitionSpec as P
+
+    n_lane = sum(spec.lane_flags)
+    return [P("lanes")] * n_lane, [P()] * (len(spec.lane_flags) - n_lane)
+
+
 @functools.lru_cache(maxsize=64)
-def _compiled(variant, method, unravel_key, save_all, n_dev, slots):
+def _compiled(spec, variant, method, unravel_key, save_all, n_dev, slots):
     unravel = _UNRAVELS[unravel_key]
     fn = functools.partial(
-        _chunk_program, variant=variant, method=method, unravel=unravel, save_all=save_all,
-        slots=slots,
+        _chunk_program, spec=spec, variant=variant, method=method, unravel=unravel,
+        save_all=save_all, slots=slots,
     )
     if n_dev > 1:
         from jax.sharding import Mesh, PartitionSpec as P
 
         mesh = Mesh(np.array(jax.local_devices()[:n_dev]), ("lanes",))
+        lane_s, shared_s = _lane_spec(spec)
         fn = jax.shard_map(
             fn,
             mesh=mesh,
-            in_specs=(P("lanes"), P("lanes"), P(None, "lanes"), P("lanes"), P(), P(), P(), P()),
+            in_specs=(lane_s, shared_s, P(None, "lanes"), P("lanes"), P(), P(), P(), P()),
             out_specs=(P(None, None, "lanes"), P("lanes"), P("lanes")),
             check_vma=False,
         )
@@ -482,6 +510,33 @@ def _lanes_np(tree, n):
         return x
 
     return jax.tree_util.tree_map(one, tree)
+
+
+def _split_params(model, hyper, n):
+    """Split ``(model, hyper)`` into per-lane leaves (lane axis 0) and leaves shared by all lanes.
+
+    Scalars are shared; so are leaves a model's ``lane_broadcast(n)`` hook would broadcast
+    (the linear model's ``X``, ``X'``), which are then kept once instead of once per lane.
+    """
+    parts = []
+    for tree in (model, hyper):
+        leaves = jax.tree_util.tree_leaves(tree)
+        hook = getattr(tree, "lane_broadcast", None)
+        if callable(hook):
+            wide = jax.tree_util.tree_leaves(hook(n))
+            shared = [np.ndim(w) > np.ndim(x) for x, w in zip(leaves, wide)]
+        else:
+            shared = [np.ndim(x) == 0 for x in leaves]
+        for x, sh in zip(leaves, shared):
+            x = np.asarray(x)
+            if not sh and (x.ndim == 0 or x.shape[0] != n):
+                raise ValueError(f"parameter leaf with shape {x.shape} does not have {n} lanes")
+            parts.append((x, not sh))
+    treedef = jax.tree_util.tree_structure((model, hyper))
+    spec = _Params(treedef, [lane for _, lane in parts])
+    lane_leaves = [x for x, lane in parts if lane]
+    shared_leaves = [jnp.asarray(x) for x, lane in parts if not lane]
+    return spec, lane_leaves, shared_leaves
 
 
 def _take(tree, idx):
@@ -602,8 +657,7 @@ def solve_flow_batch(
             save_all = True
 
     y0_np = _lanes_np(y0, n)
-    model_np = _lanes_np(model, n)
-    hyper_np = _lanes_np(hyper, n)
+    spec, lane_leaves, shared_leaves = _split_params(model, hyper, n)
     template = jax.tree_util.tree_map(lambda x: x[0], y0_np)
     key, d = _register_unravel(template)
     dtype = np.result_type(*jax.tree_util.tree_leaves(y0_np))
@@ -613,7 +667,7 @@ def solve_flow_batch(
     ).T  # (d, n), same order as ravel_pytree
 
     if method == "auto":
-        stiff = stiff_lanes(hyper_np, n, stiff_eps) & (d <= MAX_ROSENBROCK_DIM)
+        stiff = stiff_lanes(hyper, n, stiff_eps) & (d <= MAX_ROSENBROCK_DIM)
         groups = [("rodas4", np.nonzero(stiff)[0]), ("dopri5", np.nonzero(~stiff)[0])]
     else:
         groups = [(method, np.arange(n))]
@@ -636,15 +690,15 @@ def solve_flow_batch(
             continue
         size = min(chunk_size, -(-lanes.size // n_dev) * n_dev)
         shard = size // n_dev
-        prog = _compiled(variant, meth, key, bool(save_all), n_dev, min(int(slots), shard))
+        prog = _compiled(spec, variant, meth, key, bool(save_all), n_dev, min(int(slots), shard))
         pending = None
         for start in range(0, lanes.size, size):
             idx = lanes[start : start + size]
             pad = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
             n_valid = np.clip(idx.size - shard * np.arange(n_dev), 0, shard).astype(np.int32)
             res = prog(
-                _take(model_np, pad),
-                _take(hyper_np, pad),
+                [x[pad] for x in lane_leaves],
+                shared_leaves,
                 ys_flat[:, pad],
                 n_valid,
                 t_save_j,
@@ -686,15 +740,17 @@ def _store(pending, ys_out, status, num_steps):
 # --- discrete GD / SGD --------------------------------------------------------------------
 
 
-def _discrete_program(model, hyper, y0, lr, keys, *, variant, n_steps, batch_size, unroll):
-    def lane_step(m, h, y, l, key, k):
+def _discrete_program(lane_leaves, shared_leaves, y0, lr, keys, *, spec, variant, n_steps,
+                      batch_size, unroll):
+    def lane_step(lane, y, l, key, k):
+        m, h = spec.merge(lane, shared_leaves)
         batch = None if batch_size is None else m.sample(jax.random.fold_in(key, k), batch_size)
         return gd_step(m, variant, h, y, l, batch)
 
-    step = jax.vmap(lane_step, in_axes=(0, 0, 0, 0, 0, None))
+    step = jax.vmap(lane_step, in_axes=(0, 0, 0, 0, None))
 
     def body(y, k):
-        return step(model, hyper, y, lr, keys, k), None
+        return step(lane_leaves, y, lr, keys, k), None
 
     y, _ = jax.lax.scan(body, y0, jnp.arange(n_steps), unroll=unroll)
     finite = jnp.stack(
@@ -705,16 +761,20 @@ def _discrete_program(model, hyper, y0, lr, keys, *, variant, n_steps, batch_siz
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_discrete(variant, n_steps, batch_size, unroll, n_dev):
+def _compiled_discrete(spec, variant, n_steps, batch_size, unroll, n_dev):
     fn = functools.partial(
-        _discrete_program, variant=variant, n_steps=n_steps, batch_size=batch_size, unroll=unroll
+        _discrete_program, spec=spec, variant=variant, n_steps=n_steps, batch_size=batch_size,
+        unroll=unroll,
     )
     if n_dev > 1:
         from jax.sharding import Mesh, PartitionSpec as P
 
         mesh = Mesh(np.array(jax.local_devices()[:n_dev]), ("lanes",))
+        lane_s, shared_s = _lane_spec(spec)
         fn = jax.shard_map(
-            fn, mesh=mesh, in_specs=P("lanes"), out_specs=P("lanes"), check_vma=False
+            fn, mesh=mesh,
+            in_specs=(lane_s, shared_s, P("lanes"), P("lanes"), P("lanes")),
+            out_specs=P("lanes"), check_vma=False,
         )
     return jax.jit(fn)
 
@@ -752,8 +812,7 @@ def run_discrete_batch(
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     n = _n_lanes(y0)
     y0_np = _lanes_np(y0, n)
-    model_np = _lanes_np(model, n)
-    hyper_np = _lanes_np(hyper, n)
+    spec, lane_leaves, shared_leaves = _split_params(model, hyper, n)
     lr_np = np.broadcast_to(np.asarray(lr, dtype=float), (n,))
     keys_np = np.zeros((n, 2), np.uint32) if keys is None else np.asarray(keys)
     if keys_np.shape[0] != n:
@@ -766,14 +825,14 @@ def run_discrete_batch(
         chunk_size = max(n_dev, min(CHUNK_SIZE, (64 << 20) // (8 * max(d, 1) * 8)))
     size = min(-(-int(chunk_size) // n_dev) * n_dev, -(-n // n_dev) * n_dev)
     prog = _compiled_discrete(
-        variant, int(n_steps), None if batch_size is None else int(batch_size), int(unroll), n_dev
+        spec, variant, int(n_steps), None if batch_size is None else int(batch_size), int(unroll), n_dev
     )
     outs, stats = [], []
     for start in range(0, n, size):
         idx = np.arange(start, min(start + size, n))
         pad = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
         y, st = prog(
-            _take(model_np, pad), _take(hyper_np, pad), _take(y0_np, pad), lr_np[pad],
+            [x[pad] for x in lane_leaves], shared_leaves, _take(y0_np, pad), lr_np[pad],
             keys_np[pad],
         )
         outs.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[: idx.size], y))
