@@ -46,12 +46,12 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dynamics.flow import Hyper, State, Variant, gd_step, vector_field
+from dynamics import solve
 from dynamics.solve import (
     STATUS_MAX_STEPS,
     STATUS_NONFINITE,
     STATUS_OK,
     Solution,
-    run_discrete,
 )
 
 METHODS = ("auto", "dopri5", "rodas4")
@@ -742,6 +742,15 @@ def _store(pending, ys_out, status, num_steps):
 
 def _discrete_program(lane_leaves, shared_leaves, y0, lr, keys, *, spec, variant, n_steps,
                       batch_size, unroll):
+    """One chunk of :func:`dynamics.solve.run_discrete_batch` (the same program, so the same
+    numbers); ``unroll`` > 1 unrolls the step loop instead."""
+    model, hyper = spec.merge(lane_leaves, shared_leaves)
+    if unroll == 1:
+        sol = solve.run_discrete_batch(model, variant, hyper, y0, lr, keys if batch_size else None,
+                                       n_steps=n_steps, batch_size=batch_size)
+        y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
+        return y, sol.status
+
     def lane_step(lane, y, l, key, k):
         m, h = spec.merge(lane, shared_leaves)
         batch = None if batch_size is None else m.sample(jax.random.fold_in(key, k), batch_size)
