@@ -366,7 +366,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing repeats")
     p.add_argument("--quick", action="store_true", help="1024 lanes, 16 scipy lanes, 1 repeat")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--cpu-devices", type=int, default=None,
+                   help="JAX CPU devices (default: one per core; the engine runs one loop per "
+                        "device, the other methods use one device as jit(vmap) does)")
     args = p.parse_args(argv)
+    engine.split_cpu_cores(args.cpu_devices)
     if args.quick:
         args.lanes, args.scipy_lanes, args.repeats = 1024, 16, 1
     for name in ("lanes", "scipy_lanes", "repeats"):

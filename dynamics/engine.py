@@ -75,6 +75,7 @@ SLOTS = 512
 SLOTS_ACCELERATOR = 16384
 #: Rosenbrock needs a dense per-lane Jacobian: above this state size ``auto`` stays explicit.
 MAX_ROSENBROCK_DIM = 64
+_LANE_LAST_MAX_DIM = 64  # above this state size the field is evaluated lane-first
 _MAX_BAD = 30  # consecutive non-finite trial steps before a lane is declared non-finite
 
 # --- tableaus -----------------------------------------------------------------------------
@@ -443,7 +444,11 @@ def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, 
         return ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
 
     def f(p, y):
-        return jax.vmap(f_lane, in_axes=(0, 1), out_axes=1)(p, y)
+        if y.shape[0] <= _LANE_LAST_MAX_DIM:
+            return jax.vmap(f_lane, in_axes=(0, 1), out_axes=1)(p, y)
+        # large states (matrix models): evaluate lane-first so matrix products batch over a
+        # leading axis, then return to the engine's lane-last layout
+        return jax.vmap(f_lane, in_axes=(0, 0), out_axes=0)(p, y.T).T
 
     def jac(p, y):
         return jax.vmap(jax.jacfwd(f_lane, argnums=1), in_axes=(0, 1), out_axes=2)(p, y)
@@ -561,6 +566,38 @@ def stiff_lanes(hyper, n, stiff_eps=STIFF_EPS):
     """Boolean (n,) mask of lanes ``method="auto"`` integrates with ``rodas4``: ``eps < stiff_eps``."""
     eps = np.broadcast_to(np.asarray(hyper.eps, dtype=float), (n,))
     return eps < stiff_eps
+
+
+def split_cpu_cores(n: int | None = None) -> int:
+    """Expose the CPU's cores as ``n`` JAX devices (default: all), so the engine's per-device
+    loops run in parallel. Must run before JAX creates its CPU backend (first computation);
+    the CLIs call it first thing. A no-op when a GPU/TPU build of JAX is in use, and when the
+    count was already set (``XLA_FLAGS=--xla_force_host_platform_device_count=...`` or
+    ``jax_num_cpu_devices``). Environment variable ``DYNAMICS_CPU_DEVICES`` overrides ``n``.
+
+    Returns:
+        The number of CPU devices requested (1 when left alone).
+    """
+    env = os.environ.get("DYNAMICS_CPU_DEVICES")
+    if env is not None:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"DYNAMICS_CPU_DEVICES must be an integer, got {env!r}") from None
+    if n is None:
+        n = os.cpu_count() or 1
+    if int(n) != n or n < 1:
+        raise ValueError(f"number of CPU devices must be a positive integer, got {n!r}")
+    n = int(n)
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return 1
+    if jax.config.jax_num_cpu_devices != -1 or n == 1:
+        return 1
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # backend already initialised: leave it
+        return 1
+    return n
 
 
 def default_cache_dir() -> str:

@@ -386,6 +386,12 @@ def summarize(ds) -> str:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from dynamics.engine import split_cpu_cores
+
+    try:
+        split_cpu_cores()  # before any JAX computation: one device per core for the engine
+    except ValueError as e:
+        parser.error(str(e))
     for name in ("theta_range", "phi_range"):
         lo, hi = getattr(args, name)
         if not lo < hi:
