@@ -14,7 +14,7 @@ Design (why it is faster than ``jit(vmap(diffeqsolve))``):
   slots are free they are refilled with the chunk's pending lanes, so a lane that needs few
   steps never waits for the slowest lane of its chunk (plain ``vmap`` runs every lane in
   lockstep until the slowest one finishes). The loop ends when the chunk's last lane is done.
-  ``slots`` (default 512) is small enough that a step's arrays stay in cache.
+  ``slots`` (default 256 on a CPU) is small enough that a step's arrays stay in cache.
 - **Two methods, chosen per lane.** ``"dopri5"`` (explicit Dormand-Prince 5(4), FSAL) for
   non-stiff lanes and ``"rodas4"`` (L-stable, stiffly accurate Rosenbrock 4(3) of Hairer &
   Wanner, with the exact Jacobian of the field by ``jax.jacfwd``) for stiff ones: a small
@@ -42,9 +42,7 @@ Error control: the per-lane error is the RMS over state components of
 from __future__ import annotations
 
 import functools
-import math
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,9 +67,10 @@ STIFF_EPS = 0.3
 #: Default lanes per chunk (the pool one compiled call integrates).
 CHUNK_SIZE = 65536
 #: Default working lanes stepped together on a CPU; finished ones are refilled from the pool.
-#: Small enough that a step's arrays stay in cache (measured: 512 beats 4096 by 1.5-2x on the
-#: scalar model). Accelerators want wide arrays: there the default is ``SLOTS_ACCELERATOR``.
-SLOTS = 512
+#: Small enough that a step's arrays stay in cache (measured on the scalar model: 256-512 beat
+#: 2048-4096 by 1.5-2x; 256 and 512 are within noise of each other). Accelerators want wide
+#: arrays: there the default is ``SLOTS_ACCELERATOR``.
+SLOTS = 256
 SLOTS_ACCELERATOR = 16384
 #: Rosenbrock needs a dense per-lane Jacobian: above this state size ``auto`` stays explicit.
 MAX_ROSENBROCK_DIM = 64
@@ -183,13 +182,6 @@ def _lu_solve(lu, b):
 
 
 # --- the batched problem ------------------------------------------------------------------
-
-
-def _lane_field(model, variant, hyper, unravel):
-    def f(m, h, z):
-        return ravel_pytree(vector_field(m, variant, h, unravel(z)))[0]
-
-    return f
 
 
 def _where_lanes(mask, a, b):
