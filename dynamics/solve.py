@@ -209,3 +209,55 @@ def run_discrete_batch(
             m, variant, h, y, l, n_steps, batch_size=batch_size, key=k, save_every=save_every
         )
     )(model, hyper, y0, lr, keys)
+
+
+# --- any system with a ``field`` ------------------------------------------------------------
+
+
+def _system_term(t, y, system):
+    return system.field(y)
+
+
+@functools.partial(jax.jit, static_argnames=("solver", "rtol", "atol", "max_steps"))
+def solve_system(
+    system, y0, t1, *, ts=None, solver: str = "tsit5", rtol: float = 1e-8, atol: float = 1e-10,
+    max_steps: int = 16384,
+) -> Solution:
+    """Integrate ``dy/dt = system.field(y)`` for any pytree ``system`` with a ``field`` method.
+
+    The same as :func:`solve_flow` for systems that are not a model's plain gradient flow, e.g.
+    :class:`dynamics.analysis.slowfast.ReducedSystem`. ``system`` is traced, so one compiled
+    program serves every parameter value of the same structure.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}: expected one of {', '.join(SOLVERS)}")
+    saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_system_term),
+        SOLVERS[solver](),
+        t0=0.0,
+        t1=t1,
+        dt0=None,
+        y0=y0,
+        args=system,
+        saveat=saveat,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        throw=False,
+    )
+    ok = sol.result == diffrax.RESULTS.successful
+    maxed = sol.result == diffrax.RESULTS.max_steps_reached
+    finite = _all_finite(sol.ys)
+    status = jnp.where(
+        ok & finite, STATUS_OK, jnp.where(maxed & finite, STATUS_MAX_STEPS, STATUS_NONFINITE)
+    ).astype(jnp.int8)
+    return Solution(sol.ts, sol.ys, status, sol.stats["num_steps"])
+
+
+def broadcast_all(tree, n: int):
+    """Give *every* leaf of ``tree`` a leading lane axis of length ``n`` (shared values).
+
+    For models whose leaves are arrays shared by all lanes (the linear model's ``X``, ``X'``),
+    which :func:`broadcast_lanes` would take to carry a lane axis already.
+    """
+    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), tree)
