@@ -5,7 +5,6 @@ matrices are small (n1 = 4, n2 = 3) and non-isotropic, and one jitted solver pro
 per (variant, predictor) pair to keep compile time down.
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -13,22 +12,17 @@ import numpy as np
 import pytest
 
 import dynamics  # noqa: F401  (float64)
+from linear_common import solve_tight
 from dynamics.flow import Hyper, State, Variant, gd_step, vector_field
 from dynamics.models.linear import LinearSiamese, random_spd, random_state
-from dynamics.solve import run_discrete_batch, solve_flow
+from dynamics.solve import run_discrete_batch
 
 N1, N2 = 4, 3
 SG_BYOL, SG_SIMSIAM = Variant("byol", True), Variant("simsiam", True)
 NOSG_SIMSIAM = Variant("simsiam", False)
 
 # One compiled program per (variant, model statics, shapes); t1 and ts are traced.
-_solve = jax.jit(
-    lambda model, variant, hyper, y0, t1, ts: solve_flow(
-        model, variant, hyper, y0, t1, ts=ts, solver="tsit5", rtol=1e-11, atol=1e-13,
-        max_steps=100_000,
-    ),
-    static_argnums=(1,),
-)
+_solve = solve_tight
 
 
 @pytest.fixture(scope="module")
