@@ -1,0 +1,85 @@
+"""The collapse criterion: which kind of fixed point did a run end at?
+
+Rule (applied per lane to the final state ``y_T`` of a run):
+
+1. *converged*: the run finished (status ``ok``) and the expected-loss vector field is small
+   there, ``max |f(y_T)| <= ftol``. For SGD, whose iterates keep fluctuating with a standard
+   deviation of order ``sqrt(lr / B)``, use a correspondingly looser ``ftol``.
+2. *decided*: converged, and the point is not a saddle — either the representation has
+   collapsed (rule 3) or every eigenvalue of the autodiff Jacobian at ``y_T`` has real part
+   ``<= jtol``. A lane parked on the stable manifold of a saddle (the basin boundary) stays
+   undecided instead of being given a label by accident.
+3. *collapsed*: decided and the encoder's size ``model.encoder_norm(enc) <= collapse_tol``
+   (``|theta|`` for the scalar model).
+
+``outcome`` combines them (``OUTCOME_NAMES``): 0 non-collapsed, 1 collapsed, 2 undecided
+(including runs that hit ``max_steps``), 3 failed (a non-finite number appeared).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from dynamics.flow import jacobian_matrix, vector_field
+from dynamics.solve import STATUS_NONFINITE, STATUS_OK
+
+OUTCOME_NAMES = ("non-collapsed", "collapsed", "undecided", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """Tolerances of the collapse rule (see module docstring)."""
+
+    ftol: float = 1e-6
+    collapse_tol: float = 1e-3
+    jtol: float = 1e-9
+
+
+def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion()):
+    """Classify one final state. Returns a dict of scalars (vmap for lanes).
+
+    Keys: ``converged``, ``decided``, ``collapsed`` (bools), ``outcome`` (int8, index into
+    ``OUTCOME_NAMES``), ``fnorm`` (max |f|), ``lam_max`` (largest real part of the Jacobian's
+    eigenvalues), ``enc_norm``.
+    """
+    finite = jnp.all(jnp.isfinite(ravel_pytree(y)[0]))
+    y_safe = jax.tree_util.tree_map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), y)
+    f = ravel_pytree(vector_field(model, variant, hyper, y_safe))[0]
+    fnorm = jnp.max(jnp.abs(f))
+    lam_max = jnp.max(jnp.linalg.eigvals(jacobian_matrix(model, variant, hyper, y_safe)).real)
+    enc_norm = jnp.max(jnp.atleast_1d(model.encoder_norm(y_safe.enc)))
+    ok = (status == STATUS_OK) & finite
+    converged = ok & (fnorm <= criterion.ftol)
+    small = enc_norm <= criterion.collapse_tol
+    decided = converged & (small | (lam_max <= criterion.jtol))
+    collapsed = decided & small
+    failed = (status == STATUS_NONFINITE) | ~finite
+    outcome = jnp.where(
+        failed, 3, jnp.where(~decided, 2, jnp.where(collapsed, 1, 0))
+    ).astype(jnp.int8)
+    return dict(
+        converged=converged,
+        decided=decided,
+        collapsed=collapsed,
+        outcome=outcome,
+        fnorm=jnp.where(finite, fnorm, jnp.inf),
+        lam_max=jnp.where(finite, lam_max, jnp.nan),
+        enc_norm=jnp.where(finite, enc_norm, jnp.inf),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "criterion"))
+def classify_batch(model, variant, hyper, y, status, criterion: Criterion = Criterion()):
+    """:func:`classify` vmapped over a leading lane axis (scalar model/hyper leaves shared)."""
+    from dynamics.solve import _n_lanes, broadcast_lanes
+
+    n = _n_lanes(y)
+    model, hyper = broadcast_lanes(model, n), broadcast_lanes(hyper, n)
+    return jax.vmap(lambda m, h, yy, s: classify(m, variant, h, yy, s, criterion))(
+        model, hyper, y, status
+    )

@@ -1,0 +1,404 @@
+"""``python -m dynamics.sweep``: collapse basins of the scalar SimSiam/BYOL models.
+
+A sweep is the Cartesian product of its axes: a grid of initial conditions ``(theta0, phi0)``
+crossed with every value given for ``--eps``, ``--eta``, ``--sigma2``, ``--beta``, every
+``--variant`` and every ``--method``. Each lane is integrated to ``--t1`` and classified by the
+rule in :mod:`dynamics.classify`. Results go to ``OUT/sweep.nc`` (an xarray Dataset, one
+coordinate per axis, named after its symbol) and ``OUT/basins_<variant>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULTS = dict(
+    eps=[0.01],
+    eta=[0.15],
+    sigma2=[0.5],
+    beta=[1.0],
+    variant=["simsiam", "simsiam-nosg"],
+    method=["flow"],
+    convention="loss",
+    theta_range=(-1.0, 1.0),
+    phi_range=(-1.0, 2.0),
+    n=64,
+    n_phi=None,
+    t1=200.0,
+    lr=0.005,
+    batch=16,
+    seed=0,
+    rtol=1e-8,
+    atol=1e-10,
+    solver="auto",
+    max_steps=200_000,
+    chunk=4096,
+    out="sweep_results",
+)
+
+METHODS = ("flow", "gd", "sgd")
+AXES = ("variant", "method", "eps", "eta", "sigma2", "beta", "phi0", "theta0")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument parser whose errors are one line: ``dynamics.sweep: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind, *, positive=False, nonneg=False, integer=False):
+    def parse(text):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{kind} must be finite, got {text!r}")
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be > 0, got {text!r}")
+        if nonneg and value < 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be >= 0, got {text!r}")
+        return value
+
+    parse.__name__ = kind
+    return parse
+
+
+def _variant(text):
+    from dynamics.flow import VARIANTS
+
+    if text not in VARIANTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant {text!r} (choose from {', '.join(VARIANTS)})"
+        )
+    return text
+
+
+def _method(text):
+    if text not in METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {text!r} (choose from {', '.join(METHODS)})")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    p = _Parser(
+        prog="python -m dynamics.sweep",
+        description=(
+            "Sweep the scalar SimSiam/BYOL toy models over a grid of initial conditions "
+            "(theta0, phi0) and any lists of hyperparameters; classify every lane as "
+            "collapsed / non-collapsed / undecided; write OUT/sweep.nc and a basin map per variant."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("swept parameters (each takes one or more values)")
+    g.add_argument("--eps", nargs="+", type=_number("eps", positive=True), default=d["eps"],
+                   help="predictor time scale: eps * dphi/dt = -dL/dphi - eta_phi*phi")
+    g.add_argument("--eta", nargs="+", type=_number("eta", nonneg=True), default=d["eta"],
+                   help="weight decay; see --convention for how it enters the predictor")
+    g.add_argument("--sigma2", nargs="+", type=_number("sigma2", nonneg=True),
+                   default=d["sigma2"], help="augmentation noise variance (a = 1 + sigma2)")
+    g.add_argument("--beta", nargs="+", type=_number("beta", positive=True), default=d["beta"],
+                   help="EMA rate of the BYOL target, dtheta_a/dt = beta (theta - theta_a)")
+    g.add_argument("--variant", nargs="+", type=_variant, default=d["variant"],
+                   help="simsiam, simsiam-nosg (no stop-gradient), byol, byol-nosg")
+    g.add_argument("--method", nargs="+", type=_method, default=d["method"],
+                   help="flow (gradient flow, adaptive ODE solver), gd (discrete GD on the "
+                        "expected loss), sgd (minibatch SGD on sampled views)")
+    g = p.add_argument_group("initial-condition grid")
+    g.add_argument("--theta-range", nargs=2, type=_number("theta-range"), metavar=("LO", "HI"),
+                   default=d["theta_range"], help="range of theta0")
+    g.add_argument("--phi-range", nargs=2, type=_number("phi-range"), metavar=("LO", "HI"),
+                   default=d["phi_range"], help="range of phi0")
+    g.add_argument("--n", type=_number("n", positive=True, integer=True), default=d["n"],
+                   help="grid points along theta0 (and phi0 unless --n-phi)")
+    g.add_argument("--n-phi", type=_number("n-phi", positive=True, integer=True), default=None,
+                   help="grid points along phi0 (default: --n)")
+    g = p.add_argument_group("dynamics and integration")
+    g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
+                   help="loss: weight decay inside the loss, eta_theta = eta_phi = eta; "
+                        "tian: Tian et al. 2021, alpha_p = 1/eps, eta_theta = eta, eta_phi = eps*eta")
+    g.add_argument("--t1", type=_number("t1", positive=True), default=d["t1"],
+                   help="integration time (ODE time units; gd/sgd take t1/lr steps)")
+    g.add_argument("--lr", type=_number("lr", positive=True), default=d["lr"],
+                   help="step size of gd/sgd in ODE time (predictor step lr/eps)")
+    g.add_argument("--batch", type=_number("batch", positive=True, integer=True),
+                   default=d["batch"], help="minibatch size of sgd")
+    g.add_argument("--seed", type=_number("seed", nonneg=True, integer=True), default=d["seed"],
+                   help="PRNG seed of sgd (same seed, same result)")
+    g.add_argument("--solver", choices=("auto", "tsit5", "dopri5", "kvaerno5", "kvaerno3"),
+                   default=d["solver"],
+                   help="ODE solver for flow; auto = tsit5 for eps >= 5e-3, else kvaerno5 (implicit)")
+    g.add_argument("--rtol", type=_number("rtol", positive=True), default=d["rtol"],
+                   help="relative tolerance of the adaptive solver")
+    g.add_argument("--atol", type=_number("atol", positive=True), default=d["atol"],
+                   help="absolute tolerance of the adaptive solver")
+    g.add_argument("--max-steps", type=_number("max-steps", positive=True, integer=True),
+                   default=d["max_steps"], help="solver step cap per lane (then status max_steps)")
+    g = p.add_argument_group("collapse criterion (see dynamics.classify)")
+    g.add_argument("--ftol", type=_number("ftol", positive=True), default=None,
+                   help="converged when max|f(y_T)| <= ftol (default 1e-6; sgd: 1e-2)")
+    g.add_argument("--collapse-tol", type=_number("collapse-tol", positive=True), default=1e-3,
+                   help="collapsed when |theta_T| <= collapse-tol")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=d["out"], help="output directory")
+    g.add_argument("--chunk", type=_number("chunk", positive=True, integer=True),
+                   default=d["chunk"], help="lanes per compiled batch (bounds memory)")
+    g.add_argument("--no-plot", action="store_true", help="skip the PNG basin maps")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def solver_for(eps: float, choice: str) -> str:
+    if choice != "auto":
+        return choice
+    return "tsit5" if eps >= 5e-3 else "kvaerno5"
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def run_sweep(args, progress=None):
+    """Run the sweep described by parsed ``args``; return an xarray Dataset."""
+    import jax
+    import jax.numpy as jnp
+    import xarray as xr
+
+    import dynamics
+    from dynamics.classify import Criterion, classify_batch
+    from dynamics.flow import VARIANTS, Hyper, State
+    from dynamics.models import ScalarSiamese
+    from dynamics.solve import STATUS_NAMES, run_discrete_batch, solve_flow_batch
+
+    n_th = args.n
+    n_ph = args.n_phi or args.n
+    theta0 = np.linspace(*args.theta_range, n_th)
+    phi0 = np.linspace(*args.phi_range, n_ph)
+    coords = dict(
+        variant=list(args.variant), method=list(args.method), eps=list(args.eps),
+        eta=list(args.eta), sigma2=list(args.sigma2), beta=list(args.beta), phi0=phi0,
+        theta0=theta0,
+    )
+    shape = tuple(len(coords[a]) for a in AXES)
+    out = {k: np.full(shape, np.nan) for k in ("theta", "phi", "theta_a", "fnorm", "lam_max")}
+    status = np.zeros(shape, np.int8)
+    outcome = np.zeros(shape, np.int8)
+    decided = np.zeros(shape, bool)
+    collapsed = np.zeros(shape, bool)
+
+    # lanes within one (variant, method, eps) block: product over (eta, sigma2, beta, phi0, theta0)
+    inner = np.stack(
+        np.meshgrid(args.eta, args.sigma2, args.beta, phi0, theta0, indexing="ij"), -1
+    ).reshape(-1, 5)
+    n_inner = inner.shape[0]
+    chunk = min(args.chunk, n_inner)
+    n_steps = max(1, int(round(args.t1 / args.lr)))
+    solvers = {}
+    base_key = jax.random.PRNGKey(args.seed)
+    for iv, iv_name in enumerate(args.variant):
+        variant = VARIANTS[iv_name]
+        for im, method in enumerate(args.method):
+            ftol = args.ftol if args.ftol is not None else (1e-2 if method == "sgd" else 1e-6)
+            crit = Criterion(ftol=ftol, collapse_tol=args.collapse_tol)
+            for ie, eps in enumerate(args.eps):
+                solver = solver_for(eps, args.solver)
+                if method == "flow":
+                    solvers[f"eps={eps:g}"] = solver
+                block = {k: np.empty(n_inner) for k in ("theta", "phi", "theta_a", "fnorm", "lam_max")}
+                block_status = np.empty(n_inner, np.int8)
+                block_cls = {k: np.empty(n_inner, t) for k, t in
+                             (("outcome", np.int8), ("decided", bool), ("collapsed", bool))}
+                for start in range(0, n_inner, chunk):
+                    stop = min(start + chunk, n_inner)
+                    idx = np.arange(start, start + chunk)
+                    idx = np.minimum(idx, n_inner - 1)  # pad the last chunk: one program shape
+                    lanes = inner[idx]
+                    eta, sigma2, beta, ph0, th0 = (jnp.asarray(lanes[:, j]) for j in range(5))
+                    model = ScalarSiamese(sigma2=sigma2)
+                    hyper = Hyper.from_convention(args.convention, eta, jnp.full_like(eta, eps), beta)
+                    th0 = jnp.asarray(th0)
+                    y0 = State(th0, jnp.asarray(ph0), th0 if variant.has_target else None)
+                    if method == "flow":
+                        sol = solve_flow_batch(
+                            model, variant, hyper, y0, t1=float(args.t1), solver=solver,
+                            rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
+                        )
+                    else:
+                        keys = None
+                        batch = None
+                        if method == "sgd":
+                            block_id = (iv * len(args.method) + im) * len(args.eps) + ie
+                            gidx = block_id * n_inner + jnp.asarray(idx)
+                            keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(gidx)
+                            batch = args.batch
+                        sol = run_discrete_batch(
+                            model, variant, hyper, y0, jnp.full_like(eta, args.lr), keys,
+                            n_steps=n_steps, batch_size=batch,
+                        )
+                    y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
+                    cls = classify_batch(model, variant, hyper, y, sol.status, crit)
+                    m = stop - start
+                    block["theta"][start:stop] = np.asarray(y.enc)[:m]
+                    block["phi"][start:stop] = np.asarray(y.pred)[:m]
+                    block["theta_a"][start:stop] = np.asarray(y.tgt if variant.has_target else y.enc)[:m]
+                    block["fnorm"][start:stop] = np.asarray(cls["fnorm"])[:m]
+                    block["lam_max"][start:stop] = np.asarray(cls["lam_max"])[:m]
+                    block_status[start:stop] = np.asarray(sol.status)[:m]
+                    for k in block_cls:
+                        block_cls[k][start:stop] = np.asarray(cls[k])[:m]
+                    if progress is not None:
+                        progress.update(m)
+                inner_shape = shape[3:]
+                for k in block:
+                    out[k][iv, im, ie] = block[k].reshape(inner_shape)
+                status[iv, im, ie] = block_status.reshape(inner_shape)
+                outcome[iv, im, ie] = block_cls["outcome"].reshape(inner_shape)
+                decided[iv, im, ie] = block_cls["decided"].reshape(inner_shape)
+                collapsed[iv, im, ie] = block_cls["collapsed"].reshape(inner_shape)
+
+    eps_arr = np.asarray(args.eps, float)
+    eta_arr = np.asarray(args.eta, float)
+    eta_phi = eta_arr[None, :] * (eps_arr[:, None] if args.convention == "tian" else 1.0)
+    eta_phi = np.broadcast_to(eta_phi, (len(eps_arr), len(eta_arr)))
+    data_vars = {
+        "theta": (AXES, out["theta"], {"long_name": "final encoder weight theta(t1)"}),
+        "phi": (AXES, out["phi"], {"long_name": "final predictor weight phi(t1)"}),
+        "theta_a": (AXES, out["theta_a"],
+                    {"long_name": "final target weight theta_a(t1) (SimSiam: equals theta)"}),
+        "status": (AXES, np.asarray(STATUS_NAMES)[status],
+                   {"long_name": "solver status per lane: ok / max_steps / nonfinite"}),
+        "collapsed": (AXES, collapsed, {"long_name": "decided and |theta(t1)| <= collapse_tol"}),
+        "decided": (AXES, decided,
+                    {"long_name": "converged to a fixed point that is not a saddle (see dynamics.classify)"}),
+        "outcome": (AXES, outcome, {
+            "long_name": "0 non-collapsed, 1 collapsed, 2 undecided, 3 failed",
+            "flag_values": np.arange(4, dtype=np.int8),
+            "flag_meanings": "non-collapsed collapsed undecided failed",
+        }),
+        "fnorm": (AXES, out["fnorm"], {"long_name": "max |f(y(t1))| of the expected-loss flow"}),
+        "lam_max": (AXES, out["lam_max"],
+                    {"long_name": "largest real part of the Jacobian eigenvalues at y(t1)"}),
+    }
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            **coords,
+            "eta_theta": ("eta", eta_arr, {"long_name": "effective encoder weight decay"}),
+            "eta_phi": (("eps", "eta"), eta_phi, {"long_name": "effective predictor weight decay"}),
+            "alpha_p": ("eps", 1.0 / eps_arr, {"long_name": "predictor lr ratio 1/eps"}),
+            "lr": args.lr,
+        },
+    )
+    dev = jax.devices()[0]
+    ds.attrs.update(
+        command=" ".join(["python -m dynamics.sweep", *sys.argv[1:]]),
+        package_version=dynamics.__version__,
+        git_revision=_git_revision(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        dtype=str(jnp.zeros(()).dtype),
+        device=f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        jax_version=jax.__version__,
+        convention=args.convention,
+        solver=", ".join(f"{k}: {v}" for k, v in solvers.items()) or "none (discrete methods)",
+        rtol=args.rtol, atol=args.atol, t1=args.t1, max_steps=args.max_steps,
+        lr=args.lr, n_steps=n_steps, batch=args.batch, seed=args.seed,
+        ftol=args.ftol if args.ftol is not None else "1e-6 (flow, gd), 1e-2 (sgd)",
+        collapse_tol=args.collapse_tol,
+        collapse_rule=(
+            "converged: status ok and max|f(y_T)| <= ftol; decided: converged and "
+            "(|theta_T| <= collapse_tol or max Re eig J(y_T) <= 1e-9); collapsed: decided "
+            "and |theta_T| <= collapse_tol"
+        ),
+    )
+    return ds
+
+
+def summarize(ds) -> str:
+    """Per variant, method and eps: collapse fraction among decided lanes, undecided, failed."""
+    lines = [f"{'variant':<14}{'method':<7}{'eps':>9}  {'collapsed':>10}  {'undecided':>9}  {'failed':>6}  lanes"]
+    for v, m, e in itertools.product(ds.variant.values, ds.method.values, ds.eps.values):
+        o = ds["outcome"].sel({"variant": v, "method": m, "eps": e}).values
+        dec = (o == 0) | (o == 1)
+        frac = (o == 1).sum() / max(dec.sum(), 1)
+        lines.append(
+            f"{v:<14}{m:<7}{e:>9.3g}  {frac:>10.1%}  {np.mean(o == 2):>9.1%}  {np.mean(o == 3):>6.1%}  {o.size}"
+        )
+    lines.append("collapsed: fraction of decided lanes; undecided/failed: fraction of all lanes")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("theta_range", "phi_range"):
+        lo, hi = getattr(args, name)
+        if not lo < hi:
+            parser.error(f"--{name.replace('_', '-')} needs LO < HI, got {lo:g} {hi:g}")
+    if args.n < 2 or (args.n_phi is not None and args.n_phi < 2):
+        parser.error(f"grid needs at least 2 points per axis, got --n {args.n}"
+                     + (f" --n-phi {args.n_phi}" if args.n_phi is not None else ""))
+    for name in ("eps", "eta", "sigma2", "beta", "variant", "method"):
+        vals = getattr(args, name)
+        if len(set(vals)) != len(vals):
+            parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
+    if "sgd" in args.method or "gd" in args.method:
+        bad = [e for e in args.eps if args.lr / e >= 1.0]
+        if bad:
+            parser.error(
+                f"--lr {args.lr:g} is too large for eps {bad[0]:g}: the predictor step lr/eps "
+                f"must be < 1 for gd/sgd to be stable"
+            )
+
+    from tqdm import tqdm
+
+    from dynamics._io import save_dataset, save_figure
+
+    n_lanes = (len(args.variant) * len(args.method) * len(args.eps) * len(args.eta)
+               * len(args.sigma2) * len(args.beta) * args.n * (args.n_phi or args.n))
+    t0 = time.perf_counter()
+    with tqdm(total=n_lanes, unit="lane", delay=3.0, disable=args.quiet, file=sys.stderr,
+              desc="sweep") as bar:
+        ds = run_sweep(args, progress=bar)
+    elapsed = time.perf_counter() - t0
+    out = Path(args.out)
+    path = out / "sweep.nc"
+    save_dataset(ds, path)
+    pngs = []
+    if not args.no_plot:
+        import matplotlib.pyplot as plt
+
+        from dynamics.plot import basin_map
+
+        for v in ds.variant.values:
+            fig = basin_map(ds, str(v), suptitle=(
+                f"collapse basins, scalar {v}, {args.convention} convention, t1={args.t1:g}"))
+            p = out / f"basins_{v}.png"
+            save_figure(fig, p, dpi=110)
+            plt.close(fig)
+            pngs.append(p)
+    if not args.quiet:
+        print(summarize(ds))
+        print(f"{n_lanes} lanes in {elapsed:.1f} s; wrote {path}"
+              + (f" and {len(pngs)} basin map(s) in {out}/" if pngs else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
