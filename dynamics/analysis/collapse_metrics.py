@@ -81,12 +81,21 @@ def frobenius_norm(sv):
 
 
 def collapse_summary(sv, tol: float = 1e-3, relative_to=None) -> dict:
-    """All measures at once, as a dict of arrays with the batch shape of ``sv``."""
+    """All measures at once, as a dict of arrays with the batch shape of ``sv``.
+
+    ``effective_rank`` counts only the modes that are not collapsed (0 when all are; the
+    entropy rank alone is scale-invariant and would call a uniformly shrunk ``W`` full rank);
+    ``effective_rank_raw`` is the entropy rank of all singular values.
+    """
+    sv = jnp.asarray(sv)
+    thr = tol if relative_to is None else tol * jnp.asarray(relative_to)[..., None]
+    live = jnp.where(sv < thr, 0.0, sv)
     return dict(
         norm=frobenius_norm(sv),
         sigma_max=jnp.max(sv, axis=-1),
         sigma_min=jnp.min(sv, axis=-1),
-        effective_rank=effective_rank(sv),
+        effective_rank=effective_rank(live),
+        effective_rank_raw=effective_rank(sv),
         participation_ratio=participation_ratio(sv),
         n_collapsed=n_collapsed(sv, tol, relative_to),
         collapsed_fraction=collapsed_fraction(sv, tol, relative_to),
