@@ -2,6 +2,7 @@
 
 import jax
 
+from dynamics.flow import vector_field
 from dynamics.solve import solve_flow
 
 # Tsit5 at tight tolerances; t1 and ts are traced, the variant is static. Reusing this one
@@ -13,3 +14,7 @@ solve_tight = jax.jit(
     ),
     static_argnums=(1,),
 )
+
+# The vector field as one compiled program (eager op-by-op dispatch of the autodiff field is
+# slower than compiling it once per shape).
+field = jax.jit(vector_field, static_argnums=(1,))

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import dynamics  # noqa: F401  (float64)
-from linear_common import solve_tight
-from dynamics.flow import Hyper, State, Variant, gd_step, vector_field
+from linear_common import field, solve_tight
+from dynamics.flow import Hyper, State, Variant, gd_step
 from dynamics.models.linear import LinearSiamese, random_spd, random_state
 from dynamics.solve import run_discrete_batch
 
@@ -48,7 +48,7 @@ def test_field_matches_tian_with_stop_grad(data):
     k = jax.random.split(jax.random.PRNGKey(0), 3)
     W, Wp, Wa = _rand(k[0], (N2, N1)), _rand(k[1], (N2, N2)), _rand(k[2], (N2, N1))
     eta, alpha_p, beta = 0.07, 2.5, 0.3
-    f = vector_field(LinearSiamese(X, Xp), SG_BYOL, Hyper.tian(eta, alpha_p, beta), State(W, Wp, Wa))
+    f = field(LinearSiamese(X, Xp), SG_BYOL, Hyper.tian(eta, alpha_p, beta), State(W, Wp, Wa))
     for got, want in zip(f, tian_field(X, Xp, W, Wp, Wa, eta, alpha_p, beta)):
         # Same polynomial evaluated two ways: agreement to rounding (entries are O(1)).
         np.testing.assert_allclose(got, want, atol=1e-13)
@@ -97,7 +97,7 @@ def test_theorem2_field_is_minus_H_vecW(data):
     k = jax.random.split(jax.random.PRNGKey(2), 2)
     W, Wp = _rand(k[0], (N2, N1)), _rand(k[1], (N2, N2))
     eta = 0.03
-    f = vector_field(LinearSiamese(X, Xp), NOSG_SIMSIAM, Hyper.tian(eta, 1.5), State(W, Wp))
+    f = field(LinearSiamese(X, Xp), NOSG_SIMSIAM, Hyper.tian(eta, 1.5), State(W, Wp))
     np.testing.assert_allclose(_vec(f.enc), -_H(X, Xp, Wp, eta) @ _vec(W), atol=1e-13)
 
 
@@ -143,7 +143,7 @@ def test_theorem3_commutator_identity_and_decay():
         return F @ P - P @ F
 
     # The identity at the initial state, through a JVP along the loss-derived field.
-    f = vector_field(model, SG_SIMSIAM, hyper, State(W, P))
+    f = field(model, SG_SIMSIAM, hyper, State(W, P))
     C, dC = jax.jvp(comm, (W, P), (f.enc, f.pred))
     K = _K(W @ W.T, P, a, alpha_p, 1.0, eta)
     np.testing.assert_allclose(dC, -C @ K - K @ C, atol=1e-12)
@@ -176,7 +176,7 @@ def test_optimal_predictor_conserves_WWt(data):
     np.testing.assert_allclose(F, jnp.broadcast_to(F[0], F.shape), atol=1e-8)
     assert float(jnp.abs(sol.ys.enc[-1] - W).max()) > 1e-3  # yet W rotates
     # With weight decay it is no longer conserved, which the check above would catch.
-    f = vector_field(model, SG_SIMSIAM, Hyper.tian(0.1, 1.0), y0)
+    f = field(model, SG_SIMSIAM, Hyper.tian(0.1, 1.0), y0)
     assert float(jnp.abs(f.enc @ W.T + W @ f.enc.T).max()) > 1e-2
     # The least-squares predictor zeroes the predictor gradient of the loss.
     Wp = model.effective_predictor(SG_SIMSIAM, y0)
@@ -190,11 +190,11 @@ def test_no_predictor_and_fixed_predictor(data):
     k = jax.random.split(jax.random.PRNGKey(7), 2)
     W, Wp = _rand(k[0], (N2, N1)), _rand(k[1], (N2, N2))
     h = Hyper.tian(eta, 1.0)
-    f = vector_field(LinearSiamese(X, Xp, predictor="none"), SG_SIMSIAM, h, State(W, Wp))
+    f = field(LinearSiamese(X, Xp, predictor="none"), SG_SIMSIAM, h, State(W, Wp))
     # No predictor, stop-grad: W' = -W X' - eta W (THEORY.md section 2, matrix form).
     np.testing.assert_allclose(f.enc, -W @ Xp - eta * W, atol=1e-13)
     np.testing.assert_allclose(f.pred, 0.0)
-    f = vector_field(LinearSiamese(X, Xp, predictor="fixed"), SG_SIMSIAM, h, State(W, Wp))
+    f = field(LinearSiamese(X, Xp, predictor="fixed"), SG_SIMSIAM, h, State(W, Wp))
     np.testing.assert_allclose(f.enc, tian_field(X, Xp, W, Wp, W, eta, 1.0, 0.0)[0], atol=1e-13)
     np.testing.assert_allclose(f.pred, 0.0)
 
@@ -217,7 +217,7 @@ def test_directpred(data, mode):
     # Flow: eps dFhat/dt = W (X + X') W^T - Fhat; the encoder sees the built predictor.
     Fhat0 = 0.5 * Fhat + 0.1 * jnp.eye(N2)
     h = Hyper.tian(0.01, 4.0)
-    f = vector_field(model, SG_SIMSIAM, h, State(W, Fhat0))
+    f = field(model, SG_SIMSIAM, h, State(W, Fhat0))
     np.testing.assert_allclose(f.pred, 4.0 * (Fhat - Fhat0), atol=1e-12)
     Wp0 = model.predictor_matrix(W, Fhat0, W)
     np.testing.assert_allclose(f.enc, tian_field(X, Xp, W, Wp0, W, 0.01, 1.0, 0.0)[0], atol=1e-12)

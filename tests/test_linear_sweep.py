@@ -45,14 +45,12 @@ def test_modes_past_their_saddle_node_collapse(small_sweep):
     assert np.all(er <= 3 - ds["n_collapsed"].values + 1e-9)
 
 
-def test_same_seed_same_result(tmp_path):
-    args = ["--model", "linear", "--n1", "2", "--eta", "0.1", "--eps", "1", "--n-init", "2",
-            "--t1", "20", "--quiet", "--no-plot"]
-    main([*args, "--out", str(tmp_path / "a")])
-    main([*args, "--out", str(tmp_path / "b")])
-    a = xr.open_dataset(tmp_path / "a" / "sweep_linear.nc")
-    b = xr.open_dataset(tmp_path / "b" / "sweep_linear.nc")
-    np.testing.assert_array_equal(a["sv"].values, b["sv"].values)
+def test_same_seed_same_result(small_sweep, tmp_path):
+    model, _, ds = small_sweep
+    # Same arguments as the fixture, so the compiled programs are reused.
+    assert main(["--model", model, *SMALL, "--no-plot", "--out", str(tmp_path)]) == 0
+    again = xr.open_dataset(tmp_path / f"sweep_{model}.nc")
+    np.testing.assert_array_equal(again["sv"].values, ds["sv"].values)
 
 
 @pytest.mark.parametrize(

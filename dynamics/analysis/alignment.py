@@ -67,6 +67,7 @@ def lambda_min_sym(M):
     return jnp.linalg.eigvalsh(0.5 * (M + M.T))[0]
 
 
+@jax.jit
 def theorem2_H(model, hyper, state: State):
     """Theorem 2's ``H`` by autodiff: ``-d W'/d vec(W)`` of the no-stop-gradient SimSiam flow at
     fixed predictor (column-major ``vec``, matching ``X' (x) (Wp^T Wp + I) + ...``).

@@ -104,7 +104,11 @@ def slow_part(state: State) -> State:
 
 def relaxation_rate(system, state: State):
     """The predictor's relaxation rate at ``state``: ``min(-Re eig(d pred'/d pred))``."""
-    system = as_system(system)
+    return _relaxation_rate(as_system(system), state)
+
+
+@jax.jit
+def _relaxation_rate(system, state: State):
     g = _pred_field(system.model, system.variant, system.hyper, state.enc, state.tgt)
     p0, unravel = ravel_pytree(state.pred)
     J = jax.jacfwd(lambda z: ravel_pytree(g(unravel(z)))[0])(p0)
@@ -122,7 +126,7 @@ def slow_rate(reduced: ReducedSystem, slow: State):
 def _map(reduced, slows):
     def one(s):
         full = reduced.lift(s)
-        fast = relaxation_rate(reduced.full(), full)
+        fast = _relaxation_rate(reduced.full(), full)
         slow = slow_rate(reduced, s)
         return fast, slow, full.pred
 
