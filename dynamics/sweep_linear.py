@@ -31,6 +31,7 @@ import numpy as np
 from dynamics.sweep import _method, _number, _Parser, _git_revision, _variant, solver_for
 
 MODELS = ("linear", "permode")
+PHASE_AXES = ("eps", "eta", "sigma2", "beta")
 
 DEFAULTS = dict(
     eps=[1.0, 0.1, 0.03],
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=d["out"], help="output directory")
     g.add_argument("--chunk", type=_number("chunk", positive=True, integer=True),
                    default=d["chunk"], help="lanes per compiled batch (bounds memory)")
+    g.add_argument("--phase", nargs=2, choices=PHASE_AXES, metavar=("Y", "X"), default=("eps", "eta"),
+                   help=f"axes of the phase diagram, from {', '.join(PHASE_AXES)}; the other "
+                        "axes are averaged over")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG phase diagrams")
     g.add_argument("--quiet", action="store_true", help="no summary")
     return p
@@ -369,36 +373,38 @@ def summarize(ds) -> str:
     return "\n".join(lines)
 
 
-def phase_figure(ds, variant: str, method: str):
-    """Mean collapsed fraction over (eta, eps), with the per-mode eta_crit marked."""
+def phase_figure(ds, variant: str, method: str, y: str = "eps", x: str = "eta"):
+    """Mean collapsed-mode fraction and effective rank over the ``(y, x)`` plane (other axes
+    averaged), with the per-mode ``eta_crit`` marked when ``x`` is ``eta``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cf = ds["collapsed_fraction"].sel({"variant": variant, "method": method})
-    cf = cf.mean(dim=[k for k in cf.dims if k not in ("eps", "eta")], skipna=True)
-    er = ds["effective_rank"].sel({"variant": variant, "method": method})
-    er = er.mean(dim=[k for k in er.dims if k not in ("eps", "eta")], skipna=True)
+    def plane(name):
+        v = ds[name].sel({"variant": variant, "method": method})
+        return v.mean(dim=[k for k in v.dims if k not in (x, y)], skipna=True).transpose(y, x)
+
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    etas, epss = ds.eta.values, ds.eps.values
-    for ax, arr, title, cmap in ((axs[0], cf, "collapsed-mode fraction", "magma"),
-                                 (axs[1], er, "effective rank of W(t1)", "viridis")):
-        im = ax.imshow(arr.transpose("eps", "eta").values, origin="lower", aspect="auto", cmap=cmap,
-                       extent=(-0.5, len(etas) - 0.5, -0.5, len(epss) - 0.5))
-        ax.set_xticks(range(len(etas)), [f"{e:.3g}" for e in etas], rotation=45)
-        ax.set_yticks(range(len(epss)), [f"{e:.3g}" for e in epss])
-        ax.set_xlabel("eta")
-        ax.set_ylabel("eps")
+    xs, ys = ds[x].values, ds[y].values
+    for ax, name, title, cmap in ((axs[0], "collapsed_fraction", "collapsed-mode fraction", "magma"),
+                                  (axs[1], "effective_rank", "effective rank of W(t1)", "viridis")):
+        im = ax.imshow(plane(name).values, origin="lower", aspect="auto", cmap=cmap,
+                       extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
+        ax.set_xticks(range(len(xs)), [f"{e:.3g}" for e in xs], rotation=45)
+        ax.set_yticks(range(len(ys)), [f"{e:.3g}" for e in ys])
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
         ax.set_title(title)
         fig.colorbar(im, ax=ax)
-        if len(etas) > 1:  # per-mode eta_crit (first sigma2), on the eta index axis
+        if x == "eta" and len(xs) > 1:  # per-mode eta_crit (first sigma2), on the index axis
             for ec in np.asarray(ds["eta_crit"].values[0]):
-                x = np.interp(ec, etas, np.arange(len(etas)), left=np.nan, right=np.nan)
-                if np.isfinite(x):
-                    ax.axvline(x, color="c", lw=0.8, ls="--")
+                xi = np.interp(ec, xs, np.arange(len(xs)), left=np.nan, right=np.nan)
+                if np.isfinite(xi):
+                    ax.axvline(xi, color="c", lw=0.8, ls="--")
+    note = "; dashed: per-mode eta_crit" if x == "eta" else ""
     fig.suptitle(f"{ds.attrs['model']} {variant} ({method}), n1={ds.attrs['n1']}, "
-                 f"{ds.attrs['convention']} convention, t1={ds.attrs['t1']:g}; dashed: per-mode eta_crit")
+                 f"{ds.attrs['convention']} convention, t1={ds.attrs['t1']:g}{note}")
     return fig
 
 
@@ -416,6 +422,8 @@ def main(argv=None) -> int:
         vals = getattr(args, name)
         if len(set(vals)) != len(vals):
             parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
+    if args.phase[0] == args.phase[1]:
+        parser.error(f"--phase needs two different axes, got {args.phase[0]} twice")
     if "sgd" in args.method or "gd" in args.method:
         bad = [e for e in args.eps if args.lr / e >= 1.0]
         if bad:
@@ -436,7 +444,7 @@ def main(argv=None) -> int:
 
         for v in ds.variant.values:
             for m in ds.method.values:
-                fig = phase_figure(ds, str(v), str(m))
+                fig = phase_figure(ds, str(v), str(m), *args.phase)
                 suffix = "" if len(ds.method) == 1 else f"_{m}"
                 p = out / f"phase_{args.model}_{v}{suffix}.png"
                 save_figure(fig, p, dpi=110)

@@ -13,6 +13,7 @@ import dynamics  # noqa: F401  (float64)
 from dynamics.analysis import (
     FlowSystem,
     ReducedSystem,
+    bifurcation_diagram,
     classify,
     collapse_summary,
     compare_full_reduced,
@@ -155,6 +156,12 @@ def test_continuation_finds_eta_crit(sigma2):
     assert br.kinds[-1] == "saddle"
     ds = br.to_dataset()
     assert float(ds["fold_eta"][0]) == eta_c and bool(ds["stable"][0]) and not bool(ds["stable"][-1])
+    if sigma2 == 0.5:
+        # Both directions joined: from the p_+ end at eta = 0.01, over the fold, down p_-.
+        full = bifurcation_diagram(system, State(pp, pp), eta0, eta_param("tian"), bounds=(0.01, 0.5))
+        assert len(full.folds) == 1 and abs(full.folds[0][0] - eta_c) < 1e-12
+        assert full.params[0] < eta0 and full.kinds[0] == "stable node" and full.kinds[-1] == "saddle"
+        assert np.all((full.params >= 0.01) & (full.params <= 0.5))
 
 
 # --- slow-fast ---------------------------------------------------------------------------------

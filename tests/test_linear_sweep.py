@@ -60,6 +60,7 @@ def test_same_seed_same_result(small_sweep, tmp_path):
         (["--model", "linear", "--x-eig", "2", "1"], "--x-eig needs LO <= HI, got 2 1"),
         (["--model", "permode", "--n1", "3", "--n2", "4"], "--n2 4 differs from --n1 3"),
         (["--model", "tensor"], "invalid choice: 'tensor'"),
+        (["--model", "linear", "--phase", "eta", "eta"], "--phase needs two different axes"),
     ],
 )
 def test_bad_input(args, message, capsys):

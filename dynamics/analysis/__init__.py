@@ -33,6 +33,7 @@ from dynamics.analysis.collapse_metrics import (
 )
 from dynamics.analysis.continuation import (
     Branch,
+    bifurcation_diagram,
     continue_branch,
     eta_param,
     hyper_param,
@@ -62,6 +63,7 @@ __all__ = [
     "FlowSystem",
     "ReducedSystem",
     "alignment_summary",
+    "bifurcation_diagram",
     "as_system",
     "classify",
     "collapse_summary",

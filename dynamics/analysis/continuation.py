@@ -318,11 +318,11 @@ def continue_branch(
             yf = _locate_turn(system, y, t, ds, kw)
             folds.append((float(yf[-1]), yf[:-1]))
         y, t = yn, tn
+        if not lo <= float(y[-1]) <= hi:
+            break
         ys.append(np.asarray(y))
         res_list.append(float(res))
         tl.append(float(t[-1]))
-        if not lo <= float(y[-1]) <= hi:
-            break
         ds = min(ds * 1.3, ds_max)
 
     Y = np.array(ys)
@@ -342,6 +342,30 @@ def continue_branch(
         unravel=unravel,
         residuals=np.array(res_list),
         param_name=param_name,
+    )
+
+
+def bifurcation_diagram(system, start, param0: float, param: Callable, *, bounds, **kw) -> Branch:
+    """Continue ``start`` both ways from ``param0`` and join the two halves into one branch,
+    ordered along the arclength (``.to_dataset()`` gives the data product).
+
+    Keyword arguments go to :func:`continue_branch`.
+    """
+    down = continue_branch(system, start, param0, param, bounds=bounds, direction=-1, **kw)
+    up = continue_branch(system, start, param0, param, bounds=bounds, direction=1, **kw)
+
+    def join(a, b):
+        return np.concatenate([a[::-1], b[1:]])
+
+    return Branch(
+        params=join(down.params, up.params),
+        states=join(down.states, up.states),
+        eigenvalues=join(down.eigenvalues, up.eigenvalues),
+        kinds=join(down.kinds, up.kinds),
+        folds=down.folds[::-1] + up.folds,
+        unravel=up.unravel,
+        residuals=join(down.residuals, up.residuals),
+        param_name=up.param_name,
     )
 
 
