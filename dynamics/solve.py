@@ -163,8 +163,13 @@ def run_discrete(
 def broadcast_lanes(tree, n: int):
     """Give every scalar (0-d) leaf of ``tree`` a leading lane axis of length ``n``.
 
-    Leaves with ``ndim >= 1`` are assumed to carry the lane axis already.
+    Leaves with ``ndim >= 1`` are assumed to carry the lane axis already. A model whose
+    leaves are arrays even for one lane (the linear model's ``X``, ``X'``) says how to add the
+    lane axis through its own ``lane_broadcast(n)`` method, which is used instead.
     """
+    hook = getattr(tree, "lane_broadcast", None)
+    if callable(hook):
+        return hook(n)
     return jax.tree_util.tree_map(
         lambda x: jnp.broadcast_to(x, (n,)) if jnp.ndim(x) == 0 else jnp.asarray(x), tree
     )
@@ -252,12 +257,3 @@ def solve_system(
         ok & finite, STATUS_OK, jnp.where(maxed & finite, STATUS_MAX_STEPS, STATUS_NONFINITE)
     ).astype(jnp.int8)
     return Solution(sol.ts, sol.ys, status, sol.stats["num_steps"])
-
-
-def broadcast_all(tree, n: int):
-    """Give *every* leaf of ``tree`` a leading lane axis of length ``n`` (shared values).
-
-    For models whose leaves are arrays shared by all lanes (the linear model's ``X``, ``X'``),
-    which :func:`broadcast_lanes` would take to carry a lane axis already.
-    """
-    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), tree)

@@ -248,9 +248,7 @@ def test_sgd_approaches_expected_flow(data):
     y0 = random_state(jax.random.PRNGKey(10), model, SG_SIMSIAM, N2, scale=1.0)
     n_seeds, lr, n_steps = 16, 0.02, 100
     lanes = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_seeds,) + x.shape), y0)
-    Xs = jnp.broadcast_to(X, (n_seeds,) + X.shape)
-    Xps = jnp.broadcast_to(Xp, (n_seeds,) + Xp.shape)
-    mb = LinearSiamese(Xs, Xps)
+    mb = model  # 2-d X, X' are shared by the lanes (LinearSiamese.lane_broadcast)
     keys = jax.random.split(jax.random.PRNGKey(11), n_seeds)
     gd = run_discrete_batch(mb, SG_SIMSIAM, hyper, lanes, lr, n_steps=n_steps)
     ref = gd.ys.enc[0, -1]

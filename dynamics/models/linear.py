@@ -25,7 +25,7 @@ Predictor modes (``predictor=``):
     ``Wp`` is the ``pred`` parameter and never moves (a fixed random predictor when ``pred`` is
     drawn at random, see :func:`random_state`).
 ``"none"``
-    ``Wp = I`` (``pred`` is ignored); needs ``n2 == n2``, always true.
+    ``Wp = I`` (``pred`` is ignored).
 ``"optimal"``
     the least-squares predictor computed from the current encoder and target:
     ``Wp* = Wa X W^T (W S W^T)^+`` for the expected loss, and the same formula with the
@@ -72,9 +72,8 @@ class LinearSiamese:
         predictor: one of :data:`PREDICTORS` (static).
         eps_dp: DirectPred's regulariser ``eps`` (static).
 
-    Both matrices are pytree leaves; a sweep that shares them across lanes broadcasts them
-    (:func:`dynamics.solve.broadcast_lanes` only adds a lane axis to 0-d leaves, so pass
-    ``jnp.broadcast_to(X, (n, n1, n1))``).
+    Both matrices are pytree leaves. The batched solvers share 2-d ``X``, ``Xp`` across lanes
+    (:meth:`lane_broadcast`); give them shape ``(lanes, n1, n1)`` to vary them per lane.
     """
 
     X: jax.Array
@@ -99,6 +98,16 @@ class LinearSiamese:
                 raise ValueError(f"{name} must be a square matrix, got shape {tuple(s)}")
         if shapes[0][-1] != shapes[1][-1]:
             raise ValueError(f"X and Xp differ in size: {tuple(shapes[0])} vs {tuple(shapes[1])}")
+
+    def lane_broadcast(self, n: int) -> "LinearSiamese":
+        """This model with a leading lane axis of length ``n`` on ``X`` and ``Xp`` (left alone
+        when they already carry one); used by the batched solvers."""
+
+        def lanes(m):
+            m = jnp.asarray(m)
+            return jnp.broadcast_to(m, (n,) + m.shape) if m.ndim == 2 else m
+
+        return dataclasses.replace(self, X=lanes(self.X), Xp=lanes(self.Xp))
 
     @classmethod
     def isotropic(cls, n1: int, sigma2: float = 0.5, **kw) -> "LinearSiamese":

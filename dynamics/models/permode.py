@@ -49,6 +49,15 @@ class PerModeSiamese:
                 f"unknown predictor {self.predictor!r}: expected 'trained' or 'none'"
             )
 
+    def lane_broadcast(self, n: int) -> "PerModeSiamese":
+        """This model with a leading lane axis on ``d`` and ``dp`` (kept if already there)."""
+
+        def lanes(v):
+            v = jnp.asarray(v)
+            return jnp.broadcast_to(v, (n,) + v.shape) if v.ndim == 1 else v
+
+        return dataclasses.replace(self, d=lanes(self.d), dp=lanes(self.dp))
+
     @classmethod
     def isotropic(cls, n: int, sigma2: float = 0.5, **kw) -> "PerModeSiamese":
         """``n`` identical modes with ``d = 1``, ``d' = sigma2`` (``a = 1 + sigma2``)."""
