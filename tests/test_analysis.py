@@ -129,6 +129,9 @@ def test_fixed_points_matrix_model_are_non_hyperbolic():
         # The eigenvalues of the fixed point's predictor are per-mode fixed points.
         ev = np.linalg.eigvals(np.asarray(fp.state.pred))
         assert np.all(np.min(np.abs(ev[:, None] - np.array([0.0, pp, pm])[None]), axis=1) < 1e-8)
+    with pytest.raises(ValueError, match="not isolated"):
+        continue_branch(FlowSystem(model, Hyper.tian(eta, 1.0), SIMSIAM), nontrivial[0].state, eta,
+                        eta_param("tian"), bounds=(0.0, 0.3))
 
 
 # --- continuation ------------------------------------------------------------------------------

@@ -298,6 +298,13 @@ def continue_branch(
     res0 = float(_residual(system, y, **kw))
     if res0 > tol:
         raise ValueError(f"start is not a fixed point at param0={param0} (residual {res0:.3g})")
+    sv = np.linalg.svd(np.asarray(jac(y))[:, :-1], compute_uv=False)
+    if sv[-1] <= 1e-9 * max(1.0, sv[0]):
+        raise ValueError(
+            f"the fixed point at param0={param0} is not isolated (smallest singular value of the "
+            f"Jacobian {sv[-1]:.3g}); continuation needs isolated fixed points, e.g. the per-mode "
+            "reduction instead of the matrix model"
+        )
     e = jnp.zeros_like(y).at[-1].set(float(direction))
     t = _tangent(jac(y), e)
     if float(t[-1]) * direction < 0:
