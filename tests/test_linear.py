@@ -272,5 +272,7 @@ def test_bad_input_messages(data):
         LinearSiamese(X[:, :3], Xp)
     with pytest.raises(ValueError, match="differ in size"):
         LinearSiamese(X, Xp[:3, :3])
+    with pytest.raises(ValueError, match="eps_dp must be >= 0, got -0.1"):
+        LinearSiamese(X, Xp, predictor="directpred", eps_dp=-0.1)
     with pytest.raises(ValueError, match="sigma2 must be >= 0, got -1"):
         LinearSiamese.isotropic(3, -1)

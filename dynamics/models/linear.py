@@ -88,6 +88,8 @@ class LinearSiamese:
             raise ValueError(
                 f"unknown predictor {self.predictor!r}: expected one of {', '.join(PREDICTORS)}"
             )
+        if not self.eps_dp >= 0:
+            raise ValueError(f"eps_dp must be >= 0, got {self.eps_dp}")
         # Leaves may be tracers, carry a lane axis, or be placeholders while JAX rebuilds the
         # pytree; check only real arrays, and only their trailing two axes.
         shapes = [getattr(m, "shape", None) for m in (self.X, self.Xp)]
@@ -139,7 +141,7 @@ class LinearSiamese:
         if self.predictor == "directpred":
             p = jnp.sqrt(s) + self.eps_dp * smax
         else:
-            p = jnp.sqrt(s / smax) + self.eps_dp
+            p = jnp.sqrt(s / jnp.where(smax > 0, smax, 1.0)) + self.eps_dp
         return (u * p) @ u.T
 
     def predictor_matrix(self, W, pred, tgt, moments=None):
