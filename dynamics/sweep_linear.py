@@ -187,6 +187,7 @@ def run_sweep(args):
     shape = tuple(len(coords[a]) for a in axes)
     sv_out = np.full(shape + (r,), np.nan)
     fnorm_out = np.full(shape, np.nan)
+    comm_out = np.full(shape, np.nan)
     status_out = np.zeros(shape, np.int8)
 
     # lanes within one (variant, method) block: product over (eps, eta, sigma2, beta, init)
@@ -208,6 +209,7 @@ def run_sweep(args):
         for im, method in enumerate(args.method):
             sv_block = np.empty((n_inner, r))
             fn_block = np.empty(n_inner)
+            cm_block = np.full(n_inner, np.nan)
             st_block = np.empty(n_inner, np.int8)
             # one solver per eps group (implicit for small eps)
             for solver in solvers:
@@ -259,10 +261,13 @@ def run_sweep(args):
                     fn = _fnorm_lanes(model, variant, hyper, y)
                     sv_block[part] = np.asarray(sv)[:m]
                     fn_block[part] = np.asarray(fn)[:m]
+                    if args.model == "linear":
+                        cm_block[part] = np.asarray(_commutator_lanes(model, variant, y))[:m]
                     st_block[part] = np.asarray(sol.status)[:m]
             inner_shape = shape[2:]
             sv_out[iv, im] = sv_block.reshape(inner_shape + (r,))
             fnorm_out[iv, im] = fn_block.reshape(inner_shape)
+            comm_out[iv, im] = cm_block.reshape(inner_shape)
             status_out[iv, im] = st_block.reshape(inner_shape)
 
     summ = {k: np.asarray(v) for k, v in collapse_summary(jnp.asarray(sv_out), args.collapse_tol).items()}
@@ -281,6 +286,9 @@ def run_sweep(args):
         "collapsed_fraction": (dims, summ["collapsed_fraction"],
                                {"long_name": "fraction of modes collapsed"}),
         "fnorm": (dims, fnorm_out, {"long_name": "max |f(y(t1))| of the expected-loss flow"}),
+        "commutator": (dims, comm_out, {
+            "long_name": "||[F, Wp]||_F / (||F||_F ||Wp||_F) at t1, F = W X W^T (linear only; "
+                         "0 when the predictor shares F's eigenvectors)"}),
         "status": (dims, np.asarray(STATUS_NAMES)[status_out],
                    {"long_name": "solver status per lane: ok / max_steps / nonfinite"}),
     }
@@ -323,6 +331,28 @@ def run_sweep(args):
     return ds
 
 
+def _commutator_one(model, variant, y):
+    import jax.numpy as jnp
+
+    from dynamics.analysis.alignment import commutator_norm, feature_correlation
+
+    Wp = model.effective_predictor(variant, y)
+    F = feature_correlation(y.enc, model.X)
+    scale = jnp.linalg.norm(F) * jnp.linalg.norm(Wp)
+    return jnp.where(scale > 0, commutator_norm(F, Wp) / jnp.where(scale > 0, scale, 1.0), 0.0)
+
+
+def _commutator_lanes(model, variant, y):
+    import jax
+
+    if _Lazy.comm is None:
+        _Lazy.comm = jax.jit(
+            lambda m, yy, variant: jax.vmap(lambda a, b: _commutator_one(a, variant, b))(m, yy),
+            static_argnames=("variant",),
+        )
+    return _Lazy.comm(model, y, variant=variant)
+
+
 def _fnorm_lanes(model, variant, hyper, y):
     """max |f| of the expected-loss flow at each lane's final state (lanes on every leaf)."""
     return _fnorm_jit(model, variant, hyper, y)
@@ -351,6 +381,7 @@ def _make_fnorm_jit():
 
 class _Lazy:
     fn = None
+    comm = None
 
 
 def _fnorm_jit(model, variant, hyper, y):

@@ -28,6 +28,8 @@ def test_files_and_provenance(small_sweep):
         assert c in ds.coords, c
     assert ds.attrs["model"] == model and ds.attrs["dtype"] == "float64"
     assert set(ds["status"].values.ravel()) == {"ok"}
+    if model == "linear":  # the trained predictor ends aligned with F = W X W^T
+        assert float(ds["commutator"].max()) < 1e-3
     np.testing.assert_allclose(np.sort(ds["eta_crit"].values[0]), np.sort(ETA_CRIT), rtol=1e-12)
 
 
