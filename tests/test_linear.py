@@ -276,3 +276,25 @@ def test_bad_input_messages(data):
         LinearSiamese(X, Xp, predictor="directpred", eps_dp=-0.1)
     with pytest.raises(ValueError, match="sigma2 must be >= 0, got -1"):
         LinearSiamese.isotropic(3, -1)
+
+
+def test_directpred_flow_settles_where_the_mode_equations_say():
+    """DirectPred (paper, eps_dp = 0) with X = I, X' = sigma2 I: at rest Fhat = F = a W W^T, so
+    each mode has p = sqrt(a s) and s' = 2 p s (1 - a p) - 2 eta s. Its non-trivial rest point
+    solves p (1 - a p) = eta, the same p_+ as the trained predictor, with s = p_+^2 / a; from a
+    start well above the collapse threshold every mode goes there."""
+    sigma2, eta = 0.5, 0.05
+    a = 1 + sigma2
+    p_plus = (1 + np.sqrt(1 - 4 * a * eta)) / (2 * a)
+    model = LinearSiamese.isotropic(N1, sigma2, predictor="directpred", eps_dp=0.0)
+    y0 = random_state(jax.random.PRNGKey(12), model, SG_SIMSIAM, N2, scale=1.5)
+    assert float(jnp.linalg.svd(y0.enc, compute_uv=False).min()) > 0.2  # far from p_- = 0.054
+    ts = jnp.linspace(0.0, 300.0, 9)
+    sol = _solve(model, SG_SIMSIAM, Hyper.tian(eta, 2.0), y0, ts[-1], ts)
+    assert int(sol.status) == 0
+    W, Fhat = sol.ys.enc[-1], sol.ys.pred[-1]
+    # Decay rates near the rest point are >= 2 eta = 0.1, so after t = 300 the state sits at it
+    # to ~1e-12; 1e-8 is comfortable and far below the gap to any other rest point.
+    np.testing.assert_allclose(np.linalg.svd(W, compute_uv=False) ** 2, p_plus**2 / a, atol=1e-8)
+    np.testing.assert_allclose(Fhat, a * W @ W.T, atol=1e-8)
+    np.testing.assert_allclose(np.linalg.eigvalsh(model.predictor_matrix(W, Fhat, W)), p_plus, atol=1e-8)
