@@ -148,15 +148,16 @@ def test_continuation_finds_eta_crit(sigma2):
     eta_c, z_c = br.folds[0]
     assert abs(eta_c - 1 / (4 * a)) < 1e-6
     np.testing.assert_allclose(z_c, [1 / (2 * a)] * 2, atol=1e-4)  # p = 1/(2a) at the fold
-    # Upper branch stable, lower branch (past the fold) a saddle; p on both matches p_pm(eta).
-    upper = br.params < eta_c - 1e-3
-    for eta, z, kind in zip(br.params, br.states, br.kinds):
-        if abs(eta - eta_c) < 1e-3:
-            continue
-        pp_, pm_ = p_pm(a, eta)
-        assert min(abs(z[1] - pp_), abs(z[1] - pm_)) < 1e-9
-    assert all(k == "stable node" for k in br.kinds[: np.argmax(~upper)] if k)
-    assert br.kinds[-1] == "saddle"
+    # Upper branch (before the turn) a stable node, lower branch (after it) a saddle; away from
+    # the fold, p on both matches the closed form p_pm(eta) to Newton accuracy.
+    turn = int(np.argmax(br.params))
+    for eta, z in zip(br.params, br.states):
+        if abs(eta - eta_c) > 1e-3:
+            pp_, pm_ = p_pm(a, eta)
+            assert min(abs(z[1] - pp_), abs(z[1] - pm_)) < 1e-9
+    before, after = br.kinds[:turn], br.kinds[turn + 1 :]
+    assert np.all(before[br.params[:turn] < eta_c - 1e-3] == "stable node")
+    assert np.all(after[br.params[turn + 1 :] < eta_c - 1e-3] == "saddle")
     ds = br.to_dataset()
     assert float(ds["fold_eta"][0]) == eta_c and bool(ds["stable"][0]) and not bool(ds["stable"][-1])
     if sigma2 == 0.5:
