@@ -8,6 +8,7 @@ is ambiguous, or use :func:`encoder_singular_values` with the model.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 KINDS = ("matrix", "modes", "scalar")
@@ -80,6 +81,7 @@ def frobenius_norm(sv):
     return jnp.sqrt(jnp.sum(jnp.asarray(sv) ** 2, axis=-1))
 
 
+@jax.jit
 def collapse_summary(sv, tol: float = 1e-3, relative_to=None) -> dict:
     """All measures at once, as a dict of arrays with the batch shape of ``sv``.
 
