@@ -42,6 +42,10 @@ def as_system(system_or_model, variant: Variant | None = None, hyper: Hyper | No
         return system_or_model
     if variant is None or hyper is None:
         raise ValueError("a model needs both a variant and a Hyper to define its flow")
+    if not isinstance(variant, Variant):
+        raise ValueError(f"variant must be a dynamics.Variant, got {type(variant).__name__}")
+    if not isinstance(hyper, Hyper):
+        raise ValueError(f"hyper must be a dynamics.Hyper, got {type(hyper).__name__}")
     return FlowSystem(system_or_model, hyper, variant)
 
 
