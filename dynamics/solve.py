@@ -244,10 +244,14 @@ def solve_system(
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {', '.join(SOLVERS)}")
+    if solver.startswith("kvaerno"):  # full Newton, as in solve_flow
+        integrator = SOLVERS[solver](root_finder=optx.Newton(rtol=rtol, atol=atol))
+    else:
+        integrator = SOLVERS[solver]()
     saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(_system_term),
-        SOLVERS[solver](),
+        integrator,
         t0=0.0,
         t1=t1,
         dt0=None,
