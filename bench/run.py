@@ -3,7 +3,7 @@
 One command, from the repository root::
 
     python bench/run.py                 # every case, 3 interleaved repeats, medians
-    python bench/run.py --quick         # fewer lanes and repeats (a smoke run, ~2 minutes)
+    python bench/run.py --quick         # fewer lanes and repeats (a smoke run)
     python bench/run.py --cases simsiam-eps0.01 sgd --repeats 5
 
 For each case every method integrates the same lanes to the same end time. The error of a

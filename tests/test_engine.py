@@ -27,11 +27,12 @@ def _lanes(variant, n, seed):
     return State(jnp.asarray(th), jnp.asarray(ph), None if tgt is None else jnp.asarray(tgt))
 
 
-@pytest.mark.parametrize("name, eps", [("simsiam", [1.0, 1e-2, 1e-4]), ("byol", [1.0, 1e-2])])
+@pytest.mark.parametrize("name, eps", [("simsiam", [1.0, 1e-2, 1e-4]), ("byol", [1e-2])])
 def test_agrees_with_diffrax_on_random_lanes(name, eps):
     """Several eps in one batch (so both methods of ``auto`` run), weight decay inside the
-    loss; reference: diffrax Kvaerno5 at rtol 1e-9 (they agree to ~3e-10). (BYOL at eps = 1e-4
-    is left out: Kvaerno5 hits 100k steps on some of those lanes.)"""
+    loss; reference: diffrax Kvaerno5 at rtol 1e-9 (they agree to ~3e-10). BYOL (a third state
+    variable, the target) is checked at one stiff eps to keep compile time down; at eps = 1e-4
+    Kvaerno5 itself hits 100k steps on some BYOL lanes."""
     variant = VARIANTS[name]
     eps = np.repeat(eps, 4)
     y0 = _lanes(variant, eps.size, seed=1)
@@ -115,7 +116,7 @@ def test_chunks_and_slots_do_not_change_results():
 
 
 def test_discrete_sgd_matches_solve_and_is_reproducible():
-    variant = VARIANTS["byol"]
+    variant = VARIANTS["simsiam"]
     y0 = _lanes(variant, 6, seed=6)
     import jax
 
@@ -125,6 +126,8 @@ def test_discrete_sgd_matches_solve_and_is_reproducible():
     a = engine.run_discrete_batch(*args, n_steps=50, batch_size=8)
     b = engine.run_discrete_batch(*args, n_steps=50, batch_size=8, chunk_size=4)
     for x, y, z in zip(a.ys, b.ys, ref.ys):
+        if x is None:
+            continue
         np.testing.assert_array_equal(x, y)
         np.testing.assert_allclose(x[:, 0], np.asarray(z)[:, -1], rtol=1e-13, atol=1e-15)
     assert np.all(a.status == 0)
