@@ -40,11 +40,13 @@ DEFAULTS = dict(
     atol=1e-10,
     solver="auto",
     max_steps=200_000,
-    chunk=4096,
+    chunk=None,
     out="sweep_results",
 )
 
 METHODS = ("flow", "gd", "sgd")
+ENGINES = ("batched", "diffrax")
+DIFFRAX_ONLY = ("tsit5", "kvaerno5", "kvaerno3")
 AXES = ("variant", "method", "eps", "eta", "sigma2", "beta", "phi0", "theta0")
 
 
@@ -138,9 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
                    default=d["batch"], help="minibatch size of sgd")
     g.add_argument("--seed", type=_number("seed", nonneg=True, integer=True), default=d["seed"],
                    help="PRNG seed of sgd (same seed, same result)")
-    g.add_argument("--solver", choices=("auto", "tsit5", "dopri5", "kvaerno5", "kvaerno3"),
+    g.add_argument("--engine", choices=ENGINES, default=None,
+                   help="integrator of flow: batched (dynamics.engine, per-lane adaptive steps) or "
+                        "diffrax (jit(vmap(diffeqsolve))); default batched, or diffrax when "
+                        "--solver names a diffrax-only solver")
+    g.add_argument("--solver", choices=("auto", "rodas4", "tsit5", "dopri5", "kvaerno5", "kvaerno3"),
                    default=d["solver"],
-                   help="ODE solver for flow; auto = tsit5 for eps >= 5e-3, else kvaerno5 (implicit)")
+                   help="ODE solver for flow; auto = batched engine: rodas4 (Rosenbrock) for "
+                        "eps < 0.3, else dopri5; diffrax: tsit5 for eps >= 5e-3, else kvaerno5. "
+                        "rodas4 is batched-only; tsit5, kvaerno5, kvaerno3 diffrax-only")
     g.add_argument("--rtol", type=_number("rtol", positive=True), default=d["rtol"],
                    help="relative tolerance of the adaptive solver")
     g.add_argument("--atol", type=_number("atol", positive=True), default=d["atol"],
@@ -155,16 +163,31 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--out", default=d["out"], help="output directory")
     g.add_argument("--chunk", type=_number("chunk", positive=True, integer=True),
-                   default=d["chunk"], help="lanes per compiled batch (bounds memory)")
+                   default=d["chunk"], help="lanes per compiled batch (bounds memory); default "
+                   "65536 for flow on the batched engine (about 100 bytes a lane), else 4096")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG basin maps")
+    g.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use the persistent compilation cache (in the user cache dir, "
+                        "or $DYNAMICS_COMPILE_CACHE; 0 there also turns it off)")
     g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 
-def solver_for(eps: float, choice: str) -> str:
+def solver_for(eps: float, choice: str, engine: str = "diffrax") -> str:
     if choice != "auto":
         return choice
+    if engine == "batched":
+        from dynamics.engine import STIFF_EPS
+
+        return "rodas4" if eps < STIFF_EPS else "dopri5"
     return "tsit5" if eps >= 5e-3 else "kvaerno5"
+
+
+def engine_for(args) -> str:
+    """The flow integrator: ``--engine``, else diffrax for a diffrax-only ``--solver``."""
+    if args.engine is not None:
+        return args.engine
+    return "diffrax" if args.solver in DIFFRAX_ONLY else "batched"
 
 
 def _git_revision() -> str:
@@ -211,7 +234,15 @@ def run_sweep(args, progress=None):
         np.meshgrid(args.eta, args.sigma2, args.beta, phi0, theta0, indexing="ij"), -1
     ).reshape(-1, 5)
     n_inner = inner.shape[0]
-    chunk = min(args.chunk, n_inner)
+    engine = engine_for(args)
+    if args.chunk is not None:
+        chunk = min(args.chunk, n_inner)
+    elif engine == "batched" and set(args.method) == {"flow"}:
+        from dynamics.engine import CHUNK_SIZE
+
+        chunk = min(CHUNK_SIZE, n_inner)
+    else:
+        chunk = min(4096, n_inner)
     n_steps = max(1, int(round(args.t1 / args.lr)))
     solvers = {}
     base_key = jax.random.PRNGKey(args.seed)
@@ -221,9 +252,9 @@ def run_sweep(args, progress=None):
             ftol = args.ftol if args.ftol is not None else (1e-2 if method == "sgd" else 1e-6)
             crit = Criterion(ftol=ftol, collapse_tol=args.collapse_tol)
             for ie, eps in enumerate(args.eps):
-                solver = solver_for(eps, args.solver)
+                solver = solver_for(eps, args.solver, engine)
                 if method == "flow":
-                    solvers[f"eps={eps:g}"] = solver
+                    solvers[f"eps={eps:g}"] = f"{solver} ({engine})"
                 block = {k: np.empty(n_inner) for k in ("theta", "phi", "theta_a", "fnorm", "lam_max")}
                 block_status = np.empty(n_inner, np.int8)
                 block_cls = {k: np.empty(n_inner, t) for k, t in
@@ -238,7 +269,15 @@ def run_sweep(args, progress=None):
                     hyper = Hyper.from_convention(args.convention, eta, jnp.full_like(eta, eps), beta)
                     th0 = jnp.asarray(th0)
                     y0 = State(th0, jnp.asarray(ph0), th0 if variant.has_target else None)
-                    if method == "flow":
+                    if method == "flow" and engine == "batched":
+                        from dynamics.engine import solve_flow_batch as engine_solve
+
+                        sol = engine_solve(
+                            model, variant, hyper, y0, t1=float(args.t1), method=solver,
+                            rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
+                            chunk_size=chunk,
+                        )
+                    elif method == "flow":
                         sol = solve_flow_batch(
                             model, variant, hyper, y0, t1=float(args.t1), solver=solver,
                             rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
@@ -363,6 +402,12 @@ def main(argv=None) -> int:
         return sweep_linear.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from dynamics.engine import split_cpu_cores
+
+    try:
+        split_cpu_cores()  # before any JAX computation: one device per core for the engine
+    except ValueError as e:
+        parser.error(str(e))
     for name in ("theta_range", "phi_range"):
         lo, hi = getattr(args, name)
         if not lo < hi:
@@ -374,6 +419,10 @@ def main(argv=None) -> int:
         vals = getattr(args, name)
         if len(set(vals)) != len(vals):
             parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
+    if args.engine == "batched" and args.solver in DIFFRAX_ONLY:
+        parser.error(f"--solver {args.solver} needs --engine diffrax")
+    if args.engine == "diffrax" and args.solver == "rodas4":
+        parser.error("--solver rodas4 needs --engine batched")
     if "sgd" in args.method or "gd" in args.method:
         bad = [e for e in args.eps if args.lr / e >= 1.0]
         if bad:
@@ -383,6 +432,11 @@ def main(argv=None) -> int:
             )
 
     from tqdm import tqdm
+
+    if not args.no_compile_cache:
+        from dynamics.engine import enable_compilation_cache
+
+        enable_compilation_cache()
 
     from dynamics._io import save_dataset, save_figure
 
