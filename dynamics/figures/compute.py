@@ -1,0 +1,222 @@
+"""Arrays behind the figures: fields on grids, fixed points, stable manifolds, trajectories.
+
+Everything here is computed from the model's loss through :mod:`dynamics.flow` (vector field
+and autodiff Jacobian); the plotting functions in :mod:`dynamics.plot` only draw the results.
+Functions are jitted once per (variant, shape) and reused across panels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from dynamics.flow import Hyper, State, Variant, jacobian_matrix, vector_field
+from dynamics.solve import solve_flow_batch
+
+
+def make_state(variant: Variant, enc, pred, tgt=None) -> State:
+    enc = jnp.asarray(enc, jnp.float64)
+    pred = jnp.asarray(pred, jnp.float64)
+    if variant.has_target:
+        return State(enc, pred, enc if tgt is None else jnp.asarray(tgt, jnp.float64))
+    return State(enc, pred, None)
+
+
+# --- fields on grids ------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("variant",))
+def field_at(model, variant, hyper, y: State) -> State:
+    """Vector field at many states (every leaf of ``y`` has the same leading shape)."""
+    shape = jnp.shape(y.enc)
+    flat = jax.tree_util.tree_map(lambda x: jnp.reshape(x, (-1,)), y)
+    f = jax.vmap(lambda s: vector_field(model, variant, hyper, s))(flat)
+    return jax.tree_util.tree_map(lambda x: jnp.reshape(x, shape), f)
+
+
+def grid_field(model, variant, hyper, theta, phi, tgt=None):
+    """Field on the mesh ``theta x phi`` (1-D arrays); returns ``(TH, PH, State of arrays)``.
+
+    Arrays have shape ``(len(phi), len(theta))`` (rows are phi), as ``contour`` expects.
+    """
+    TH, PH = np.meshgrid(np.asarray(theta, float), np.asarray(phi, float))
+    TA = None if tgt is None else np.broadcast_to(tgt, TH.shape)
+    y = make_state(variant, TH, PH, TA)
+    f = field_at(model, variant, hyper, y)
+    return TH, PH, jax.tree_util.tree_map(np.asarray, f)
+
+
+# --- fixed points ---------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "iters"))
+def _newton(model, variant, hyper, z0, iters: int = 60):
+    """Newton iterations on the flattened field from each row of ``z0``; returns (z, |f|)."""
+    template = make_state(variant, 0.0, 0.0, 0.0 if variant.has_target else None)
+    _, unravel = ravel_pytree(template)
+
+    def f(z):
+        return ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
+
+    def one(z):
+        def body(_, z):
+            J = jax.jacfwd(f)(z)
+            dz = jnp.linalg.pinv(J) @ f(z)
+            dz = jnp.where(jnp.all(jnp.isfinite(dz)), dz, 0.0)
+            return z - dz
+
+        z = jax.lax.fori_loop(0, iters, body, z)
+        return z, jnp.max(jnp.abs(f(z)))
+
+    return jax.vmap(one)(z0)
+
+
+@functools.partial(jax.jit, static_argnames=("variant",))
+def eigvals_at(model, variant, hyper, z):
+    """Eigenvalues (complex) and eigenvectors of the Jacobian at flattened states ``z`` (N, d)."""
+    template = make_state(variant, 0.0, 0.0, 0.0 if variant.has_target else None)
+    _, unravel = ravel_pytree(template)
+
+    def one(zz):
+        J = jacobian_matrix(model, variant, hyper, unravel(zz))
+        return jnp.linalg.eig(J)
+
+    return jax.vmap(one)(z)
+
+
+def classify_point(eigs, tol=1e-9):
+    """'stable', 'saddle', 'unstable' or 'marginal' from Jacobian eigenvalues.
+
+    Neutral directions (``|Re lambda| <= tol``: along a line of fixed points, or a frozen
+    parameter such as an untrained predictor) are ignored; 'marginal' means all are neutral.
+    """
+    re = np.real(np.asarray(eigs))
+    re = re[np.abs(re) > tol]
+    if re.size == 0:
+        return "marginal"
+    if np.all(re < -tol):
+        return "stable"
+    if np.any(re < -tol):
+        return "saddle"
+    return "unstable"
+
+
+def fixed_points(model, variant, hyper, seeds, ftol=1e-10, dedupe=1e-6):
+    """Isolated fixed points found by Newton from ``seeds`` (N, d) flattened states.
+
+    Returns a list of dicts ``{"z": point (d,), "eigs": eigenvalues, "vecs": eigenvectors,
+    "kind": classify_point(...)}``, deduplicated, sorted by the first coordinate.
+    Newton steps use the pseudo-inverse of the Jacobian, so lanes also converge onto lines of
+    fixed points (zero decay) or with a frozen coordinate; lanes that do not converge are
+    dropped.
+    """
+    z, res = _newton(model, variant, hyper, jnp.asarray(seeds, jnp.float64))
+    z, res = np.asarray(z), np.asarray(res)
+    keep = np.isfinite(res) & (res < ftol) & np.all(np.isfinite(z), axis=1)
+    pts = []
+    for zz in z[keep]:
+        if not any(np.max(np.abs(zz - p)) < dedupe for p in pts):
+            pts.append(zz)
+    if not pts:
+        return []
+    pts = np.array(sorted(pts, key=lambda p: tuple(p)))
+    w, v = eigvals_at(model, variant, hyper, jnp.asarray(pts))
+    w, v = np.asarray(w), np.asarray(v)
+    return [dict(z=p, eigs=w[i], vecs=v[i], kind=classify_point(w[i])) for i, p in enumerate(pts)]
+
+
+# --- stable manifolds -----------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "max_steps"))
+def _backward_branches(model, variant, hyper, z0s, bound, t_max, max_steps: int = 4096):
+    """Integrate the time-reversed flow from each row of ``z0s`` until ``max|z| > bound``.
+
+    Returns every accepted step (rows after termination are inf).
+    """
+    template = make_state(variant, 0.0, 0.0, 0.0 if variant.has_target else None)
+    _, unravel = ravel_pytree(template)
+
+    def rhs(t, z, args):
+        return -ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
+
+    def leave(t, y, args, **kwargs):
+        return jnp.max(jnp.abs(y)) > bound
+
+    def one(z0):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=0.0, t1=t_max, dt0=None, y0=z0,
+            saveat=diffrax.SaveAt(steps=True),
+            stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-9),
+            event=diffrax.Event(leave), max_steps=max_steps, throw=False,
+        )
+        return sol.ys
+
+    return jax.vmap(one)(z0s)
+
+
+def stable_manifold(model, variant, hyper, point, *, bound=4.0, t_max=400.0, delta=1e-6):
+    """Both branches of the stable manifold of the saddle ``point`` (a ``fixed_points`` entry).
+
+    Starts a distance ``delta`` from the saddle along its stable eigenvector (the one with the
+    most negative real eigenvalue) and integrates the flow backwards in time, where the
+    manifold is attracting, until the state leaves the box ``max|z| <= bound`` or ``t_max``.
+
+    Returns a list of two arrays (n_i, d) of points, saddle first.
+    """
+    w, v = np.real(point["eigs"]), np.real(point["vecs"])
+    k = int(np.argmin(w))
+    vs = v[:, k] / np.linalg.norm(v[:, k])
+    z0s = np.stack([point["z"] + delta * vs, point["z"] - delta * vs])
+    ys = np.asarray(_backward_branches(model, variant, hyper, jnp.asarray(z0s), bound, t_max))
+    out = []
+    for branch in ys:
+        ok = np.all(np.isfinite(branch), axis=1)
+        out.append(np.concatenate([point["z"][None], branch[ok]]))
+    return out
+
+
+# --- trajectories ---------------------------------------------------------------------------
+
+
+def trajectories(model, variant, hyper, enc0, pred0, tgt0=None, *, t1, n_save=400,
+                 rtol=1e-7, atol=1e-9, max_steps=100_000, solver="tsit5"):
+    """Gradient-flow trajectories from arrays of initial values (Tsit5 by default).
+
+    Returns ``(ts (T,), State of arrays (N, T), status (N,))``.
+    """
+    enc0 = jnp.atleast_1d(jnp.asarray(enc0, jnp.float64))
+    pred0 = jnp.broadcast_to(jnp.asarray(pred0, jnp.float64), enc0.shape)
+    tgt = None
+    if variant.has_target:
+        tgt = enc0 if tgt0 is None else jnp.broadcast_to(jnp.asarray(tgt0, jnp.float64), enc0.shape)
+    y0 = State(enc0, pred0, tgt)
+    ts = jnp.linspace(0.0, t1, n_save)
+    sol = solve_flow_batch(model, variant, hyper, y0, t1=float(t1), solver=solver, rtol=rtol,
+                           atol=atol, max_steps=max_steps, ts=ts)
+    ys = jax.tree_util.tree_map(np.asarray, sol.ys)
+    return np.asarray(ts), ys, np.asarray(sol.status)
+
+
+def expected_loss(model, variant, y: State):
+    """Expected loss along saved states (target: tgt for BYOL, the encoder for SimSiam)."""
+    tgt = y.tgt if variant.has_target else y.enc
+    return np.asarray(model.expected_loss(jnp.asarray(y.enc), jnp.asarray(y.pred), jnp.asarray(tgt)))
+
+
+__all__ = [
+    "Hyper",
+    "eigvals_at",
+    "expected_loss",
+    "field_at",
+    "fixed_points",
+    "grid_field",
+    "make_state",
+    "stable_manifold",
+    "trajectories",
+]
