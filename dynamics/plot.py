@@ -263,7 +263,7 @@ def tian_fig3(data):
             txt = "\n".join(f"{k}: $(p,s)$=({x:.3g}, {y:.2g})" for x, y, k in d["fixed"])
             ax.text(0.98, 0.03, txt, transform=ax.transAxes, ha="right", va="bottom",
                     fontsize=7, bbox=dict(fc="white", ec="0.7", alpha=0.85))
-        reg = ("$\\eta=0$" if d["eta"] == 0 else
+        reg = ("no decay" if d["eta"] == 0 else
                "$\\eta<\\eta_c$" if d["eta"] < d["eta_crit"] else "$\\eta>\\eta_c$")
         ax.set_title(rf"$\eta$ = {d['eta']:g} ({reg}, $\eta_c = 1/(4a)$ = {d['eta_crit']:.3g})",
                      fontsize=10)
@@ -386,4 +386,75 @@ def tian_fig10(data):
         rf"flow to $t$={pr['t1']:g}; lines of fixed points coloured by Jacobian stability",
         fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
+def slowfast_figure(data):
+    """Full slow-fast flow against the reduced flow on the critical manifold."""
+    pr = data["params"]
+    eps = data["eps"]
+    cols = plt.cm.plasma(np.linspace(0.05, 0.8, len(eps)))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
+    ax1, ax2, ax3, ax4 = axes = axes.ravel()
+    th = data["theta_grid"]
+    ax1.plot(th, data["crit"], "k--", lw=1.6, label=r"critical manifold $\varphi^*(\theta)$")
+    ts_ = data["theta_saddle"]
+    if ts_ is not None:
+        for sgn in (-1, 1):
+            ax1.axvline(sgn * ts_, color="k", ls=":", lw=1.4,
+                        label=r"reduced boundary $|\theta| = \theta_s$" if sgn > 0 else None)
+    for c, e in zip(cols, eps):
+        for k, m in enumerate(data["bounds"][e]):
+            ax1.plot(m[:, 0], m[:, 1], color=c, lw=1.6,
+                     label=rf"full boundary, $\varepsilon$={e:g}" if k == 0 else None)
+    draw_fixed_points(ax1, [p["z"][0] for p in data["fixed"]], [p["z"][1] for p in data["fixed"]],
+                      [p["kind"] for p in data["fixed"]])
+    for j, (t0, p0) in enumerate(data["starts"]):
+        ax1.plot(t0, p0, marker="s", color="k", ms=6, linestyle="none",
+                 label="starts A, B" if j == 0 else None)
+        ax1.annotate("AB"[j] if j < 2 else str(j), (t0, p0), xytext=(4, 4),
+                     textcoords="offset points", fontsize=9)
+        for c, e in zip(cols, eps):
+            f = data["full"][e]
+            ax1.plot(f["theta"][j], f["phi"][j], color=c, lw=0.9, alpha=0.8)
+    ax1.set_xlim(-1, 1)
+    ax1.set_ylim(-1, 2)
+    ax1.set_xlabel(r"encoder $\theta$")
+    ax1.set_ylabel(r"predictor $\varphi$")
+    ax1.set_title("basin boundaries: full (stable manifolds) vs reduced", fontsize=9)
+    t = data["ts"]
+    for j, ls in zip(range(len(data["starts"])), ("-", "-")):
+        ax = ax2
+        for c, e in zip(cols, eps):
+            ax.plot(t, data["full"][e]["theta"][j], color=c, lw=1.5, ls=ls,
+                    label=rf"full, $\varepsilon$={e:g}" if j == 0 else None)
+        ax.plot(t, data["red"][eps[-1]]["theta"][j], "k--", lw=1.5,
+                label="reduced (slow) flow" if j == 0 else None)
+        ax.annotate("AB"[j], (t[0], data["red"][eps[-1]]["theta"][j][0]), xytext=(-12, 0),
+                    textcoords="offset points", fontsize=9)
+    ax2.set_xlabel("time $t$")
+    ax2.set_ylabel(r"encoder $\theta(t)$")
+    ax2.set_title("full vs reduced trajectories from A and B", fontsize=9)
+    e_arr = np.asarray(eps)
+    for j in range(len(data["starts"])):
+        ax3.loglog(e_arr, data["err"][:, j], "o-", lw=1.5, label=f"start {'AB'[j]}")
+    ax3.loglog(e_arr, data["err"][-1, 0] * e_arr / e_arr[-1], "k:", lw=1.2,
+               label=r"$\propto \varepsilon$")
+    ax3.set_xlabel(r"predictor time scale $\varepsilon$")
+    ax3.set_ylabel(r"$\sup_t |\theta_{full} - \theta_{red}|$")
+    ax3.set_title("reduction error: O(eps) away from the boundary, O(1) near it", fontsize=9)
+    for et, r in data["rates"].items():
+        ax4.semilogy(th, r, lw=1.6, label=rf"$\eta_\varphi$={et:g}")
+    ax4.axhline(1.0, color="k", ls=":", lw=1.2, label="slow rates ~ 1")
+    ax4.set_xlabel(r"encoder $\theta$")
+    ax4.set_ylabel(r"predictor relaxation rate $(a\theta^2+\eta_\varphi)/\varepsilon$")
+    ax4.set_title(rf"fast only where this $\gg$ 1 ($\varepsilon$={pr['rate_eps']:g})", fontsize=9)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        dedup_legend(ax, loc="best", fontsize=6.5)
+    fig.suptitle(
+        rf"Slow-fast scalar SimSiam: full flow vs reduced flow on the critical manifold, "
+        rf"$\sigma^2$={pr['sigma2']:g}, $\eta$={pr['eta']:g} (in the loss, $\eta_\varphi=\eta$), "
+        rf"$\varepsilon$ in {{{', '.join(f'{e:g}' for e in eps)}}}, $t_1$={pr['t1']:g}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig

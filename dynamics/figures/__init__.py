@@ -77,6 +77,14 @@ def _tian10(quick):
     return plot.tian_fig10(d), d["params"]
 
 
+def _slowfast(quick):
+    from dynamics import plot
+    from dynamics.figures import scalar
+
+    d = scalar.slowfast_data(eps=(0.3, 0.03) if quick else (0.3, 0.1, 0.03, 0.01, 0.003))
+    return plot.slowfast_figure(d), d["params"]
+
+
 FIGURES: dict[str, FigureSpec] = {
     s.name: s
     for s in (
@@ -113,6 +121,14 @@ FIGURES: dict[str, FigureSpec] = {
             "lines of fixed points by stability, and the no-predictor case where only the "
             "origin is a fixed point (stable).",
             _tian10,
+        ),
+        FigureSpec(
+            "slowfast",
+            "Slow-fast scalar SimSiam (weight decay in the loss): full basin boundaries for "
+            "shrinking eps against the reduced flow's, full vs reduced trajectories, the "
+            "reduction error against eps (O(eps) away from the boundary, O(1) near it), and "
+            "the predictor's relaxation rate, which vanishes at theta = 0 without decay.",
+            _slowfast,
         ),
     )
 }

@@ -220,3 +220,79 @@ __all__ = [
     "stable_manifold",
     "trajectories",
 ]
+
+
+# --- slow-fast reduction (scalar SimSiam/BYOL, predictor fast) -------------------------------
+
+
+def _pred_field(model, variant, hyper, enc, pred, tgt):
+    return vector_field(model, variant, hyper, make_state(variant, enc, pred, tgt)).pred
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "iters"))
+def critical_predictor(model, variant, hyper, enc, tgt=None, iters: int = 8):
+    """The critical manifold ``phi*(enc)``: zero of the predictor's field at fixed enc/tgt.
+
+    Newton in the predictor alone (derivative by autodiff) from ``1 / a``; the scalar loss is
+    quadratic in the predictor, so one step is already exact. Vectorised over ``enc``.
+    """
+    enc = jnp.asarray(enc, jnp.float64)
+
+    def one(e, t):
+        g = functools.partial(_pred_field, model, variant, hyper, e, tgt=t)
+
+        def body(_, p):
+            return p - g(p) / jax.grad(g)(p)
+
+        return jax.lax.fori_loop(0, iters, body, jnp.asarray(1.0 / model.a, jnp.float64))
+
+    if tgt is None:
+        return jax.vmap(lambda e: one(e, e if variant.has_target else None))(enc.reshape(-1)).reshape(enc.shape)
+    tgt = jnp.broadcast_to(jnp.asarray(tgt, jnp.float64), enc.shape)
+    return jax.vmap(one)(enc.reshape(-1), tgt.reshape(-1)).reshape(enc.shape)
+
+
+def predictor_rate(model, variant, hyper, enc, tgt=None):
+    """Relaxation rate of the fast predictor at fixed encoder, ``-d pred'/d pred``
+    (``(a theta^2 + eta_phi) / eps`` for the scalar model)."""
+    enc = jnp.asarray(enc, jnp.float64)
+
+    def one(e):
+        t = e if variant.has_target else None
+        g = functools.partial(_pred_field, model, variant, hyper, e, tgt=t)
+        return -jax.grad(g)(jnp.asarray(0.0, jnp.float64))
+
+    return np.asarray(jax.vmap(one)(enc.reshape(-1)).reshape(enc.shape))
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "n_save"))
+def _reduced_solve(model, variant, hyper, enc0, t1, n_save):
+    """Slow flow on the critical manifold: ``enc' = f_enc(enc, phi*(enc))`` (SimSiam)."""
+
+    def rhs(t, e, args):
+        p = critical_predictor(model, variant, hyper, e[None])[0]
+        return vector_field(model, variant, hyper, make_state(variant, e, p)).enc
+
+    ts = jnp.linspace(0.0, t1, n_save)
+
+    def one(e0):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=0.0, t1=t1, dt0=None, y0=e0,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
+            max_steps=100_000, throw=False,
+        )
+        return sol.ys
+
+    return ts, jax.vmap(one)(enc0)
+
+
+def reduced_trajectories(model, variant, hyper, enc0, *, t1, n_save=400):
+    """Reduced (slow) SimSiam trajectories from ``enc0`` (N,): ``(ts, enc (N, T), pred (N, T))``
+    with ``pred = phi*(enc)`` on the critical manifold."""
+    if variant.has_target:
+        raise ValueError("the reduced flow here is for SimSiam (no separate target)")
+    enc0 = jnp.atleast_1d(jnp.asarray(enc0, jnp.float64))
+    ts, enc = _reduced_solve(model, variant, hyper, enc0, float(t1), n_save)
+    pred = critical_predictor(model, variant, hyper, enc)
+    return np.asarray(ts), np.asarray(enc), np.asarray(pred)

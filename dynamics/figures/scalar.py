@@ -318,3 +318,48 @@ def tian_fig10_data(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0, eta=0.0, 
         params=dict(lambda_s=lambda_s, lambda_d=lambda_d, alpha_p=alpha_p, beta=beta, eta=eta,
                     t1=t1, sigma2=sigma2, n_grid=n_grid),
     )
+
+
+# --- slow-fast: full flow against the reduced flow on the critical manifold ------------------
+
+
+def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150.0,
+                  starts=((0.5, -0.5), (0.15, -0.8)), rate_etas=(0.1, 0.01, 0.0), rate_eps=0.01):
+    """Scalar SimSiam, weight decay in the loss (``eta_phi = eta``), for shrinking ``eps``.
+
+    - the critical manifold ``phi*(theta)`` and the reduced flow's basin boundary
+      (``|theta| = theta_saddle``) against the full basin boundaries (saddle stable manifolds);
+    - ``theta(t)`` full vs reduced from each start, and ``sup_t |theta_full - theta_red|``;
+    - the predictor's relaxation rate ``(a theta^2 + eta_phi)/eps`` for several decays: where it
+      is not large against the slow rates (small ``theta``, small ``eta``) the reduction fails.
+    """
+    model = ScalarSiamese(sigma2=sigma2)
+    v = VARIANTS["simsiam"]
+    th_grid = np.linspace(-1.0, 1.0, 401)
+    starts = np.asarray(starts, float)
+    full, red, bounds, err = {}, {}, {}, np.zeros((len(eps), len(starts)))
+    fixed = None
+    for i, e in enumerate(eps):
+        hyper = Hyper.loss_decay(eta, e)
+        ts, ys, st = C.trajectories(model, v, hyper, starts[:, 0], starts[:, 1], t1=t1)
+        tr, er, pr = C.reduced_trajectories(model, v, hyper, starts[:, 0], t1=t1, n_save=len(ts))
+        full[e] = dict(theta=ys.enc, phi=ys.pred, status=st)
+        red[e] = dict(theta=er, phi=pr)
+        err[i] = np.max(np.abs(ys.enc - er), axis=1)
+        fps = C.fixed_points(model, v, hyper, _seeds2((-1, 1), (-1, 2)))
+        if fixed is None:
+            fixed = fps
+        bounds[e] = [m for p in fps if p["kind"] == "saddle"
+                     for m in C.stable_manifold(model, v, hyper, p, bound=3.0)]
+    hyper = Hyper.loss_decay(eta, eps[0])
+    crit = C.critical_predictor(model, v, hyper, th_grid)
+    theta_s = sorted(abs(p["z"][0]) for p in fixed if p["kind"] == "saddle")
+    rates = {}
+    for et in rate_etas:
+        rates[et] = C.predictor_rate(model, v, Hyper.loss_decay(et, rate_eps), th_grid)
+    return dict(ts=ts, full=full, red=red, err=err, bounds=bounds, fixed=fixed,
+                theta_grid=th_grid, crit=np.asarray(crit), theta_saddle=theta_s[0] if theta_s else None,
+                rates=rates, starts=starts, eps=list(eps),
+                params=dict(eps=list(eps), eta=eta, sigma2=sigma2, t1=t1,
+                            starts=starts.tolist(), rate_etas=list(rate_etas), rate_eps=rate_eps,
+                            convention="loss"))
