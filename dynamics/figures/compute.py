@@ -185,8 +185,11 @@ def stable_manifold(model, variant, hyper, point, *, bound=4.0, t_max=400.0, del
 
 
 def trajectories(model, variant, hyper, enc0, pred0, tgt0=None, *, t1, n_save=400,
-                 rtol=1e-7, atol=1e-9, max_steps=100_000, solver="tsit5"):
+                 rtol=1e-7, atol=1e-9, max_steps=100_000, solver="tsit5", log_time=False):
     """Gradient-flow trajectories from arrays of initial values (Tsit5 by default).
+
+    ``log_time=True`` saves at ``0`` and geometrically spaced times from ``1e-3 * t1``, so
+    fast transients (small ``eps``) are resolved in phase-plane drawings.
 
     Returns ``(ts (T,), State of arrays (N, T), status (N,))``.
     """
@@ -196,7 +199,10 @@ def trajectories(model, variant, hyper, enc0, pred0, tgt0=None, *, t1, n_save=40
     if variant.has_target:
         tgt = enc0 if tgt0 is None else jnp.broadcast_to(jnp.asarray(tgt0, jnp.float64), enc0.shape)
     y0 = State(enc0, pred0, tgt)
-    ts = jnp.linspace(0.0, t1, n_save)
+    if log_time:
+        ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3 * t1, t1, n_save - 1)])
+    else:
+        ts = jnp.linspace(0.0, t1, n_save)
     sol = solve_flow_batch(model, variant, hyper, y0, t1=float(t1), solver=solver, rtol=rtol,
                            atol=atol, max_steps=max_steps, ts=ts)
     ys = jax.tree_util.tree_map(np.asarray, sol.ys)
