@@ -458,3 +458,138 @@ def slowfast_figure(data):
         rf"$\varepsilon$ in {{{', '.join(f'{e:g}' for e in eps)}}}, $t_1$={pr['t1']:g}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     return fig
+
+
+# --- linear-model figures -------------------------------------------------------------------
+
+
+def _sweep_colors(n, cmap="viridis"):
+    return plt.get_cmap(cmap)(np.linspace(0.05, 0.85, n))
+
+
+def tian_fig5(data):
+    """eta and beta sweeps of lambda_min(K), p_j(t), s_j(t) (Tian et al. 2021, Fig. 5)."""
+    pr = data["params"]
+    ts = data["ts"]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.4))
+    for row, (sweep, sym, cmap) in enumerate((("eta", r"\eta", "viridis"),
+                                               ("beta", r"\beta", "plasma"))):
+        runs = [r for r in data["runs"] if r["sweep"] == sweep]
+        cols = _sweep_colors(len(runs), cmap)
+        ax_k, ax_p, ax_s = axes[row]
+        for c, r in zip(cols, runs):
+            lab = rf"${sym}$ = {r['value']:g}"
+            ax_k.plot(ts, r["lam_min"], color=c, lw=1.8, label=lab)
+            for j in range(r["p"].shape[1]):
+                ax_p.plot(ts, r["p"][:, j], color=c, lw=1.0, label=lab if j == 0 else None)
+                ax_s.plot(ts, r["s"][:, j], color=c, lw=1.0, label=lab if j == 0 else None)
+        ax_k.axhline(0, color="k", lw=0.8, ls=":", label=r"$\lambda_{\min}(K) = 0$")
+        fixed = (rf"$\beta$ = {pr['beta0']:g}" if sweep == "eta" else rf"$\eta$ = {pr['eta0']:g}")
+        ax_k.set_title(rf"$\lambda_{{\min}}(K)$, sweep of ${sym}$ ({fixed})", fontsize=10)
+        ax_p.set_title(rf"predictor eigenvalues $p_j(t)$, sweep of ${sym}$", fontsize=10)
+        ax_s.set_title(rf"eigenvalues $s_j(t)$ of $F = WW^\top$, sweep of ${sym}$", fontsize=10)
+        ax_k.set_ylabel(r"$\lambda_{\min}(K)$")
+        ax_p.set_ylabel(r"$p_j$")
+        ax_s.set_ylabel(r"$s_j$")
+        for ax in (ax_k, ax_p, ax_s):
+            ax.set_xlabel("time $t$")
+            ax.grid(alpha=0.3)
+            dedup_legend(ax, loc="best", fontsize=7)
+    fig.suptitle(
+        rf"Linear BYOL, symmetric predictor (Tian et al. 2021, Fig. 5): $n_1=n_2$={pr['n1']}, "
+        rf"$X=I$, $X'=\sigma^2 I$, $\sigma^2$={pr['sigma2']:g}, $\alpha_p$={pr['alpha_p']:g}, "
+        rf"Euler step {pr['lr']:g}; $K = a(\alpha_p F/2 + W_p^2 - \tau W_p/a) + 3\eta I/2$, "
+        r"$\tau = \mathrm{tr}(W_aW^\top)/\mathrm{tr}(WW^\top)$", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def tian_fig7(data):
+    """Correlation between the target Wa and the online W in full matrix BYOL
+    (Tian et al. 2021, Fig. 7): mean and min-max band over repeats."""
+    pr = data["params"]
+    ts = data["ts"]
+    etas, betas = data["etas"], data["betas"]
+    fig, axes = plt.subplots(1, len(etas), figsize=(5.0 * len(etas), 4.3), squeeze=False)
+    cols = _sweep_colors(len(betas), "plasma")
+    for i, (ax, eta) in enumerate(zip(axes[0], etas)):
+        for j, (c, b) in enumerate(zip(cols, betas)):
+            cc = data["corr"][i, j]
+            ax.plot(ts, cc.mean(0), color=c, lw=1.8, label=rf"$\beta$ = {b:g} (mean)")
+            ax.fill_between(ts, cc.min(0), cc.max(0), color=c, alpha=0.2)
+        ax.plot([], [], color="0.6", lw=6, alpha=0.4, label=f"min-max over {pr['repeats']} runs")
+        ax.set_xlabel("time $t$")
+        ax.set_ylabel(r"corr$(W_a, W) = \langle W_a, W\rangle / (\|W_a\| \|W\|)$")
+        ax.set_title(rf"$\eta$ = {eta:g}", fontsize=10)
+        ax.set_ylim(min(0.9, float(np.nanmin(data["corr"][i])) - 0.01), 1.005)
+        ax.grid(alpha=0.3)
+        dedup_legend(ax, loc="lower right", fontsize=7)
+    fig.suptitle(
+        rf"Full matrix BYOL (Tian et al. 2021, Fig. 7): $n$={pr['n1']}, $X=I$, "
+        rf"$X'=\sigma^2 I$, $\sigma$={pr['sigma']:g}, $W_a(0)=0$, trained predictor, "
+        rf"Euler step {pr['lr']:g}, {pr['repeats']} random inits", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def tian_fig89(data):
+    """Antisymmetric part of Wp (Fig. 8) and the commutator [F, Wp] (Fig. 9) over time."""
+    pr = data["params"]
+    ts = data["ts"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    cols = _sweep_colors(len(data["etas_asym"]))
+    for c, e, a in zip(cols, data["etas_asym"], data["asym"]):
+        ax1.semilogy(ts, a, color=c, lw=1.8, label=rf"$\eta$ = {e:g}")
+    ax1.set_xlabel("time $t$")
+    ax1.set_ylabel(r"$\|W_p - W_p^\top\|_F \,/\, (2\|W_p\|_F)$")
+    ax1.set_title(r"Fig. 8: antisymmetric part of $W_p$ ($\tau$ = 1)", fontsize=10)
+    cols = _sweep_colors(len(data["taus"]), "plasma")
+    styles = ("-", "--", ":", "-.")
+    for c, tau in zip(cols, data["taus"]):
+        for ls, e in zip(styles, data["etas_comm"]):
+            r = data["comm"][(tau, e)]["rel"]
+            ax2.semilogy(ts, r, color=c, ls=ls, lw=1.6, label=rf"$\tau$ = {tau:g}, $\eta$ = {e:g}")
+    ax2.set_xlabel("time $t$")
+    ax2.set_ylabel(r"$\|[F, W_p]\|_F \,/\, (\|F\|_F \|W_p\|_F)$")
+    ax2.set_title(r"Fig. 9: commutator of $F = WW^\top$ and $W_p$ (target $\tau W$)", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        dedup_legend(ax, loc="best", fontsize=7)
+    fig.suptitle(
+        rf"Linear SimSiam, trained predictor (Tian et al. 2021, Figs. 8-9): $n$={pr['n1']}, "
+        rf"$X=I$, $X'=\sigma^2I$, $\sigma^2$={pr['sigma2']:g}, $\alpha_p$={pr['alpha_p']:g}, "
+        rf"Euler step {pr['lr']:g}, same init for every curve", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig
+
+
+def phase_diagrams(data):
+    """Collapse phase diagrams of the linear model: surviving fraction of encoder dimensions
+    over (eta, eps) for SimSiam and (eta, beta) for BYOL."""
+    pr = data["params"]
+    etas = data["etas"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.0))
+    for ax, key, sym, title in ((axes[0], "eta_eps", r"\varepsilon", "linear SimSiam"),
+                                (axes[1], "eta_beta", r"\beta", r"linear BYOL ($\varepsilon$ = 1)")):
+        d = data[key]
+        ax.set_xscale("log")
+        mesh = ax.pcolormesh(d["axis"], etas, d["frac"], cmap="RdYlBu", vmin=0, vmax=1,
+                             shading="nearest")
+        cb = fig.colorbar(mesh, ax=ax)
+        cb.set_label("fraction of encoder dimensions surviving")
+        ax.axhline(data["eta_crit"], color="k", ls="--", lw=1.4,
+                   label=rf"saddle-node $\eta_c = 1/(4a)$ = {data['eta_crit']:.3g}")
+        if np.nanmin(d["frac"]) < 0.5 < np.nanmax(d["frac"]):
+            ax.contour(d["axis"], etas, d["frac"], levels=[0.5], colors="k", linewidths=1.0)
+            ax.plot([], [], color="k", lw=1.0, label="half the dimensions survive")
+        ax.set_xlabel(rf"${sym}$ (log scale)")
+        ax.set_ylabel(r"weight decay $\eta$")
+        ax.set_title(title, fontsize=10)
+        dedup_legend(ax, loc="upper left", fontsize=7)
+    fig.suptitle(
+        rf"Collapse phase diagrams, linear model $n_1=n_2$={pr['n1']}, $X=I$, "
+        rf"$X'=\sigma^2I$, $\sigma^2$={pr['sigma2']:g}, weight decay convention '{pr['convention']}', "
+        rf"{pr['repeats']} random inits per cell" "\n" rf"Euler to $t$={pr['T']:g}; a dimension survives "
+        rf"if its singular value of $W(t)$ exceeds {pr['sv_tol']:g}", fontsize=9.5)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig

@@ -85,6 +85,83 @@ def _slowfast(quick):
     return plot.slowfast_figure(d), d["params"]
 
 
+def _tian5(quick):
+    from dynamics import plot
+    from dynamics.figures import linear
+
+    kw = dict(n=4, T=60.0) if quick else {}
+    d = linear.tian_fig5_data(**kw)
+    return plot.tian_fig5(d), d["params"]
+
+
+def _tian7(quick):
+    from dynamics import plot
+    from dynamics.figures import linear
+
+    kw = dict(n=4, repeats=3, T=20.0) if quick else {}
+    d = linear.tian_fig7_data(**kw)
+    return plot.tian_fig7(d), d["params"]
+
+
+def _tian89(quick):
+    from dynamics import plot
+    from dynamics.figures import linear
+
+    kw = dict(n=4, T=40.0) if quick else {}
+    d = linear.tian_fig89_data(**kw)
+    return plot.tian_fig89(d), d["params"]
+
+
+def _phase(quick):
+    import numpy as np
+
+    from dynamics import plot
+    from dynamics.figures import linear
+
+    if quick:
+        kw = dict(n=2, etas=np.linspace(0.0, 0.3, 4), epss=np.geomspace(0.05, 2.0, 3),
+                  betas=np.geomspace(0.05, 10.0, 3), repeats=1, T=50.0)
+    else:
+        kw = {}
+    d = linear.phase_diagram_data(**kw)
+    return plot.phase_diagrams(d), d["params"]
+
+
+_LINEAR = [
+    FigureSpec(
+        "tian5",
+        "Tian et al. (2021) Fig. 5: linear BYOL with a symmetric predictor, sweeps of eta and "
+        "of beta: lambda_min(K), predictor eigenvalues p_j(t), eigenvalues s_j(t) of W W^T.",
+        _tian5,
+    ),
+    FigureSpec(
+        "tian7",
+        "Tian et al. (2021) Fig. 7: full matrix BYOL from W_a(0) = 0, correlation between W_a "
+        "and W over time for several EMA rates and weight decays (mean and range over runs).",
+        _tian7,
+    ),
+    FigureSpec(
+        "tian89",
+        "Tian et al. (2021) Figs. 8-9: relative antisymmetric part of the trained predictor "
+        "for several weight decays, and the relative commutator |[W W^T, W_p]| for several "
+        "target scales tau and decays.",
+        _tian89,
+    ),
+    FigureSpec(
+        "phase",
+        "Collapse phase diagrams of the linear model: fraction of encoder dimensions that "
+        "survive over (eta, eps) for SimSiam and (eta, beta) for BYOL, with eta_c = 1/(4a).",
+        _phase,
+    ),
+]
+
+
+def _have_linear_models() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("dynamics.models.linear") is not None
+
+
 FIGURES: dict[str, FigureSpec] = {
     s.name: s
     for s in (
@@ -130,6 +207,7 @@ FIGURES: dict[str, FigureSpec] = {
             "the predictor's relaxation rate, which vanishes at theta = 0 without decay.",
             _slowfast,
         ),
+        *(_LINEAR if _have_linear_models() else []),
     )
 }
 
