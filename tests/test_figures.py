@@ -15,6 +15,14 @@ import pytest
 from dynamics.figures import FIGURES
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jax_cache_env(tmp_path_factory):
+    """Share compiled programs between the CLI subprocesses and notebook kernels of a run."""
+    from _jax_cache import cache_env
+
+    return cache_env(tmp_path_factory)
+
+
 def _run(*args, cwd=None):
     env = dict(os.environ, MPLBACKEND="Agg")
     return subprocess.run([sys.executable, "-m", "dynamics.figures", *args], cwd=cwd,

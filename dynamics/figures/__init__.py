@@ -85,6 +85,21 @@ def _slowfast(quick):
     return plot.slowfast_figure(d), d["params"]
 
 
+def _sweep_basins(quick):
+    from dynamics import plot
+    from dynamics.sweep import build_parser, run_sweep
+
+    argv = ["--eps", "1", "0.01", "--variant", "simsiam"] + (["--n", "12"] if quick else [])
+    args = build_parser().parse_args(argv + ["--quiet"])
+    ds = run_sweep(args)
+    fig = plot.basin_map(ds, "simsiam", suptitle=(
+        f"collapse basins, scalar simsiam, {args.convention} convention, t1={args.t1:g}"))
+    params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
+                  eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
+                  n=args.n, t1=args.t1)
+    return fig, params
+
+
 def _tian5(quick):
     from dynamics import plot
     from dynamics.figures import linear
@@ -206,6 +221,13 @@ FIGURES: dict[str, FigureSpec] = {
             "reduction error against eps (O(eps) away from the boundary, O(1) near it), and "
             "the predictor's relaxation rate, which vanishes at theta = 0 without decay.",
             _slowfast,
+        ),
+        FigureSpec(
+            "sweep_basins_simsiam",
+            "The default sweep's basin map (python -m dynamics.sweep --eps 1 0.01): scalar "
+            "SimSiam with stop-gradient, eta = 0.15, a slow (eps = 1) against a fast "
+            "(eps = 0.01) predictor.",
+            _sweep_basins,
         ),
         *(_LINEAR if _have_linear_models() else []),
     )

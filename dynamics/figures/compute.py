@@ -16,7 +16,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dynamics.flow import Hyper, State, Variant, jacobian_matrix, vector_field
-from dynamics.solve import solve_flow_batch
+from dynamics.solve import solve_flow
 
 
 def make_state(variant: Variant, enc, pred, tgt=None) -> State:
@@ -25,6 +25,17 @@ def make_state(variant: Variant, enc, pred, tgt=None) -> State:
     if variant.has_target:
         return State(enc, pred, enc if tgt is None else jnp.asarray(tgt, jnp.float64))
     return State(enc, pred, None)
+
+
+def _pad_rows(x, minimum=8):
+    """Pad the leading axis to the next power of two (>= minimum) by repeating the last row,
+    so that calls with different numbers of lanes share one compiled program."""
+    x = np.asarray(x)
+    n = x.shape[0]
+    m = max(minimum, 1 << max(n - 1, 0).bit_length())
+    if m == n:
+        return x, n
+    return np.concatenate([x, np.repeat(x[-1:], m - n, axis=0)]), n
 
 
 # --- fields on grids ------------------------------------------------------------------------
@@ -89,6 +100,13 @@ def eigvals_at(model, variant, hyper, z):
     return jax.vmap(one)(z)
 
 
+def eigen_at(model, variant, hyper, pts):
+    """Jacobian eigenvalues and eigenvectors at flattened states ``pts`` (N, d), as numpy."""
+    padded, n = _pad_rows(np.asarray(pts, float))
+    w, v = eigvals_at(model, variant, hyper, jnp.asarray(padded))
+    return np.asarray(w)[:n], np.asarray(v)[:n]
+
+
 def classify_point(eigs, tol=1e-9):
     """'stable', 'saddle', 'unstable' or 'marginal' from Jacobian eigenvalues.
 
@@ -115,8 +133,9 @@ def fixed_points(model, variant, hyper, seeds, ftol=1e-10, dedupe=1e-6):
     fixed points (zero decay) or with a frozen coordinate; lanes that do not converge are
     dropped.
     """
+    seeds, n = _pad_rows(np.asarray(seeds, float))
     z, res = _newton(model, variant, hyper, jnp.asarray(seeds, jnp.float64))
-    z, res = np.asarray(z), np.asarray(res)
+    z, res = np.asarray(z)[:n], np.asarray(res)[:n]
     keep = np.isfinite(res) & (res < ftol) & np.all(np.isfinite(z), axis=1)
     pts = []
     for zz in z[keep]:
@@ -125,8 +144,7 @@ def fixed_points(model, variant, hyper, seeds, ftol=1e-10, dedupe=1e-6):
     if not pts:
         return []
     pts = np.array(sorted(pts, key=lambda p: tuple(p)))
-    w, v = eigvals_at(model, variant, hyper, jnp.asarray(pts))
-    w, v = np.asarray(w), np.asarray(v)
+    w, v = eigen_at(model, variant, hyper, pts)
     return [dict(z=p, eigs=w[i], vecs=v[i], kind=classify_point(w[i])) for i, p in enumerate(pts)]
 
 
@@ -193,20 +211,31 @@ def trajectories(model, variant, hyper, enc0, pred0, tgt0=None, *, t1, n_save=40
 
     Returns ``(ts (T,), State of arrays (N, T), status (N,))``.
     """
-    enc0 = jnp.atleast_1d(jnp.asarray(enc0, jnp.float64))
-    pred0 = jnp.broadcast_to(jnp.asarray(pred0, jnp.float64), enc0.shape)
-    tgt = None
+    enc0 = np.atleast_1d(np.asarray(enc0, float))
+    cols = [enc0, np.broadcast_to(np.asarray(pred0, float), enc0.shape)]
     if variant.has_target:
-        tgt = enc0 if tgt0 is None else jnp.broadcast_to(jnp.asarray(tgt0, jnp.float64), enc0.shape)
-    y0 = State(enc0, pred0, tgt)
+        cols.append(enc0 if tgt0 is None else np.broadcast_to(np.asarray(tgt0, float), enc0.shape))
+    z0, n = _pad_rows(np.stack(cols, 1))
+    y0 = State(jnp.asarray(z0[:, 0]), jnp.asarray(z0[:, 1]),
+               jnp.asarray(z0[:, 2]) if variant.has_target else None)
     if log_time:
-        ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-3 * t1, t1, n_save - 1)])
+        ts = np.concatenate([[0.0], np.geomspace(1e-3 * t1, t1, n_save - 1)])
     else:
-        ts = jnp.linspace(0.0, t1, n_save)
-    sol = solve_flow_batch(model, variant, hyper, y0, t1=float(t1), solver=solver, rtol=rtol,
-                           atol=atol, max_steps=max_steps, ts=ts)
-    ys = jax.tree_util.tree_map(np.asarray, sol.ys)
-    return np.asarray(ts), ys, np.asarray(sol.status)
+        ts = np.linspace(0.0, t1, n_save)
+    ys, status = _flow_lanes(model, variant, hyper, y0, jnp.asarray(t1, jnp.float64),
+                             jnp.asarray(ts), solver=solver, rtol=rtol, atol=atol,
+                             max_steps=max_steps)
+    ys = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], ys)
+    return ts, ys, np.asarray(status)[:n]
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "solver", "rtol", "atol", "max_steps"))
+def _flow_lanes(model, variant, hyper, y0, t1, ts, *, solver, rtol, atol, max_steps):
+    """``solve_flow`` over lanes of ``y0`` (shared model/hyper) with a traced end time, so
+    figures integrating to different times share one compiled program."""
+    sol = jax.vmap(lambda y: solve_flow(model, variant, hyper, y, t1, ts=ts, solver=solver,
+                                        rtol=rtol, atol=atol, max_steps=max_steps))(y0)
+    return sol.ys, sol.status
 
 
 def expected_loss(model, variant, y: State):
@@ -298,7 +327,8 @@ def reduced_trajectories(model, variant, hyper, enc0, *, t1, n_save=400):
     with ``pred = phi*(enc)`` on the critical manifold."""
     if variant.has_target:
         raise ValueError("the reduced flow here is for SimSiam (no separate target)")
-    enc0 = jnp.atleast_1d(jnp.asarray(enc0, jnp.float64))
-    ts, enc = _reduced_solve(model, variant, hyper, enc0, float(t1), n_save)
+    enc0, n = _pad_rows(np.atleast_1d(np.asarray(enc0, float)))
+    ts, enc = _reduced_solve(model, variant, hyper, jnp.asarray(enc0), float(t1), n_save)
+    enc = np.asarray(enc)[:n]
     pred = critical_predictor(model, variant, hyper, enc)
-    return np.asarray(ts), np.asarray(enc), np.asarray(pred)
+    return np.asarray(ts), enc, np.asarray(pred)

@@ -36,19 +36,27 @@ def post_as_written(n_iter=500, lr_enc=0.01, lr_pred=0.1, theta0=1.0, phi0=0.1, 
     return dict(theta=th, phi=ph, loss=0.5 * (ph * th - th) ** 2)
 
 
-def _gd_run(sigma2, eta, variant_name, n_iter, lr_enc, lr_pred, theta0, phi0):
-    from dynamics.solve import run_discrete
+def _gd_runs(sigma2s, etas, variant_name, n_iter, lr_enc, lr_pred, theta0, phi0):
+    """Discrete GD on the expected loss, one lane per ``(sigma2, eta)`` pair."""
+    import jax.numpy as jnp
 
-    model = ScalarSiamese(sigma2=sigma2)
+    from dynamics.solve import run_discrete_batch
+
+    sigma2s = np.asarray(sigma2s, float)
+    etas = np.asarray(etas, float)
+    k = len(sigma2s)
     variant = VARIANTS[variant_name]
-    eps = lr_enc / lr_pred
-    hyper = Hyper.loss_decay(eta, eps)
-    y0 = State(np.float64(theta0), np.float64(phi0), None)
-    sol = run_discrete(model, variant, hyper, y0, lr_enc, n_iter, save_every=1)
-    th = np.concatenate([[theta0], np.asarray(sol.ys.enc)])
-    ph = np.concatenate([[phi0], np.asarray(sol.ys.pred)])
-    loss = C.expected_loss(model, variant, State(th, ph, None))
-    return dict(theta=th, phi=ph, loss=loss)
+    hyper = Hyper.loss_decay(jnp.asarray(etas), jnp.full(k, lr_enc / lr_pred))
+    y0 = State(jnp.full(k, float(theta0)), jnp.full(k, float(phi0)), None)
+    sol = run_discrete_batch(ScalarSiamese(sigma2=jnp.asarray(sigma2s)), variant, hyper, y0,
+                             jnp.full(k, lr_enc), n_steps=n_iter, save_every=1)
+    out = []
+    for i in range(k):
+        th = np.concatenate([[theta0], np.asarray(sol.ys.enc)[i]])
+        ph = np.concatenate([[phi0], np.asarray(sol.ys.pred)[i]])
+        loss = C.expected_loss(ScalarSiamese(sigma2=sigma2s[i]), variant, State(th, ph, None))
+        out.append(dict(theta=th, phi=ph, loss=loss))
+    return out
 
 
 def post_toy_data(n_iter=500, lr_enc=0.01, lr_pred=0.1, theta0=1.0, phi0=0.1, sigma2_noisy=0.5,
@@ -66,16 +74,17 @@ def post_toy_data(n_iter=500, lr_enc=0.01, lr_pred=0.1, theta0=1.0, phi0=0.1, si
              runs={"w/ stop-grad": post_as_written(stop_grad=True, **kw),
                    "w/o stop-grad": post_as_written(stop_grad=False, **kw)}),
     ]
-    for s2, eta, title in (
+    settings = (
         (0.0, 0.0, r"correct gradients, the post's setting ($\sigma^2=0$, $\eta=0$)"),
         (sigma2_noisy, eta_noisy,
          rf"correct gradients with augmentation noise ($\sigma^2={sigma2_noisy:g}$, $\eta={eta_noisy:g}$)"),
-    ):
-        rows.append(dict(
-            title=title, sigma2=s2, eta=eta, kind="correct",
-            runs={"w/ stop-grad": _gd_run(s2, eta, "simsiam", **kw),
-                  "w/o stop-grad": _gd_run(s2, eta, "simsiam-nosg", **kw)},
-        ))
+    )
+    s2s, etas = [x[0] for x in settings], [x[1] for x in settings]
+    sg = _gd_runs(s2s, etas, "simsiam", **kw)
+    nosg = _gd_runs(s2s, etas, "simsiam-nosg", **kw)
+    for i, (s2, eta, title) in enumerate(settings):
+        rows.append(dict(title=title, sigma2=s2, eta=eta, kind="correct",
+                         runs={"w/ stop-grad": sg[i], "w/o stop-grad": nosg[i]}))
     return dict(rows=rows, params=dict(n_iter=n_iter, lr_enc=lr_enc, lr_pred=lr_pred,
                                        theta0=theta0, phi0=phi0, sigma2_noisy=sigma2_noisy,
                                        eta_noisy=eta_noisy))
@@ -129,10 +138,8 @@ def basin_data(eps=(1.0, 0.1, 0.01), eta=0.1, sigma2=0.5, convention="loss", n=6
 
 def _line_kinds(model, variant, hyper, pts):
     """Stability of sampled points on a line of fixed points (neutral direction ignored)."""
-    import jax.numpy as jnp
-
-    w, _ = C.eigvals_at(model, variant, hyper, jnp.asarray(pts))
-    return [C.classify_point(x) for x in np.asarray(w)]
+    w, _ = C.eigen_at(model, variant, hyper, pts)
+    return [C.classify_point(x) for x in w]
 
 
 def _check_fixed(model, variant, hyper, pts, tol=1e-10):
@@ -282,7 +289,7 @@ def tian_fig10_data(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0, eta=0.0, 
     if quick:
         w0, p0 = w0[:6], p0[:6]
     wa0 = w0 + np.resize([0.4, -0.4, 0.0], w0.shape)
-    ts, ys, status = C.trajectories(model, v, hyper, w0, p0, wa0, t1=t1, n_save=300)
+    ts, ys, status = C.trajectories(model, v, hyper, w0, p0, wa0, t1=t1)
     fixed_lines = []
     if eta == 0.0:
         wl = np.linspace(-1.6, 1.6, 161)
@@ -309,7 +316,7 @@ def tian_fig10_data(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0, eta=0.0, 
         [seeds[:, :1], np.ones((len(seeds), 1)), seeds[:, 2:]], 1))
     wn0 = np.array([1.2, -1.2, 0.8, -0.4, 1.4, -1.0])
     wan0 = np.array([-1.2, 1.0, 1.3, -1.3, 0.2, -0.2])
-    ts_np, ys_np, st_np = C.trajectories(model_np, v, hyper, wn0, 1.0, wan0, t1=t1, n_save=300)
+    ts_np, ys_np, st_np = C.trajectories(model_np, v, hyper, wn0, 1.0, wan0, t1=t1)
     return dict(
         a=a, ts=ts, traj=dict(w=ys.enc, wp=ys.pred, wa=ys.tgt), status=status,
         fixed_lines=fixed_lines, fixed_iso=fixed_iso,
