@@ -187,7 +187,7 @@ def post_toy_figure(data):
         "top: the post's code (stop-grad branch with zero encoder gradient); middle/bottom: "
         "gradients derived from the loss, stop-grad on the target branch only",
         fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
     return fig
 
 

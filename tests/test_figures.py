@@ -76,9 +76,15 @@ def test_list_names_every_figure():
 @pytest.mark.parametrize("args,needle", [
     (["nosuchfigure"], "'nosuchfigure'"),
     (["--dpi", "0", "tian4"], "--dpi"),
+    (["--dpi", "x", "tian4"], "'x'"),
+    (["tian4", "--out", "FILE"], "is not a directory"),
 ])
 def test_bad_input_gives_one_line_error(args, needle, tmp_path):
-    r = _run(*args, "--out", str(tmp_path))
+    (tmp_path / "FILE").write_text("")
+    args = [str(tmp_path / a) if a == "FILE" else a for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path)]
+    r = _run(*args)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
@@ -124,3 +130,14 @@ def test_basin_boundary_from_theory_separates_the_simulated_basins():
     assert np.all(status == 0)
     theta_end = np.abs(ys.enc[:, -1])
     assert np.all(theta_end[:4] < 1e-3) and np.all(theta_end[4:] > 0.1)
+
+
+def test_same_seed_same_result():
+    pytest.importorskip("dynamics.models.linear")
+    from dynamics.figures.linear import tian_fig7_data
+
+    kw = dict(n=2, repeats=2, T=0.4, etas=(0.01,), betas=(1.0,))
+    a, b = tian_fig7_data(seed=3, **kw), tian_fig7_data(seed=3, **kw)
+    np.testing.assert_array_equal(a["corr"], b["corr"])
+    c = tian_fig7_data(seed=4, **kw)
+    assert not np.array_equal(a["wnorm"], c["wnorm"])

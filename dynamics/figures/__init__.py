@@ -327,6 +327,8 @@ def main(argv=None) -> int:
             parser.error(f"unknown figure {n!r} (choose from {', '.join(FIGURES)})")
     if args.dpi <= 0:
         parser.error(f"--dpi must be > 0, got {args.dpi}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out!r} exists and is not a directory")
     names = list(dict.fromkeys(args.names)) or list(FIGURES)
 
     import dynamics
