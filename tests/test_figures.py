@@ -141,3 +141,16 @@ def test_same_seed_same_result():
     np.testing.assert_array_equal(a["corr"], b["corr"])
     c = tian_fig7_data(seed=4, **kw)
     assert not np.array_equal(a["wnorm"], c["wnorm"])
+
+
+def test_committed_manifest_matches_the_registry_and_files():
+    """figures/manifest.json names every registered figure, and every file it names exists."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "figures"
+    m = json.loads((root / "manifest.json").read_text())
+    assert set(FIGURES) <= set(m["figures"])
+    for name, e in m["figures"].items():
+        assert e["command"] == f"python -m dynamics.figures {name}" and e["quick"] is False
+        for f in e["files"]:
+            assert (root / f).is_file(), f
