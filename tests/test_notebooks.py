@@ -57,3 +57,14 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "display_data" and "image/png" in o.get("data", {})]
     assert images, f"{path.name} showed no figure"
+
+
+def test_notebooks_match_their_percent_scripts():
+    """Each .ipynb holds the same cells as its paired .py (jupytext percent format)."""
+    jupytext = pytest.importorskip("jupytext")
+    for p in NOTEBOOKS:
+        script = p.with_suffix(".py")
+        assert script.is_file(), f"{p.name} has no paired {script.name}"
+        a = [(c.cell_type, c.source.strip()) for c in nbformat.read(p, as_version=4).cells]
+        b = [(c.cell_type, c.source.strip()) for c in jupytext.read(script).cells]
+        assert a == b, f"{p.name} and {script.name} differ: run jupytext --sync {script}"
