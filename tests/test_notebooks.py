@@ -37,20 +37,35 @@ def jax_cache_env(tmp_path_factory):
     return cache_env(tmp_path_factory)
 
 
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory, jax_cache_env):
+    """One kernel for all notebooks; each test resets its namespace first (``%reset -f``), so a
+    notebook sees no variable of another, while imported modules and compiled JAX programs are
+    reused (most of a notebook's cost is compiling)."""
+    from jupyter_client import KernelManager
+
+    env = dict(os.environ, DYNAMICS_QUICK="1", MPLBACKEND="Agg")
+    # the kernel imports this checkout's package even when another copy is installed
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=env, cwd=str(tmp_path_factory.mktemp("nbrun")))
+    yield km
+    km.shutdown_kernel(now=True)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, monkeypatch, tmp_path):
+def test_notebook_runs(path, kernel):
     need = REQUIRES.get(path.stem)
     if need and importlib.util.find_spec(need) is None:
         pytest.skip(f"{need} is not available")
-    monkeypatch.setenv("DYNAMICS_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    # the kernel imports this checkout's package even when another copy is installed
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+    nb.cells.insert(0, nbformat.v4.new_code_cell("%reset -f"))
+    client = nbclient.NotebookClient(nb, km=kernel, timeout=600, kernel_name="python3")
+    try:
+        client.execute()
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors
