@@ -2,8 +2,10 @@
 
 Rule (applied per lane to the final state ``y_T`` of a run):
 
-1. *converged*: the run finished (status ``ok``) and the expected-loss vector field is small
-   there, ``max |f(y_T)| <= ftol``. For SGD, whose iterates keep fluctuating with a standard
+1. *converged*: the run finished (status ``ok``) and the gradient residual is small there:
+   ``max |g(y_T)| <= ftol`` where ``g`` is the vector field with ``eps = 1`` (the loss gradient
+   plus decay of every group; dividing the predictor's by a tiny ``eps`` would turn round-off
+   into a residual). For SGD, whose iterates keep fluctuating with a standard
    deviation of order ``sqrt(lr / B)``, use a correspondingly looser ``ftol``.
 2. *decided*: converged, and the point is not a saddle — either the representation has
    collapsed (rule 3) or every eigenvalue of the autodiff Jacobian at ``y_T`` has real part
@@ -44,12 +46,13 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
     """Classify one final state. Returns a dict of scalars (vmap for lanes).
 
     Keys: ``converged``, ``decided``, ``collapsed`` (bools), ``outcome`` (int8, index into
-    ``OUTCOME_NAMES``), ``fnorm`` (max |f|), ``lam_max`` (largest real part of the Jacobian's
+    ``OUTCOME_NAMES``), ``fnorm`` (max |g|, the residual of rule 1), ``lam_max`` (largest real part of the Jacobian's
     eigenvalues), ``enc_norm``.
     """
     finite = jnp.all(jnp.isfinite(ravel_pytree(y)[0]))
     y_safe = jax.tree_util.tree_map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), y)
-    f = ravel_pytree(vector_field(model, variant, hyper, y_safe))[0]
+    unit = dataclasses.replace(hyper, eps=jnp.ones_like(jnp.asarray(hyper.eps)))
+    f = ravel_pytree(vector_field(model, variant, unit, y_safe))[0]
     fnorm = jnp.max(jnp.abs(f))
     lam_max = jnp.max(jnp.linalg.eigvals(jacobian_matrix(model, variant, hyper, y_safe)).real)
     enc_norm = jnp.max(jnp.atleast_1d(model.encoder_norm(y_safe.enc)))

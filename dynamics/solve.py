@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import diffrax
 import jax
+import optimistix as optx
 import jax.numpy as jnp
 
 from dynamics.flow import Hyper, State, Variant, gd_step, vector_field
@@ -87,10 +88,17 @@ def solve_flow(
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {', '.join(SOLVERS)}")
     term = diffrax.ODETerm(lambda t, y, args: vector_field(model, variant, hyper, y))
+    if solver.startswith("kvaerno"):
+        # Full Newton with the exact autodiff Jacobian. diffrax's default chord iteration
+        # reuses a stale Jacobian and, in the fast-predictor transient (eps <= 1e-4), rejects
+        # every step until max_steps; Newton converges in a few iterations there.
+        integrator = SOLVERS[solver](root_finder=optx.Newton(rtol=rtol, atol=atol))
+    else:
+        integrator = SOLVERS[solver]()
     saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
     sol = diffrax.diffeqsolve(
         term,
-        SOLVERS[solver](),
+        integrator,
         t0=0.0,
         t1=t1,
         dt0=None,

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=d["max_steps"], help="solver step cap per lane (then status max_steps)")
     g = p.add_argument_group("collapse criterion (see dynamics.classify)")
     g.add_argument("--ftol", type=_number("ftol", positive=True), default=None,
-                   help="converged when max|f(y_T)| <= ftol (default 1e-6; sgd: 1e-2)")
+                   help="converged when max|gradient + decay| at y_T <= ftol (default 1e-6; sgd: 1e-2)")
     g.add_argument("--collapse-tol", type=_number("collapse-tol", positive=True), default=1e-3,
                    help="collapsed when |theta_T| <= collapse-tol")
     g = p.add_argument_group("output")
@@ -292,7 +292,7 @@ def run_sweep(args, progress=None):
             "flag_values": np.arange(4, dtype=np.int8),
             "flag_meanings": "non-collapsed collapsed undecided failed",
         }),
-        "fnorm": (AXES, out["fnorm"], {"long_name": "max |f(y(t1))| of the expected-loss flow"}),
+        "fnorm": (AXES, out["fnorm"], {"long_name": "max |gradient + decay| at y(t1) (the flow with eps = 1)"}),
         "lam_max": (AXES, out["lam_max"],
                     {"long_name": "largest real part of the Jacobian eigenvalues at y(t1)"}),
     }
@@ -322,7 +322,7 @@ def run_sweep(args, progress=None):
         ftol=args.ftol if args.ftol is not None else "1e-6 (flow, gd), 1e-2 (sgd)",
         collapse_tol=args.collapse_tol,
         collapse_rule=(
-            "converged: status ok and max|f(y_T)| <= ftol; decided: converged and "
+            "converged: status ok and max|g(y_T)| <= ftol (g: the flow at eps = 1); decided: converged and "
             "(|theta_T| <= collapse_tol or max Re eig J(y_T) <= 1e-9); collapsed: decided "
             "and |theta_T| <= collapse_tol"
         ),
