@@ -319,8 +319,9 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
+        width = max(map(len, FIGURES)) + 2
         for s in FIGURES.values():
-            print(f"{s.name:<14}{s.caption}")
+            print(f"{s.name:<{width}}{s.caption}")
         return 0
     for n in args.names:
         if n not in FIGURES:
