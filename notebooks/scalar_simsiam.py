@@ -135,9 +135,9 @@ for name, c in (("simsiam-nosg", "#d62728"), ("simsiam", "#1f77b4")):
     V = np.asarray(model.expected_loss(jnp.asarray(ys.enc), jnp.asarray(ys.pred), jnp.asarray(ys.enc)))
     V = V + 0.5 * (hyper.eta_theta * ys.enc**2 + hyper.eta_phi * ys.pred**2)
     for k in range(len(starts)):
-        ax.plot(ts, V[k], color=c, lw=1.2, label=name if k == 0 else None)
+        ax.plot(ts, np.maximum(V[k], 1e-16), color=c, lw=1.2, label=name if k == 0 else None)
 ax.set_xlabel("time $t$")
-ax.set_ylabel(r"$V = \bar L + (\eta_\theta\theta^2 + \eta_\varphi\varphi^2)/2$")
+ax.set_ylabel(r"$V = \bar L + (\eta_\theta\theta^2 + \eta_\varphi\varphi^2)/2$ (floored at $10^{-16}$)")
 ax.set_yscale("log")
 ax.set_title("decreasing for every start without stop-gradient")
 ax.legend()

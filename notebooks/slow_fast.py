@@ -56,8 +56,12 @@ theta = np.linspace(-1, 1, 50)
 phi = np.linspace(-1, 2, 50)
 th_line = np.linspace(-1, 1, 201)
 starts = np.array([[0.5, -0.8], [0.2, 1.8], [-0.7, 1.5], [-0.3, -0.9], [0.15, -0.8]])
-fig, axes = plt.subplots(1, len(eps_list), figsize=(4.2 * len(eps_list), 4.2), squeeze=False)
-for ax, eps in zip(axes[0], eps_list):
+ncols = min(3, len(eps_list))
+nrows = -(-len(eps_list) // ncols)
+fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
+for ax in axes.flat[len(eps_list):]:
+    ax.axis("off")
+for ax, eps in zip(axes.flat, eps_list):
     hyper = Hyper.loss_decay(eta, eps)
     TH, PH, f = C.grid_field(model, v, hyper, theta, phi)
     plot.draw_field(ax, TH, PH, f.enc, f.pred, density=0.9)
