@@ -23,7 +23,7 @@ from dynamics.flow import (  # noqa: E402
     loss_gradients,
     vector_field,
 )
-from dynamics.models import ScalarSiamese  # noqa: E402
+from dynamics.models import LinearSiamese, PerModeSiamese, ScalarSiamese  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,8 @@ __all__ = [
     "Variant",
     "VARIANTS",
     "ScalarSiamese",
+    "LinearSiamese",
+    "PerModeSiamese",
     "gd_step",
     "jacobian_matrix",
     "loss_gradients",

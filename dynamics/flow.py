@@ -157,11 +157,28 @@ def _tmap(f, *trees):
     return jax.tree_util.tree_map(f, *trees)
 
 
+def _predictor_drift(model, variant: Variant, state: State, batch):
+    """A model's own predictor rule, if it has one (hook for non-gradient predictors).
+
+    A model may define ``predictor_drift(enc, pred, tgt, batch) -> tree | None``; when it
+    returns a tree, the predictor state moves by ``drift / eps`` (flow) or ``lr/eps * drift``
+    (discrete step) instead of following its gradient. DirectPred's running correlation is
+    such a rule (:mod:`dynamics.models.linear`). The encoder still follows the loss.
+    """
+    hook = getattr(model, "predictor_drift", None)
+    if hook is None:
+        return None
+    return hook(state.enc, state.pred, _target(variant, state), batch)
+
+
 def vector_field(model, variant: Variant, hyper: Hyper, state: State) -> State:
     """Gradient-flow vector field of the expected loss (THEORY.md section 1)."""
     g = loss_gradients(model, variant, state)
     d_enc = _tmap(lambda g_, w: -(g_ + hyper.eta_theta * w), g.enc, state.enc)
-    if model.trains_predictor:
+    drift = _predictor_drift(model, variant, state, None)
+    if drift is not None:
+        d_pred = _tmap(lambda d: d / hyper.eps, drift)
+    elif model.trains_predictor:
         d_pred = _tmap(lambda g_, w: -(g_ + hyper.eta_phi * w) / hyper.eps, g.pred, state.pred)
     else:
         d_pred = _tmap(jnp.zeros_like, state.pred)
@@ -185,7 +202,10 @@ def gd_step(model, variant: Variant, hyper: Hyper, state: State, lr, batch=None)
     loss_fn = None if batch is None else (lambda e, p, t: model.loss(e, p, t, batch))
     g = loss_gradients(model, variant, state, loss_fn)
     enc = _tmap(lambda w, g_: w - lr * (g_ + hyper.eta_theta * w), state.enc, g.enc)
-    if model.trains_predictor:
+    drift = _predictor_drift(model, variant, state, batch)
+    if drift is not None:
+        pred = _tmap(lambda w, d: w + (lr / hyper.eps) * d, state.pred, drift)
+    elif model.trains_predictor:
         pred = _tmap(
             lambda w, g_: w - (lr / hyper.eps) * (g_ + hyper.eta_phi * w), state.pred, g.pred
         )

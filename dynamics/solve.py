@@ -171,8 +171,13 @@ def run_discrete(
 def broadcast_lanes(tree, n: int):
     """Give every scalar (0-d) leaf of ``tree`` a leading lane axis of length ``n``.
 
-    Leaves with ``ndim >= 1`` are assumed to carry the lane axis already.
+    Leaves with ``ndim >= 1`` are assumed to carry the lane axis already. A model whose
+    leaves are arrays even for one lane (the linear model's ``X``, ``X'``) says how to add the
+    lane axis through its own ``lane_broadcast(n)`` method, which is used instead.
     """
+    hook = getattr(tree, "lane_broadcast", None)
+    if callable(hook):
+        return hook(n)
     return jax.tree_util.tree_map(
         lambda x: jnp.broadcast_to(x, (n,)) if jnp.ndim(x) == 0 else jnp.asarray(x), tree
     )
@@ -217,3 +222,50 @@ def run_discrete_batch(
             m, variant, h, y, l, n_steps, batch_size=batch_size, key=k, save_every=save_every
         )
     )(model, hyper, y0, lr, keys)
+
+
+# --- any system with a ``field`` ------------------------------------------------------------
+
+
+def _system_term(t, y, system):
+    return system.field(y)
+
+
+@functools.partial(jax.jit, static_argnames=("solver", "rtol", "atol", "max_steps"))
+def solve_system(
+    system, y0, t1, *, ts=None, solver: str = "tsit5", rtol: float = 1e-8, atol: float = 1e-10,
+    max_steps: int = 16384,
+) -> Solution:
+    """Integrate ``dy/dt = system.field(y)`` for any pytree ``system`` with a ``field`` method.
+
+    The same as :func:`solve_flow` for systems that are not a model's plain gradient flow, e.g.
+    :class:`dynamics.analysis.slowfast.ReducedSystem`. ``system`` is traced, so one compiled
+    program serves every parameter value of the same structure.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}: expected one of {', '.join(SOLVERS)}")
+    if solver.startswith("kvaerno"):  # full Newton, as in solve_flow
+        integrator = SOLVERS[solver](root_finder=optx.Newton(rtol=rtol, atol=atol))
+    else:
+        integrator = SOLVERS[solver]()
+    saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_system_term),
+        integrator,
+        t0=0.0,
+        t1=t1,
+        dt0=None,
+        y0=y0,
+        args=system,
+        saveat=saveat,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        throw=False,
+    )
+    ok = sol.result == diffrax.RESULTS.successful
+    maxed = sol.result == diffrax.RESULTS.max_steps_reached
+    finite = _all_finite(sol.ys)
+    status = jnp.where(
+        ok & finite, STATUS_OK, jnp.where(maxed & finite, STATUS_MAX_STEPS, STATUS_NONFINITE)
+    ).astype(jnp.int8)
+    return Solution(sol.ts, sol.ys, status, sol.stats["num_steps"])

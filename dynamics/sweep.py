@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument("--model", choices=("scalar", "linear", "permode"), default="scalar",
+                   help="linear / permode: the matrix model or its per-mode reduction, an "
+                        "eta x eps collapse phase diagram (see --model linear --help)")
     g = p.add_argument_group("swept parameters (each takes one or more values)")
     g.add_argument("--eps", nargs="+", type=_number("eps", positive=True), default=d["eps"],
                    help="predictor time scale: eps * dphi/dt = -dL/dphi - eta_phi*phi")
@@ -344,7 +347,20 @@ def summarize(ds) -> str:
     return "\n".join(lines)
 
 
+def _matrix_model(argv) -> bool:
+    """Whether ``--model linear|permode`` was asked for (handled by dynamics.sweep_linear)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", default="scalar")
+    known, _ = pre.parse_known_args(argv)
+    return known.model in ("linear", "permode")
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if _matrix_model(argv):
+        from dynamics import sweep_linear
+
+        return sweep_linear.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("theta_range", "phi_range"):

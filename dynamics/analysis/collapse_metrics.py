@@ -1,0 +1,104 @@
+"""Collapse measures of an encoder: singular values, effective rank, collapsed modes, norm.
+
+All functions take the encoder parameter (``theta`` scalar, per-mode vector, or matrix ``W``)
+with optional leading batch axes and are jit/vmap friendly. Scalars are treated as ``1 x 1``
+matrices and a per-mode vector ``theta`` as ``diag(theta)``: pass ``kind`` to say which when it
+is ambiguous, or use :func:`encoder_singular_values` with the model.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+KINDS = ("matrix", "modes", "scalar")
+
+
+def singular_values(enc, kind: str = "matrix"):
+    """Singular values, descending, shape ``(..., r)``.
+
+    ``kind``: ``"matrix"`` (trailing two axes are ``W``), ``"modes"`` (trailing axis holds the
+    mode amplitudes ``theta_j``), ``"scalar"`` (every element is one encoder).
+    """
+    enc = jnp.asarray(enc)
+    if kind == "matrix":
+        if enc.ndim < 2:
+            raise ValueError(f"kind='matrix' needs at least 2 axes, got shape {enc.shape}")
+        return jnp.linalg.svd(enc, compute_uv=False)
+    if kind == "modes":
+        if enc.ndim < 1:
+            raise ValueError(f"kind='modes' needs at least 1 axis, got shape {enc.shape}")
+        return -jnp.sort(-jnp.abs(enc), axis=-1)
+    if kind == "scalar":
+        return jnp.abs(enc)[..., None]
+    raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+
+
+def encoder_singular_values(model, enc):
+    """Singular values of a model's encoder, using the model's own ``singular_values`` if any."""
+    f = getattr(model, "singular_values", None)
+    if f is not None:
+        return f(enc)
+    return singular_values(enc, "scalar")
+
+
+def effective_rank(sv, eps: float = 1e-12):
+    """Entropy effective rank ``exp(H(p))``, ``p_j = s_j / sum s`` (Roy & Vetterli 2007).
+
+    Between 1 (one mode carries everything) and ``r`` (all equal); 0 for an all-zero encoder.
+    """
+    sv = jnp.asarray(sv)
+    tot = jnp.sum(sv, axis=-1, keepdims=True)
+    p = sv / jnp.where(tot > eps, tot, 1.0)
+    h = -jnp.sum(jnp.where(p > eps, p * jnp.log(jnp.where(p > eps, p, 1.0)), 0.0), axis=-1)
+    return jnp.where(tot[..., 0] > eps, jnp.exp(h), 0.0)
+
+
+def participation_ratio(sv):
+    """``(sum s^2)^2 / sum s^4``: the number of modes the variance is spread over."""
+    s2 = jnp.asarray(sv) ** 2
+    num = jnp.sum(s2, axis=-1) ** 2
+    den = jnp.sum(s2**2, axis=-1)
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+
+def n_collapsed(sv, tol: float = 1e-3, relative_to=None):
+    """Number of singular values below ``tol`` (times ``relative_to`` when given, e.g. the
+    initial largest singular value)."""
+    sv = jnp.asarray(sv)
+    thr = tol if relative_to is None else tol * jnp.asarray(relative_to)[..., None]
+    return jnp.sum(sv < thr, axis=-1)
+
+
+def collapsed_fraction(sv, tol: float = 1e-3, relative_to=None):
+    """Fraction of modes collapsed (see :func:`n_collapsed`)."""
+    sv = jnp.asarray(sv)
+    return n_collapsed(sv, tol, relative_to) / sv.shape[-1]
+
+
+def frobenius_norm(sv):
+    """``||W||_F`` from the singular values."""
+    return jnp.sqrt(jnp.sum(jnp.asarray(sv) ** 2, axis=-1))
+
+
+@jax.jit
+def collapse_summary(sv, tol: float = 1e-3, relative_to=None) -> dict:
+    """All measures at once, as a dict of arrays with the batch shape of ``sv``.
+
+    ``effective_rank`` counts only the modes that are not collapsed (0 when all are; the
+    entropy rank alone is scale-invariant and would call a uniformly shrunk ``W`` full rank);
+    ``effective_rank_raw`` is the entropy rank of all singular values.
+    """
+    sv = jnp.asarray(sv)
+    thr = tol if relative_to is None else tol * jnp.asarray(relative_to)[..., None]
+    live = jnp.where(sv < thr, 0.0, sv)
+    return dict(
+        norm=frobenius_norm(sv),
+        sigma_max=jnp.max(sv, axis=-1),
+        sigma_min=jnp.min(sv, axis=-1),
+        effective_rank=effective_rank(live),
+        effective_rank_raw=effective_rank(sv),
+        participation_ratio=participation_ratio(sv),
+        n_collapsed=n_collapsed(sv, tol, relative_to),
+        collapsed_fraction=collapsed_fraction(sv, tol, relative_to),
+    )
