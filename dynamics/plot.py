@@ -563,33 +563,47 @@ def tian_fig89(data):
     return fig
 
 
+def _lin_edges(x):
+    x = np.sort(np.asarray(x, float))
+    if x.size == 1:
+        return np.array([x[0] - 0.5, x[0] + 0.5])
+    mid = 0.5 * (x[1:] + x[:-1])
+    return np.concatenate([[2 * x[0] - mid[0]], mid, [2 * x[-1] - mid[-1]]])
+
+
+def _log_edges(x):
+    return np.exp(_lin_edges(np.log(np.asarray(x, float))))
+
+
 def phase_diagrams(data):
-    """Collapse phase diagrams of the linear model: surviving fraction of encoder dimensions
-    over (eta, eps) for SimSiam and (eta, beta) for BYOL."""
+    """Collapse phase diagrams of the linear model: mean collapsed-mode fraction over
+    (eta, eps) for SimSiam and (eta, beta) for BYOL, with every mode's eta_c marked."""
     pr = data["params"]
     etas = data["etas"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.0))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    styles = ("--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)))
     for ax, key, sym, title in ((axes[0], "eta_eps", r"\varepsilon", "linear SimSiam"),
                                 (axes[1], "eta_beta", r"\beta", r"linear BYOL ($\varepsilon$ = 1)")):
         d = data[key]
         ax.set_xscale("log")
-        mesh = ax.pcolormesh(d["axis"], etas, d["frac"], cmap="RdYlBu", vmin=0, vmax=1,
-                             shading="nearest")
+        mesh = ax.pcolormesh(_log_edges(d["axis"]), _lin_edges(etas), d["frac"], cmap="magma_r",
+                             vmin=0, vmax=1, shading="flat")
         cb = fig.colorbar(mesh, ax=ax)
-        cb.set_label("fraction of encoder dimensions surviving")
-        ax.axhline(data["eta_crit"], color="k", ls="--", lw=1.4,
-                   label=rf"saddle-node $\eta_c = 1/(4a)$ = {data['eta_crit']:.3g}")
-        if np.nanmin(d["frac"]) < 0.5 < np.nanmax(d["frac"]):
-            ax.contour(d["axis"], etas, d["frac"], levels=[0.5], colors="k", linewidths=1.0)
-            ax.plot([], [], color="k", lw=1.0, label="half the dimensions survive")
+        cb.set_label("collapsed-mode fraction (mean over initial states)")
+        for k, (ec, xe) in enumerate(zip(data["eta_crit"], data["x_eig"])):
+            if etas[0] <= ec <= etas[-1]:
+                ax.axhline(ec, color="c", lw=1.4, ls=styles[k % len(styles)],
+                           label=rf"$\eta_c$ of the mode with $d_j$={xe:.3g}: {ec:.3g}")
         ax.set_xlabel(rf"${sym}$ (log scale)")
         ax.set_ylabel(r"weight decay $\eta$")
         ax.set_title(title, fontsize=10)
-        dedup_legend(ax, loc="upper left", fontsize=7)
+        dedup_legend(ax, loc="upper left", fontsize=6.5)
     fig.suptitle(
-        rf"Collapse phase diagrams, linear model $n_1=n_2$={pr['n1']}, $X=I$, "
-        rf"$X'=\sigma^2I$, $\sigma^2$={pr['sigma2']:g}, weight decay convention '{pr['convention']}', "
-        rf"{pr['repeats']} random inits per cell" "\n" rf"Euler to $t$={pr['T']:g}; a dimension survives "
-        rf"if its singular value of $W(t)$ exceeds {pr['sv_tol']:g}", fontsize=9.5)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+        rf"Collapse phase diagrams of the linear model ($n_1=n_2$={pr['n1']}), "
+        rf"$X$ with eigenvalues $d_j$ in [{pr['x_eig'][0]:g}, {pr['x_eig'][1]:g}], "
+        rf"$X'=\sigma^2 I$, $\sigma^2$={pr['sigma2']:g}, '{pr['convention']}' decay convention" "\n"
+        rf"{pr['n_init']} random initial states per cell, Euler step {pr['lr']:g} to $t_1$={pr['t1']:g}; a mode is "
+        r"collapsed when its singular value of $W(t_1)$ is below $10^{-3}$; "
+        r"$\eta_c = d_j^2 / (4(d_j+\sigma^2))$", fontsize=9.5)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig

@@ -91,28 +91,22 @@ plt.show()
 # to the reduced flow's eigenvalue `d/dtheta f_theta(theta, phi*(theta))` at `theta*`.
 
 # %%
-import jax
 import jax.numpy as jnp
 
+from dynamics.analysis import FlowSystem
+from dynamics.analysis.slowfast import slow_eigenvalues
+from dynamics.flow import State
+
 eps_dense = np.geomspace(1.0, 0.003, 6 if QUICK else 20)
-slow, fast = [], []
-for eps in eps_dense:
-    hyper = Hyper.loss_decay(eta, eps)
-    fps = C.fixed_points(model, v, hyper, np.array([[0.6, 0.6]]))
-    w = np.sort(np.real(fps[0]["eigs"]))
-    fast.append(w[0])
-    slow.append(w[1])
-    theta_star = fps[0]["z"][0]
-
-hyper = Hyper.loss_decay(eta, 0.01)
-
-
-def reduced_rhs(th):
-    p = C.critical_predictor(model, v, hyper, th[None])[0]
-    return dynamics.vector_field(model, v, hyper, C.make_state(v, th, p)).enc
-
-
-lam_red = float(jax.grad(reduced_rhs)(jnp.asarray(theta_star)))
+hyper = Hyper.loss_decay(eta, 1.0)
+fp = C.fixed_points(model, v, hyper, np.array([[0.6, 0.6]]))[0]
+theta_star, phi_star = fp["z"]
+res = slow_eigenvalues(FlowSystem(model, hyper, v),
+                       State(jnp.asarray(theta_star), jnp.asarray(phi_star), None),
+                       jnp.asarray(0.5), eps_dense)
+fast = np.real(res["full_fast"][:, 0])
+slow = np.real(res["full_slow"][:, 0])
+lam_red = float(np.real(res["reduced"][0]))
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.loglog(eps_dense, -np.array(fast), "o-", label=r"$-\lambda_{fast}$")
 ax.loglog(eps_dense, (a * theta_star**2 + eta) / eps_dense, "k:", label=r"$(a\theta^{*2}+\eta)/\varepsilon$")

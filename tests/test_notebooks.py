@@ -1,24 +1,19 @@
 """Every notebook in notebooks/ runs top to bottom on small settings (``DYNAMICS_QUICK=1``)."""
 
-import importlib.util
 import os
 from pathlib import Path
 
+import nbclient  # test extra: nbclient, nbformat, ipykernel, jupytext
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
-# notebooks that need a module which may not be merged yet
-REQUIRES = {"linear_alignment": "dynamics.models.linear"}
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
 
 def test_notebooks_exist():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"scalar_simsiam", "byol_ema", "slow_fast"} <= names, names
+    assert {"scalar_simsiam", "byol_ema", "slow_fast", "linear_alignment"} <= names, names
 
 
 def test_notebooks_are_stored_without_outputs():
@@ -55,9 +50,6 @@ def kernel(tmp_path_factory, jax_cache_env):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, kernel):
-    need = REQUIRES.get(path.stem)
-    if need and importlib.util.find_spec(need) is None:
-        pytest.skip(f"{need} is not available")
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell("%reset -f"))
     client = nbclient.NotebookClient(nb, km=kernel, timeout=600, kernel_name="python3")
@@ -76,7 +68,8 @@ def test_notebook_runs(path, kernel):
 
 def test_notebooks_match_their_percent_scripts():
     """Each .ipynb holds the same cells as its paired .py (jupytext percent format)."""
-    jupytext = pytest.importorskip("jupytext")
+    import jupytext
+
     for p in NOTEBOOKS:
         script = p.with_suffix(".py")
         assert script.is_file(), f"{p.name} has no paired {script.name}"

@@ -134,8 +134,8 @@ def _phase(quick):
     from dynamics.figures import linear
 
     if quick:
-        kw = dict(n=2, etas=np.linspace(0.0, 0.3, 4), epss=np.geomspace(0.05, 2.0, 3),
-                  betas=np.geomspace(0.05, 10.0, 3), repeats=1, T=50.0)
+        kw = dict(n1=2, etas=(0.0, 0.1, 0.2, 0.3), epss=(1.0, 0.1), betas=(0.3, 3.0), n_init=1,
+                  t1=50.0)
     else:
         kw = {}
     d = linear.phase_diagram_data(**kw)
@@ -164,17 +164,12 @@ _LINEAR = [
     ),
     FigureSpec(
         "phase",
-        "Collapse phase diagrams of the linear model: fraction of encoder dimensions that "
-        "survive over (eta, eps) for SimSiam and (eta, beta) for BYOL, with eta_c = 1/(4a).",
+        "Collapse phase diagrams of the linear model (dynamics.sweep --model linear): mean "
+        "collapsed-mode fraction over (eta, eps) for SimSiam and (eta, beta) for BYOL, with "
+        "each mode's saddle-node eta_c = d_j^2 / (4 (d_j + sigma2)).",
         _phase,
     ),
 ]
-
-
-def _have_linear_models() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("dynamics.models.linear") is not None
 
 
 FIGURES: dict[str, FigureSpec] = {
@@ -229,7 +224,7 @@ FIGURES: dict[str, FigureSpec] = {
             "(eps = 0.01) predictor.",
             _sweep_basins,
         ),
-        *(_LINEAR if _have_linear_models() else []),
+        *_LINEAR,
     )
 }
 

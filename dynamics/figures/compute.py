@@ -257,78 +257,59 @@ __all__ = [
 ]
 
 
-# --- slow-fast reduction (scalar SimSiam/BYOL, predictor fast) -------------------------------
+# --- slow-fast reduction (dynamics.analysis.slowfast, vectorised for drawing) -----------------
 
 
-def _pred_field(model, variant, hyper, enc, pred, tgt):
-    return vector_field(model, variant, hyper, make_state(variant, enc, pred, tgt)).pred
+def _reduced(model, variant, hyper):
+    from dynamics.analysis import FlowSystem
+    from dynamics.analysis.slowfast import ReducedSystem
+
+    return ReducedSystem.of(FlowSystem(model, hyper, variant), jnp.asarray(1.0 / model.a))
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "iters"))
-def critical_predictor(model, variant, hyper, enc, tgt=None, iters: int = 8):
-    """The critical manifold ``phi*(enc)``: zero of the predictor's field at fixed enc/tgt.
-
-    Newton in the predictor alone (derivative by autodiff) from ``1 / a``; the scalar loss is
-    quadratic in the predictor, so one step is already exact. Vectorised over ``enc``.
-    """
-    enc = jnp.asarray(enc, jnp.float64)
-
-    def one(e, t):
-        g = functools.partial(_pred_field, model, variant, hyper, e, tgt=t)
-
-        def body(_, p):
-            return p - g(p) / jax.grad(g)(p)
-
-        return jax.lax.fori_loop(0, iters, body, jnp.asarray(1.0 / model.a, jnp.float64))
-
-    if tgt is None:
-        return jax.vmap(lambda e: one(e, e if variant.has_target else None))(enc.reshape(-1)).reshape(enc.shape)
-    tgt = jnp.broadcast_to(jnp.asarray(tgt, jnp.float64), enc.shape)
-    return jax.vmap(one)(enc.reshape(-1), tgt.reshape(-1)).reshape(enc.shape)
+@jax.jit
+def _critical_pred(reduced, enc):
+    return jax.vmap(lambda e: reduced.critical_pred(e, e if reduced.variant.has_target else None))(enc)
 
 
-def predictor_rate(model, variant, hyper, enc, tgt=None):
+def critical_predictor(model, variant, hyper, enc):
+    """The critical manifold ``phi*(enc)`` (zero of the predictor's field), over an array of
+    encoder values (``dynamics.analysis.slowfast.ReducedSystem.critical_pred``)."""
+    enc = np.asarray(enc, float)
+    out = _critical_pred(_reduced(model, variant, hyper), jnp.asarray(enc.reshape(-1)))
+    return np.asarray(out).reshape(enc.shape)
+
+
+def predictor_rate(model, variant, hyper, enc):
     """Relaxation rate of the fast predictor at fixed encoder, ``-d pred'/d pred``
-    (``(a theta^2 + eta_phi) / eps`` for the scalar model)."""
-    enc = jnp.asarray(enc, jnp.float64)
+    (``(a theta^2 + eta_phi) / eps`` for the scalar model; ``analysis.slowfast.relaxation_rate``)."""
+    from dynamics.analysis import FlowSystem
+    from dynamics.analysis.slowfast import _relaxation_rate
 
-    def one(e):
-        t = e if variant.has_target else None
-        g = functools.partial(_pred_field, model, variant, hyper, e, tgt=t)
-        return -jax.grad(g)(jnp.asarray(0.0, jnp.float64))
+    system = FlowSystem(model, hyper, variant)
+    enc = np.asarray(enc, float)
+    states = make_state(variant, enc.reshape(-1), np.zeros(enc.size))
+    rate = jax.vmap(lambda y: _relaxation_rate(system, y))(states)
+    return np.asarray(rate).reshape(enc.shape)
 
-    return np.asarray(jax.vmap(one)(enc.reshape(-1)).reshape(enc.shape))
 
-
-@functools.partial(jax.jit, static_argnames=("variant", "n_save"))
-def _reduced_solve(model, variant, hyper, enc0, t1, n_save):
-    """Slow flow on the critical manifold: ``enc' = f_enc(enc, phi*(enc))`` (SimSiam)."""
-
-    def rhs(t, e, args):
-        p = critical_predictor(model, variant, hyper, e[None])[0]
-        return vector_field(model, variant, hyper, make_state(variant, e, p)).enc
+@functools.partial(jax.jit, static_argnames=("n_save",))
+def _reduced_solve(reduced, enc0, t1, n_save):
+    from dynamics.solve import solve_system
 
     ts = jnp.linspace(0.0, t1, n_save)
-
-    def one(e0):
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(rhs), diffrax.Tsit5(), t0=0.0, t1=t1, dt0=None, y0=e0,
-            saveat=diffrax.SaveAt(ts=ts),
-            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
-            max_steps=100_000, throw=False,
-        )
-        return sol.ys
-
-    return ts, jax.vmap(one)(enc0)
+    sol = jax.vmap(lambda e: solve_system(reduced, State(e, None, None), t1, ts=ts, rtol=1e-8,
+                                          atol=1e-10, max_steps=100_000))(enc0)
+    return ts, sol.ys.enc
 
 
 def reduced_trajectories(model, variant, hyper, enc0, *, t1, n_save=400):
     """Reduced (slow) SimSiam trajectories from ``enc0`` (N,): ``(ts, enc (N, T), pred (N, T))``
     with ``pred = phi*(enc)`` on the critical manifold."""
     if variant.has_target:
-        raise ValueError("the reduced flow here is for SimSiam (no separate target)")
+        raise ValueError("the reduced trajectories here are for SimSiam (no separate target)")
     enc0, n = _pad_rows(np.atleast_1d(np.asarray(enc0, float)))
-    ts, enc = _reduced_solve(model, variant, hyper, jnp.asarray(enc0), float(t1), n_save)
+    reduced = _reduced(model, variant, hyper)
+    ts, enc = _reduced_solve(reduced, jnp.asarray(enc0), jnp.asarray(float(t1)), n_save)
     enc = np.asarray(enc)[:n]
-    pred = critical_predictor(model, variant, hyper, enc)
-    return np.asarray(ts), enc, np.asarray(pred)
+    return np.asarray(ts), enc, critical_predictor(model, variant, hyper, enc)

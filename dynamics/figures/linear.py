@@ -83,6 +83,18 @@ def _sym(m):
     return 0.5 * (m + np.swapaxes(m, -1, -2))
 
 
+@jax.jit
+def _lambda_min_K(F, P, sigma2, alpha_p, tau, eta):
+    """``lambda_min(K)`` of Theorem 3 over (run, time) axes, ``K`` from dynamics.analysis."""
+    from dynamics.analysis.alignment import lambda_min_sym, theorem3_K
+
+    def one(Fi, Pi, ti, ei):
+        return lambda_min_sym(theorem3_K(Fi, Pi, sigma2, alpha_p, ti, ei))
+
+    over_time = jax.vmap(one, in_axes=(0, 0, 0, None))
+    return jax.vmap(over_time)(F, P, tau, eta)
+
+
 def _tau(W, Wa):
     """Least-squares scalar with ``Wa ~ tau W``: ``tr(Wa W^T) / tr(W W^T)``."""
     return np.einsum("...ij,...ij->...", Wa, W) / np.maximum(np.einsum("...ij,...ij->...", W, W), 1e-300)
@@ -121,10 +133,8 @@ def tian_fig5_data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0
     p = np.linalg.eigvalsh(P)
     s = np.linalg.eigvalsh(F)
     tau = _tau(W, Wa)
-    I = np.eye(n)
-    K = a * (alpha_p / 2 * F + P @ P - (tau / a)[..., None, None] * P) \
-        + 1.5 * eta_l[:, None, None, None] * I
-    lam_min = np.linalg.eigvalsh(_sym(K))[..., 0]
+    lam_min = np.asarray(_lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, alpha_p,
+                                       jnp.asarray(tau), jnp.asarray(eta_l)))
     runs = [dict(sweep=c[0], value=c[1], eta=c[2], beta=c[3], p=p[i], s=s[i], tau=tau[i],
                  lam_min=lam_min[i]) for i, c in enumerate(configs)]
     return dict(ts=ts, runs=runs, eta_crit=1.0 / (4 * a),
@@ -222,43 +232,37 @@ def tian_fig89_data(n=8, sigma2=0.5, lr=0.01, T=100.0, etas_asym=(0.0, 0.01, 0.0
 # --- collapse phase diagrams (eta x eps, eta x beta) ----------------------------------------
 
 
-def phase_diagram_data(n=4, sigma2=0.5, etas=np.linspace(0.0, 0.3, 13),
-                       epss=np.geomspace(0.05, 2.0, 9), betas=np.geomspace(0.05, 10.0, 9),
-                       repeats=4, T=300.0, lr=0.01, scale=0.5, sv_tol=0.05, seed=0,
-                       convention="loss"):
-    """Fraction of the ``n`` encoder dimensions that survive (singular value of ``W(T)`` above
-    ``sv_tol``), averaged over ``repeats`` random inits, on ``eta x eps`` (linear SimSiam) and
-    ``eta x beta`` (linear BYOL, ``eps = 1``) grids. Euler step ``min(lr, eps/5)``: each lane
-    runs ``T / lr`` steps, so lanes with a smaller step stop earlier in ODE time (at least
-    ``T * min(eps)/(5 lr)``)."""
-    lin = _linear()
-    model = lin.LinearSiamese.isotropic(n, sigma2, predictor="trained")
-    keys = jax.random.split(jax.random.PRNGKey(seed), repeats)
-    n_steps = int(round(T / lr))
-    out = {}
-    for name, vname, axis in (("eta_eps", "simsiam", np.asarray(epss, float)),
-                              ("eta_beta", "byol", np.asarray(betas, float))):
-        v = VARIANTS[vname]
-        E, Y, R = np.meshgrid(np.asarray(etas, float), axis, np.arange(repeats), indexing="ij")
-        eta_l, y_l, r_l = E.ravel(), Y.ravel(), R.ravel()
-        if name == "eta_eps":
-            eps_l, beta_l = y_l, np.ones_like(y_l)
-        else:
-            eps_l, beta_l = np.ones_like(y_l), y_l
-        step = np.minimum(lr, eps_l / 5.0)
-        step = np.minimum(step, 1.0 / (5.0 * beta_l))
-        y0 = _init(model, v, n, keys[r_l], scale)
-        hyper = _hyper_lanes(eta_l, eps_l, beta_l, convention)
-        _, ys = euler_lanes(model, v, hyper, y0, jnp.asarray(step), n_steps=n_steps,
-                            save_every=n_steps)
-        Wt = np.asarray(ys.enc)[:, -1]
-        sv = np.linalg.svd(Wt, compute_uv=False)
-        finite = np.all(np.isfinite(sv), axis=-1)
-        alive = np.where(finite, np.mean(sv > sv_tol, axis=-1), np.nan)
-        out[name] = dict(frac=np.nanmean(alive.reshape(E.shape), axis=-1), axis=axis,
-                         t_end=(step * n_steps).reshape(E.shape)[..., 0])
-    return dict(etas=np.asarray(etas, float), eta_crit=1.0 / (4 * (1 + sigma2)), **out,
-                params=dict(n1=n, n2=n, sigma2=sigma2, etas=np.asarray(etas).tolist(),
-                            epss=np.asarray(epss).tolist(), betas=np.asarray(betas).tolist(),
-                            repeats=repeats, T=T, lr=lr, init_scale=scale, sv_tol=sv_tol,
-                            seed=seed, convention=convention, predictor="trained"))
+def phase_diagram_data(n1=4, sigma2=0.5, etas=tuple(np.round(np.linspace(0.0, 0.35, 15), 4)),
+                       epss=(1.0, 0.3, 0.1, 0.03), betas=(0.1, 0.3, 1.0, 3.0, 10.0), n_init=6,
+                       t1=300.0, lr=0.01, x_eig=(0.5, 1.5), seed=0, convention="loss"):
+    """Collapse phase diagrams from the linear sweep (:mod:`dynamics.sweep_linear`).
+
+    Linear SimSiam over ``eta x eps`` and linear BYOL (``eps = 1``) over ``eta x beta``; data
+    ``X`` with eigenvalues evenly spaced in ``x_eig`` (so mode ``j`` loses its non-trivial fixed
+    points at ``eta_j = d_j^2 / (4 (d_j + sigma2))``), ``X' = sigma2 I``, ``n_init`` random
+    initial states per cell, explicit Euler (``--method gd``, step ``lr``) to ``t1``. Returns
+    the mean collapsed-mode fraction on each plane.
+    """
+    from dynamics.sweep_linear import build_parser, run_sweep
+
+    common = ["--n1", str(n1), "--sigma2", str(sigma2), "--eta", *map(str, etas),
+              "--n-init", str(n_init), "--method", "gd", "--lr", str(lr), "--t1", str(t1), "--x-eig", *map(str, x_eig),
+              "--seed", str(seed), "--convention", convention, "--quiet", "--no-plot"]
+    planes = {}
+    for key, variant, extra, axis in (
+        ("eta_eps", "simsiam", ["--eps", *map(str, epss)], "eps"),
+        ("eta_beta", "byol", ["--eps", "1", "--beta", *map(str, betas)], "beta"),
+    ):
+        argv = ["--variant", variant, *extra, *common]
+        ds = run_sweep(build_parser().parse_args(argv))
+        frac = ds["collapsed_fraction"].isel(variant=0, method=0, sigma2=0)
+        frac = frac.mean(dim=[d for d in frac.dims if d not in ("eta", axis)]).sortby([axis, "eta"])
+        planes[key] = dict(frac=frac.transpose("eta", axis).values, axis=frac[axis].values,
+                           command="python -m dynamics.sweep --model linear " + " ".join(argv[:-2]))
+        eta_crit = np.asarray(ds["eta_crit"].values[0])
+        x_modes = np.asarray(ds["x_eig"].values)
+    return dict(etas=np.sort(np.asarray(etas, float)), eta_crit=eta_crit, x_eig=x_modes, **planes,
+                params=dict(n1=n1, n2=n1, sigma2=sigma2, etas=list(etas), epss=list(epss),
+                            betas=list(betas), n_init=n_init, t1=t1, lr=lr, x_eig=list(x_eig),
+                            seed=seed, convention=convention,
+                            sweeps=[planes["eta_eps"]["command"], planes["eta_beta"]["command"]]))
