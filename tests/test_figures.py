@@ -57,13 +57,16 @@ def test_manifest_names_command_and_parameters(quick_out):
     assert "git_revision" in m and "package_version" in m
 
 
-def test_one_figure_updates_manifest_entry(quick_out):
+def test_one_figure_updates_manifest_entry_and_reproduces_its_files(quick_out):
     before = json.loads((quick_out / "manifest.json").read_text())
+    files = {f: (quick_out / f).read_bytes() for f in ("tian4.png", "tian4.pdf")}
     r = _run("tian4", "--quick", "--out", str(quick_out))
     assert r.returncode == 0, r.stderr[-2000:]
     after = json.loads((quick_out / "manifest.json").read_text())
     assert set(after["figures"]) == set(before["figures"])
     assert after["figures"]["post_toy"] == before["figures"]["post_toy"]
+    for f, data in files.items():
+        assert (quick_out / f).read_bytes() == data, f"{f} differs between two runs"
 
 
 def test_list_names_every_figure():

@@ -265,7 +265,9 @@ def write_figure(name: str, out: Path, quick: bool = False, dpi: int = 130) -> d
     files = []
     for ext in ("png", "pdf"):
         path = out / f"{name}.{ext}"
-        save_figure(fig, path, dpi=dpi)
+        # no creation date in the PDF: same data, same bytes
+        meta = {"CreationDate": None} if ext == "pdf" else None
+        save_figure(fig, path, dpi=dpi, metadata=meta)
         files.append(path.name)
     plt.close(fig)
     command = "python -m dynamics.figures " + name + (" --quick" if quick else "")
