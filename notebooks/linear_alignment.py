@@ -67,18 +67,21 @@ print(f"{len(ts)} saved states, W(T) singular values {np.linalg.svd(W[-1], compu
 #
 # Relative commutator `|[F, Wp]| / (|F| |Wp|)`, relative antisymmetric part of `Wp`, and for each
 # eigenvector `u_j` of `F` the cosine between `u_j` and `Wp u_j` (1 when `u_j` is also an
-# eigenvector of `Wp`, up to sign). Modes are ordered by eigenvalue (`j`-th smallest `s_j`);
+# eigenvector of `Wp`, up to sign), all from `dynamics.analysis.alignment`. Modes are ordered by
+# eigenvalue (`j`-th largest `s_j`);
 # collapsed modes (`s_j -> 0`) share a degenerate eigenvalue, so their eigenvectors are not
 # defined individually and are left out of the right panel.
 
 # %%
-comm = np.linalg.norm(F @ Wp - Wp @ F, axis=(-2, -1)) / (
+from dynamics.analysis.alignment import commutator_norm, eigen_alignment, sym_antisym
+
+Fj, Wpj = jnp.asarray(F), jnp.asarray(Wp)
+comm = np.asarray(jax.vmap(commutator_norm)(Fj, Wpj)) / (
     np.linalg.norm(F, axis=(-2, -1)) * np.linalg.norm(Wp, axis=(-2, -1)))
-asym = np.linalg.norm(Wp - np.swapaxes(Wp, -1, -2), axis=(-2, -1)) / (2 * np.linalg.norm(Wp, axis=(-2, -1)))
-s_eig, U = np.linalg.eigh(F)
-WpU = Wp @ U
-cos = np.abs(np.einsum("tij,tij->tj", U, WpU)) / np.maximum(np.linalg.norm(WpU, axis=1), 1e-300)
-p_modes = np.einsum("tij,tij->tj", U, WpU)          # Rayleigh quotients u_j^T Wp u_j
+sym_n, anti_n = map(np.asarray, jax.vmap(sym_antisym)(Wpj))
+asym = anti_n / np.linalg.norm(Wp, axis=(-2, -1))
+# eigenvalues of F (descending), cosines |u_j^T Wp u_j| / |Wp u_j|, Rayleigh quotients u_j^T Wp u_j
+s_eig, cos, p_modes = map(np.asarray, jax.vmap(eigen_alignment)(Fj, Wpj))
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 axes[0].semilogy(ts, comm, label=r"$\|[F, W_p]\| / (\|F\|\|W_p\|)$")
