@@ -13,6 +13,7 @@ One bad lane never stops the others: diffrax runs with ``throw=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -85,36 +86,23 @@ def solve_flow(
         rtol, atol: tolerances of the PID step-size controller.
         max_steps: cap on solver steps; a lane that hits it gets ``STATUS_MAX_STEPS``.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}: expected one of {', '.join(SOLVERS)}")
-    term = diffrax.ODETerm(lambda t, y, args: vector_field(model, variant, hyper, y))
-    if solver.startswith("kvaerno"):
-        # Full Newton with the exact autodiff Jacobian. diffrax's default chord iteration
-        # reuses a stale Jacobian and, in the fast-predictor transient (eps <= 1e-4), rejects
-        # every step until max_steps; Newton converges in a few iterations there.
-        integrator = SOLVERS[solver](root_finder=optx.Newton(rtol=rtol, atol=atol))
-    else:
-        integrator = SOLVERS[solver]()
-    saveat = diffrax.SaveAt(t1=True) if ts is None else diffrax.SaveAt(ts=ts)
-    sol = diffrax.diffeqsolve(
-        term,
-        integrator,
-        t0=0.0,
-        t1=t1,
-        dt0=None,
-        y0=y0,
-        saveat=saveat,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
-        throw=False,
+    flow = _GradientFlow(model, hyper, variant)
+    return solve_system(
+        flow, y0, t1, ts=ts, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps
     )
-    ok = sol.result == diffrax.RESULTS.successful
-    maxed = sol.result == diffrax.RESULTS.max_steps_reached
-    finite = _all_finite(sol.ys)
-    status = jnp.where(
-        ok & finite, STATUS_OK, jnp.where(maxed & finite, STATUS_MAX_STEPS, STATUS_NONFINITE)
-    ).astype(jnp.int8)
-    return Solution(sol.ts, sol.ys, status, sol.stats["num_steps"])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _GradientFlow:
+    """A model's gradient flow as a system with a ``field`` method (see :func:`solve_system`)."""
+
+    model: Any
+    hyper: Hyper
+    variant: Variant = dataclasses.field(metadata=dict(static=True))
+
+    def field(self, y):
+        return vector_field(self.model, self.variant, self.hyper, y)
 
 
 def run_discrete(
@@ -244,7 +232,10 @@ def solve_system(
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}: expected one of {', '.join(SOLVERS)}")
-    if solver.startswith("kvaerno"):  # full Newton, as in solve_flow
+    if solver.startswith("kvaerno"):
+        # Full Newton with the exact autodiff Jacobian. diffrax's default chord iteration
+        # reuses a stale Jacobian and, in the fast-predictor transient (eps <= 1e-4), rejects
+        # every step until max_steps; Newton converges in a few iterations there.
         integrator = SOLVERS[solver](root_finder=optx.Newton(rtol=rtol, atol=atol))
     else:
         integrator = SOLVERS[solver]()
