@@ -65,28 +65,6 @@ def grid_field(model, variant, hyper, theta, phi, tgt=None):
 # --- fixed points ---------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("variant", "iters"))
-def _newton(model, variant, hyper, z0, iters: int = 60):
-    """Newton iterations on the flattened field from each row of ``z0``; returns (z, |f|)."""
-    template = make_state(variant, 0.0, 0.0, 0.0 if variant.has_target else None)
-    _, unravel = ravel_pytree(template)
-
-    def f(z):
-        return ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
-
-    def one(z):
-        def body(_, z):
-            J = jax.jacfwd(f)(z)
-            dz = jnp.linalg.pinv(J) @ f(z)
-            dz = jnp.where(jnp.all(jnp.isfinite(dz)), dz, 0.0)
-            return z - dz
-
-        z = jax.lax.fori_loop(0, iters, body, z)
-        return z, jnp.max(jnp.abs(f(z)))
-
-    return jax.vmap(one)(z0)
-
-
 @functools.partial(jax.jit, static_argnames=("variant",))
 def eigvals_at(model, variant, hyper, z):
     """Eigenvalues (complex) and eigenvectors of the Jacobian at flattened states ``z`` (N, d)."""
@@ -125,25 +103,24 @@ def classify_point(eigs, tol=1e-9):
 
 
 def fixed_points(model, variant, hyper, seeds, ftol=1e-10, dedupe=1e-6):
-    """Isolated fixed points found by Newton from ``seeds`` (N, d) flattened states.
+    """Fixed points found from ``seeds`` (N, d) flattened states, for drawing.
 
-    Returns a list of dicts ``{"z": point (d,), "eigs": eigenvalues, "vecs": eigenvectors,
-    "kind": classify_point(...)}``, deduplicated, sorted by the first coordinate.
-    Newton steps use the pseudo-inverse of the Jacobian, so lanes also converge onto lines of
-    fixed points (zero decay) or with a frozen coordinate; lanes that do not converge are
-    dropped.
+    Newton, de-duplication and convergence test are :func:`dynamics.analysis.find_fixed_points`
+    (least-squares steps, so lanes also converge onto lines of fixed points or with a frozen
+    coordinate). Returns a list of dicts ``{"z": point (d,), "eigs": eigenvalues, "vecs":
+    eigenvectors, "kind": classify_point(...)}`` sorted by the flattened coordinates; ``kind``
+    ignores neutral directions, so points on a line of fixed points are still labelled.
     """
-    seeds, n = _pad_rows(np.asarray(seeds, float))
-    z, res = _newton(model, variant, hyper, jnp.asarray(seeds, jnp.float64))
-    z, res = np.asarray(z)[:n], np.asarray(res)[:n]
-    keep = np.isfinite(res) & (res < ftol) & np.all(np.isfinite(z), axis=1)
-    pts = []
-    for zz in z[keep]:
-        if not any(np.max(np.abs(zz - p)) < dedupe for p in pts):
-            pts.append(zz)
-    if not pts:
+    from dynamics.analysis import FlowSystem, find_fixed_points
+
+    seeds, _ = _pad_rows(np.asarray(seeds, float))  # padding repeats a seed: deduplicated
+    starts = make_state(variant, seeds[:, 0], seeds[:, 1],
+                        seeds[:, 2] if variant.has_target else None)
+    found = find_fixed_points(FlowSystem(model, hyper, variant), starts, tol=ftol,
+                              dedup_tol=dedupe)
+    if not found:
         return []
-    pts = np.array(sorted(pts, key=lambda p: tuple(p)))
+    pts = np.array(sorted((np.asarray(ravel_pytree(fp.state)[0]) for fp in found), key=tuple))
     w, v = eigen_at(model, variant, hyper, pts)
     return [dict(z=p, eigs=w[i], vecs=v[i], kind=classify_point(w[i])) for i, p in enumerate(pts)]
 
