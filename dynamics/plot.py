@@ -602,7 +602,8 @@ def phase_diagrams(data):
         rf"Collapse phase diagrams of the linear model ($n_1=n_2$={pr['n1']}), "
         rf"$X$ with eigenvalues $d_j$ in [{pr['x_eig'][0]:g}, {pr['x_eig'][1]:g}], "
         rf"$X'=\sigma^2 I$, $\sigma^2$={pr['sigma2']:g}, '{pr['convention']}' decay convention" "\n"
-        rf"{pr['n_init']} random initial states per cell, Euler step {pr['lr']:g} to $t_1$={pr['t1']:g}; a mode is "
+        rf"{pr['n_init']} random initial states per cell, Euler step {pr['lr']:g} "
+        rf"to $t_1$={pr['t1']:g}; a mode is "
         r"collapsed when its singular value of $W(t_1)$ is below $10^{-3}$; "
         r"$\eta_c = d_j^2 / (4(d_j+\sigma^2))$", fontsize=9.5)
     fig.tight_layout(rect=(0, 0, 1, 0.92))

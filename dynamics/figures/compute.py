@@ -15,8 +15,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dynamics.flow import Hyper, State, Variant, jacobian_matrix, vector_field
+from dynamics.flow import State, Variant, jacobian_matrix, vector_field
 from dynamics.solve import solve_flow
+
+__all__ = [
+    "classify_point",
+    "critical_predictor",
+    "eigen_at",
+    "eigvals_at",
+    "expected_loss",
+    "field_at",
+    "fixed_points",
+    "grid_field",
+    "make_state",
+    "predictor_rate",
+    "reduced_trajectories",
+    "stable_manifold",
+    "trajectories",
+]
 
 
 def make_state(variant: Variant, enc, pred, tgt=None) -> State:
@@ -220,18 +236,6 @@ def expected_loss(model, variant, y: State):
     tgt = y.tgt if variant.has_target else y.enc
     return np.asarray(model.expected_loss(jnp.asarray(y.enc), jnp.asarray(y.pred), jnp.asarray(tgt)))
 
-
-__all__ = [
-    "Hyper",
-    "eigvals_at",
-    "expected_loss",
-    "field_at",
-    "fixed_points",
-    "grid_field",
-    "make_state",
-    "stable_manifold",
-    "trajectories",
-]
 
 
 # --- slow-fast reduction (dynamics.analysis.slowfast, vectorised for drawing) -----------------

@@ -1,9 +1,11 @@
 """Data for the linear-model figures (Tian et al. Figs. 5, 7, 8-9; collapse phase diagrams).
 
-The model is :class:`dynamics.models.linear.LinearSiamese` with ``X = I``, ``X' = sigma2 I``;
-runs are explicit Euler on the expected-loss flow (``dynamics.solve.run_discrete`` without a
-batch), the discrete mapping used by Tian et al.'s synthetic figures (step 0.01 in ODE time).
-Each ``*_data`` function returns numpy arrays and a ``params`` dict; ``dynamics.plot`` draws.
+For Tian et al.'s figures the model is :class:`dynamics.models.linear.LinearSiamese` with
+``X = I``, ``X' = sigma2 I``, run by explicit Euler on the expected-loss flow
+(``dynamics.solve.run_discrete`` without a batch), the discrete mapping used by their synthetic
+figures (step 0.01 in ODE time). The phase diagrams come from the linear sweep
+(:mod:`dynamics.sweep_linear`). Each ``*_data`` function returns numpy arrays and a ``params``
+dict; ``dynamics.plot`` draws.
 """
 
 from __future__ import annotations
@@ -246,7 +248,8 @@ def phase_diagram_data(n1=4, sigma2=0.5, etas=tuple(np.round(np.linspace(0.0, 0.
     from dynamics.sweep_linear import build_parser, run_sweep
 
     common = ["--n1", str(n1), "--sigma2", str(sigma2), "--eta", *map(str, etas),
-              "--n-init", str(n_init), "--method", "gd", "--lr", str(lr), "--t1", str(t1), "--x-eig", *map(str, x_eig),
+              "--n-init", str(n_init), "--method", "gd", "--lr", str(lr), "--t1", str(t1),
+              "--x-eig", *map(str, x_eig),
               "--seed", str(seed), "--convention", convention, "--quiet", "--no-plot"]
     planes = {}
     for key, variant, extra, axis in (
