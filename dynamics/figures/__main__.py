@@ -1,0 +1,5 @@
+import sys
+
+from dynamics.figures import main
+
+sys.exit(main())

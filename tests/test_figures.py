@@ -1,0 +1,158 @@
+"""``python -m dynamics.figures``: every figure builds on small settings, files and manifest.
+
+One subprocess makes every figure with ``--quick`` (compiled functions are shared across
+figures within it); the other tests read its output.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dynamics.figures import FIGURES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_cache_env(tmp_path_factory):
+    """Share compiled programs between the CLI subprocesses and notebook kernels of a run."""
+    from _jax_cache import cache_env
+
+    return cache_env(tmp_path_factory)
+
+
+def _run(*args, cwd=None):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "dynamics.figures", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def quick_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figs")
+    r = _run("--quick", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_every_figure_written_as_png_and_pdf(quick_out):
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            p = quick_out / f"{name}.{ext}"
+            assert p.is_file() and p.stat().st_size > 5000, p
+    assert not list(quick_out.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_manifest_names_command_and_parameters(quick_out):
+    m = json.loads((quick_out / "manifest.json").read_text())
+    assert set(m["figures"]) == set(FIGURES)
+    for name, e in m["figures"].items():
+        assert e["files"] == [f"{name}.png", f"{name}.pdf"]
+        assert e["command"] == f"python -m dynamics.figures {name} --quick"
+        assert e["quick"] is True and isinstance(e["params"], dict) and e["params"]
+        assert e["caption"] == FIGURES[name].caption
+    assert m["regenerate"].startswith("python -m dynamics.figures")
+    assert "git_revision" in m and "package_version" in m
+
+
+def test_one_figure_updates_manifest_entry_and_reproduces_its_files(quick_out):
+    before = json.loads((quick_out / "manifest.json").read_text())
+    files = {f: (quick_out / f).read_bytes() for f in ("tian4.png", "tian4.pdf")}
+    r = _run("tian4", "--quick", "--out", str(quick_out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = json.loads((quick_out / "manifest.json").read_text())
+    assert set(after["figures"]) == set(before["figures"])
+    assert after["figures"]["post_toy"] == before["figures"]["post_toy"]
+    for f, data in files.items():
+        assert (quick_out / f).read_bytes() == data, f"{f} differs between two runs"
+
+
+def test_list_names_every_figure():
+    r = _run("--list")
+    assert r.returncode == 0
+    for name in FIGURES:
+        assert name in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["nosuchfigure"], "'nosuchfigure'"),
+    (["--dpi", "0", "tian4"], "--dpi"),
+    (["--dpi", "x", "tian4"], "'x'"),
+    (["tian4", "--out", "FILE"], "is not a directory"),
+])
+def test_bad_input_gives_one_line_error(args, needle, tmp_path):
+    (tmp_path / "FILE").write_text("")
+    args = [str(tmp_path / a) if a == "FILE" else a for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path)]
+    r = _run(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_post_toy_data_reproduces_the_documented_discrepancy():
+    from dynamics.figures.scalar import post_toy_data
+
+    d = post_toy_data()
+    post, correct, noisy = d["rows"]
+    # the post's stop-grad branch never moves theta; the correct gradient does
+    assert np.all(post["runs"]["w/ stop-grad"]["theta"] == 1.0)
+    assert correct["runs"]["w/ stop-grad"]["theta"][-1] == pytest.approx(1.046, abs=1e-3)
+    # its no-stop-grad branch is right: identical to the derived gradient
+    np.testing.assert_allclose(post["runs"]["w/o stop-grad"]["theta"],
+                               correct["runs"]["w/o stop-grad"]["theta"], atol=1e-12)
+    assert post["runs"]["w/o stop-grad"]["theta"][-1] == pytest.approx(0.957, abs=1e-3)
+    # with augmentation noise only the stop-gradient run escapes collapse
+    assert noisy["runs"]["w/o stop-grad"]["theta"][-1] < 0.02
+    assert noisy["runs"]["w/ stop-grad"]["theta"][-1] > 1.0
+
+
+def test_basin_boundary_from_theory_separates_the_simulated_basins():
+    """Starts a little to either side of the saddle's stable manifold end in different basins."""
+    from dynamics.figures import compute as C
+    from dynamics.flow import VARIANTS, Hyper
+    from dynamics.models import ScalarSiamese
+
+    model, v = ScalarSiamese(sigma2=0.5), VARIANTS["simsiam"]
+    hyper = Hyper.loss_decay(0.1, 0.1)
+    seeds = np.stack(np.meshgrid(np.linspace(-1, 1, 7), np.linspace(-1, 2, 7)), -1).reshape(-1, 2)
+    fps = C.fixed_points(model, v, hyper, seeds)
+    kinds = sorted(p["kind"] for p in fps)
+    assert kinds == ["saddle", "saddle", "stable", "stable", "stable"]
+    saddle = next(p for p in fps if p["kind"] == "saddle" and p["z"][0] > 0)
+    branch = C.stable_manifold(model, v, hyper, saddle, bound=3.0)[0]
+    pts = branch[len(branch) // 3: len(branch) // 3 + 4]
+    inner = pts * np.array([0.97, 1.0])   # towards theta = 0: collapse side
+    outer = pts * np.array([1.03, 1.0])
+    _, ys, status = C.trajectories(model, v, hyper, np.r_[inner[:, 0], outer[:, 0]],
+                                   np.r_[inner[:, 1], outer[:, 1]], t1=400.0, n_save=2)
+    assert np.all(status == 0)
+    theta_end = np.abs(ys.enc[:, -1])
+    assert np.all(theta_end[:4] < 1e-3) and np.all(theta_end[4:] > 0.1)
+
+
+def test_same_seed_same_result():
+    from dynamics.figures.linear import tian_fig7_data
+
+    kw = dict(n=2, repeats=2, T=0.4, etas=(0.01,), betas=(1.0,))
+    a, b = tian_fig7_data(seed=3, **kw), tian_fig7_data(seed=3, **kw)
+    np.testing.assert_array_equal(a["corr"], b["corr"])
+    c = tian_fig7_data(seed=4, **kw)
+    assert not np.array_equal(a["wnorm"], c["wnorm"])
+
+
+def test_committed_manifest_matches_the_registry_and_files():
+    """figures/manifest.json names every registered figure, and every file it names exists."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "figures"
+    m = json.loads((root / "manifest.json").read_text())
+    assert set(FIGURES) == set(m["figures"])
+    for name, e in m["figures"].items():
+        assert e["command"] == f"python -m dynamics.figures {name}" and e["quick"] is False
+        for f in e["files"]:
+            assert (root / f).is_file(), f
