@@ -196,8 +196,20 @@ def siamese_loss(p1, p2, t1, t2) -> jax.Array:
     return 0.5 * (neg_cosine(p1, t2) + neg_cosine(p2, t1))
 
 
-@functools.lru_cache(maxsize=16)
+def graph_config(cfg: Config) -> Config:
+    """``cfg`` with the fields that do not change the compiled step reset (a cache key)."""
+    d = Config()
+    return dataclasses.replace(cfg, epochs=d.epochs, subset=None, test_subset=None, knn_k=d.knn_k, knn_t=d.knn_t,
+                               knn_every=d.knn_every, probe=d.probe, seed=d.seed)
+
+
 def make_train_step(cfg: Config, total_steps: int, augment: bool = True) -> Callable:
+    """Cached by the fields that shape the compiled step; see :func:`_make_train_step`."""
+    return _make_train_step(graph_config(cfg), total_steps, augment)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_train_step(cfg: Config, total_steps: int, augment: bool = True) -> Callable:
     """Build ``step(state, data, idx, key) -> (state, metrics)``, jitted, state donated.
 
     With ``augment=False`` the function is ``step(state, x) -> (state, metrics)`` on ready views
@@ -263,10 +275,15 @@ def make_train_step(cfg: Config, total_steps: int, augment: bool = True) -> Call
     return jax.jit(step, donate_argnums=(0,))
 
 
-@functools.lru_cache(maxsize=16)
 def make_feature_fn(cfg: Config) -> Callable:
     """``features(params, batch_stats, images_uint8 [n, 32, 32, 3]) -> [n, feat]`` (eval-mode BN)."""
-    model = make_model(cfg, groups=1)
+    return _make_feature_fn(cfg.width, cfg.predictor, tuple(cfg.blocks))
+
+
+@functools.lru_cache(maxsize=16)
+def _make_feature_fn(width: float, predictor: str, blocks: tuple[int, ...]) -> Callable:
+    pred = predictor if predictor in ("mlp", "linear") else "none"
+    model = SiameseNet(width=width, predictor=pred, groups=1, blocks=blocks)
 
     @jax.jit
     def feats(params, stats, images):
