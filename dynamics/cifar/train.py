@@ -80,6 +80,7 @@ class Config:
     probe: bool = True
     seed: int = 0
     blocks: tuple[int, ...] = (2, 2, 2, 2)
+    compute_dtype: str = "float32"
 
     def validate(self) -> None:
         """Raise ``ValueError`` (one line, naming the value) for an inconsistent config."""
@@ -108,6 +109,8 @@ class Config:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"compute_dtype {self.compute_dtype!r} is not float32 or bfloat16")
         if not self.blocks or any(b < 1 for b in self.blocks) or len(self.blocks) != 4:
             raise ValueError(f"blocks must be 4 positive ints, got {self.blocks}")
         if self.subset is not None and self.subset < self.batch_size:
@@ -145,7 +148,8 @@ def ema_momentum(step, base: float, total: int):
 
 def make_model(cfg: Config, groups: int = 2) -> SiameseNet:
     pred = cfg.predictor if cfg.predictor in ("mlp", "linear") else "none"
-    return SiameseNet(width=cfg.width, predictor=pred, groups=groups, blocks=tuple(cfg.blocks))
+    return SiameseNet(width=cfg.width, predictor=pred, groups=groups, blocks=tuple(cfg.blocks),
+                      dtype=jnp.dtype(cfg.compute_dtype))
 
 
 def _labels(params):
