@@ -151,7 +151,7 @@ def main(argv=None) -> int:
           f" median of {a.rounds} rounds x {a.steps} steps, images/s (source images, 2 views each):")
     for k in kinds:
         print(f"  {k:9s} {med[k]:8.1f} wall   {med_cpu[k]:8.1f} per CPU-second")
-    for f in ("flax", "flax-aug"):
+    for f in ("flax", "flax-aug", "flax-bf16"):
         for t in ("torch", "torch-cl"):
             if f in med and t in med:
                 print(f"  ratio {f}/{t}: {med[f] / med[t]:.2f}x wall, {med_cpu[f] / med_cpu[t]:.2f}x per CPU-second")
