@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
-import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from dynamics._cli import OneLineParser, check_sweep_lists, number
 
 DEFAULTS = dict(
     eps=[0.01],
@@ -50,29 +51,8 @@ DIFFRAX_ONLY = ("tsit5", "kvaerno5", "kvaerno3")
 AXES = ("variant", "method", "eps", "eta", "sigma2", "beta", "phi0", "theta0")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument parser whose errors are one line: ``dynamics.sweep: error: ...``."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _number(kind, *, positive=False, nonneg=False, integer=False):
-    def parse(text):
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{kind} must be finite, got {text!r}")
-        if positive and value <= 0:
-            raise argparse.ArgumentTypeError(f"{kind} must be > 0, got {text!r}")
-        if nonneg and value < 0:
-            raise argparse.ArgumentTypeError(f"{kind} must be >= 0, got {text!r}")
-        return value
-
-    parse.__name__ = kind
-    return parse
+_Parser = OneLineParser
+_number = number
 
 
 def _variant(text):
@@ -415,22 +395,11 @@ def main(argv=None) -> int:
     if args.n < 2 or (args.n_phi is not None and args.n_phi < 2):
         parser.error(f"grid needs at least 2 points per axis, got --n {args.n}"
                      + (f" --n-phi {args.n_phi}" if args.n_phi is not None else ""))
-    for name in ("eps", "eta", "sigma2", "beta", "variant", "method"):
-        vals = getattr(args, name)
-        if len(set(vals)) != len(vals):
-            parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
+    check_sweep_lists(parser, args)
     if args.engine == "batched" and args.solver in DIFFRAX_ONLY:
         parser.error(f"--solver {args.solver} needs --engine diffrax")
     if args.engine == "diffrax" and args.solver == "rodas4":
         parser.error("--solver rodas4 needs --engine batched")
-    if "sgd" in args.method or "gd" in args.method:
-        bad = [e for e in args.eps if args.lr / e >= 1.0]
-        if bad:
-            parser.error(
-                f"--lr {args.lr:g} is too large for eps {bad[0]:g}: the predictor step lr/eps "
-                f"must be < 1 for gd/sgd to be stable"
-            )
-
     from tqdm import tqdm
 
     if not args.no_compile_cache:

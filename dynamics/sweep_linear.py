@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynamics._cli import check_sweep_lists
 from dynamics.sweep import _method, _number, _Parser, _git_revision, _variant, solver_for
 
 MODELS = ("linear", "permode")
@@ -449,18 +450,9 @@ def main(argv=None) -> int:
         parser.error(f"--x-eig needs LO <= HI, got {lo:g} {hi:g}")
     if args.model == "permode" and args.n2 is not None and args.n2 != args.n1:
         parser.error(f"--model permode has n1 modes; --n2 {args.n2} differs from --n1 {args.n1}")
-    for name in ("eps", "eta", "sigma2", "beta", "variant", "method"):
-        vals = getattr(args, name)
-        if len(set(vals)) != len(vals):
-            parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
+    check_sweep_lists(parser, args)
     if args.phase[0] == args.phase[1]:
         parser.error(f"--phase needs two different axes, got {args.phase[0]} twice")
-    if "sgd" in args.method or "gd" in args.method:
-        bad = [e for e in args.eps if args.lr / e >= 1.0]
-        if bad:
-            parser.error(f"--lr {args.lr:g} is too large for eps {bad[0]:g}: the predictor "
-                         f"step lr/eps must be < 1 for gd/sgd to be stable")
-
     from dynamics._io import save_dataset, save_figure
 
     t0 = time.perf_counter()

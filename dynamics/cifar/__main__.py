@@ -18,14 +18,11 @@ import math
 import sys
 from pathlib import Path
 
+from dynamics._cli import OneLineParser
 from dynamics.cifar.train import METHODS, PREDICTORS, Config
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (exit status 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message.splitlines()[0]}\n")
+_Parser = OneLineParser
 
 
 def _positive_int(s: str) -> int:

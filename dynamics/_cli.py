@@ -1,0 +1,48 @@
+"""Pieces shared by the package's command lines."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line, ``PROG: error: ...``, with exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message.splitlines()[0]}\n")
+
+
+def number(kind, *, positive=False, nonneg=False, integer=False):
+    """An argparse ``type`` for a finite number; the error names the flag and the bad text."""
+
+    def parse(text):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{kind} must be finite, got {text!r}")
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be > 0, got {text!r}")
+        if nonneg and value < 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be >= 0, got {text!r}")
+        return value
+
+    parse.__name__ = kind
+    return parse
+
+
+def check_sweep_lists(parser, args, names=("eps", "eta", "sigma2", "beta", "variant", "method")):
+    """Reject a swept list that repeats a value, and a gd/sgd step too large for some eps."""
+    for name in names:
+        vals = getattr(args, name)
+        if len(set(vals)) != len(vals):
+            parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
+    if "sgd" in args.method or "gd" in args.method:
+        bad = [e for e in args.eps if args.lr / e >= 1.0]
+        if bad:
+            parser.error(
+                f"--lr {args.lr:g} is too large for eps {bad[0]:g}: the predictor step lr/eps "
+                f"must be < 1 for gd/sgd to be stable"
+            )
