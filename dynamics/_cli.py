@@ -46,3 +46,25 @@ def check_sweep_lists(parser, args, names=("eps", "eta", "sigma2", "beta", "vari
                 f"--lr {args.lr:g} is too large for eps {bad[0]:g}: the predictor step lr/eps "
                 f"must be < 1 for gd/sgd to be stable"
             )
+
+
+def write_results(ds, path, figures, *, quiet: bool, summary: str, n_lanes: int, elapsed: float,
+                  kind: str):
+    """Save ``ds`` to ``path`` and each ``(png_path, make_figure)`` of ``figures``, atomically,
+    then print ``summary`` and a line saying what was written (unless ``quiet``)."""
+    from dynamics._io import save_dataset, save_figure
+
+    save_dataset(ds, path)
+    pngs = []
+    if figures:
+        import matplotlib.pyplot as plt
+
+        for png, make in figures:
+            fig = make()
+            save_figure(fig, png, dpi=110)
+            plt.close(fig)
+            pngs.append(png)
+    if not quiet:
+        print(summary)
+        print(f"{n_lanes} lanes in {elapsed:.1f} s; wrote {path}"
+              + (f" and {len(pngs)} {kind}(s) in {path.parent}/" if pngs else ""))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynamics._cli import OneLineParser, check_sweep_lists, number
+from dynamics._cli import OneLineParser, check_sweep_lists, number, write_results
 
 DEFAULTS = dict(
     eps=[0.01],
@@ -407,8 +407,6 @@ def main(argv=None) -> int:
 
         enable_compilation_cache()
 
-    from dynamics._io import save_dataset, save_figure
-
     n_lanes = (len(args.variant) * len(args.method) * len(args.eps) * len(args.eta)
                * len(args.sigma2) * len(args.beta) * args.n * (args.n_phi or args.n))
     t0 = time.perf_counter()
@@ -417,25 +415,18 @@ def main(argv=None) -> int:
         ds = run_sweep(args, progress=bar)
     elapsed = time.perf_counter() - t0
     out = Path(args.out)
-    path = out / "sweep.nc"
-    save_dataset(ds, path)
-    pngs = []
+    figures = []
     if not args.no_plot:
-        import matplotlib.pyplot as plt
-
         from dynamics.plot import basin_map
 
-        for v in ds.variant.values:
-            fig = basin_map(ds, str(v), suptitle=(
-                f"collapse basins, scalar {v}, {args.convention} convention, t1={args.t1:g}"))
-            p = out / f"basins_{v}.png"
-            save_figure(fig, p, dpi=110)
-            plt.close(fig)
-            pngs.append(p)
-    if not args.quiet:
-        print(summarize(ds))
-        print(f"{n_lanes} lanes in {elapsed:.1f} s; wrote {path}"
-              + (f" and {len(pngs)} basin map(s) in {out}/" if pngs else ""))
+        title = "collapse basins, scalar {}, " + f"{args.convention} convention, t1={args.t1:g}"
+        figures = [
+            (out / f"basins_{v}.png",
+             lambda v=str(v): basin_map(ds, v, suptitle=title.format(v)))
+            for v in ds.variant.values
+        ]
+    write_results(ds, out / "sweep.nc", figures, quiet=args.quiet, summary=summarize(ds),
+                  n_lanes=n_lanes, elapsed=elapsed, kind="basin map")
     return 0
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynamics._cli import check_sweep_lists
+from dynamics._cli import check_sweep_lists, write_results
 from dynamics.sweep import _method, _number, _Parser, _git_revision, _variant, solver_for
 
 MODELS = ("linear", "permode")
@@ -453,30 +453,21 @@ def main(argv=None) -> int:
     check_sweep_lists(parser, args)
     if args.phase[0] == args.phase[1]:
         parser.error(f"--phase needs two different axes, got {args.phase[0]} twice")
-    from dynamics._io import save_dataset, save_figure
 
     t0 = time.perf_counter()
     ds = run_sweep(args)
     elapsed = time.perf_counter() - t0
     out = Path(args.out)
-    path = out / f"sweep_{args.model}.nc"
-    save_dataset(ds, path)
-    pngs = []
+    figures = []
     if not args.no_plot:
-        import matplotlib.pyplot as plt
-
         for v in ds.variant.values:
             for m in ds.method.values:
-                fig = phase_figure(ds, str(v), str(m), *args.phase)
                 suffix = "" if len(ds.method) == 1 else f"_{m}"
-                p = out / f"phase_{args.model}_{v}{suffix}.png"
-                save_figure(fig, p, dpi=110)
-                plt.close(fig)
-                pngs.append(p)
-    if not args.quiet:
-        print(summarize(ds))
-        print(f"{ds['status'].size} lanes in {elapsed:.1f} s; wrote {path}"
-              + (f" and {len(pngs)} phase diagram(s) in {out}/" if pngs else ""))
+                figures.append((out / f"phase_{args.model}_{v}{suffix}.png",
+                                lambda v=str(v), m=str(m): phase_figure(ds, v, m, *args.phase)))
+    write_results(ds, out / f"sweep_{args.model}.nc", figures, quiet=args.quiet,
+                  summary=summarize(ds), n_lanes=ds["status"].size, elapsed=elapsed,
+                  kind="phase diagram")
     return 0
 
 
