@@ -56,15 +56,6 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def pick_solver(eps_min: float) -> str:
-    """Solver used by ``solver="auto"``: implicit Kvaerno5 when the predictor is fast.
-
-    Explicit Runge-Kutta needs steps ``h < ~2 eps / p`` (THEORY.md section 4), so below
-    ``eps = 0.1`` the implicit method is cheaper; above it the explicit one is.
-    """
-    return "kvaerno5" if eps_min < 0.1 else "tsit5"
-
-
 def solve_flow(
     model,
     variant: Variant,

@@ -51,10 +51,6 @@ DIFFRAX_ONLY = ("tsit5", "kvaerno5", "kvaerno3")
 AXES = ("variant", "method", "eps", "eta", "sigma2", "beta", "phi0", "theta0")
 
 
-_Parser = OneLineParser
-_number = number
-
-
 def _variant(text):
     from dynamics.flow import VARIANTS
 
@@ -73,7 +69,7 @@ def _method(text):
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m dynamics.sweep",
         description=(
             "Sweep the scalar SimSiam/BYOL toy models over a grid of initial conditions "
@@ -86,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear / permode: the matrix model or its per-mode reduction, an "
                         "eta x eps collapse phase diagram (see --model linear --help)")
     g = p.add_argument_group("swept parameters (each takes one or more values)")
-    g.add_argument("--eps", nargs="+", type=_number("eps", positive=True), default=d["eps"],
+    g.add_argument("--eps", nargs="+", type=number("eps", positive=True), default=d["eps"],
                    help="predictor time scale: eps * dphi/dt = -dL/dphi - eta_phi*phi")
-    g.add_argument("--eta", nargs="+", type=_number("eta", nonneg=True), default=d["eta"],
+    g.add_argument("--eta", nargs="+", type=number("eta", nonneg=True), default=d["eta"],
                    help="weight decay; see --convention for how it enters the predictor")
-    g.add_argument("--sigma2", nargs="+", type=_number("sigma2", nonneg=True),
+    g.add_argument("--sigma2", nargs="+", type=number("sigma2", nonneg=True),
                    default=d["sigma2"], help="augmentation noise variance (a = 1 + sigma2)")
-    g.add_argument("--beta", nargs="+", type=_number("beta", positive=True), default=d["beta"],
+    g.add_argument("--beta", nargs="+", type=number("beta", positive=True), default=d["beta"],
                    help="EMA rate of the BYOL target, dtheta_a/dt = beta (theta - theta_a)")
     g.add_argument("--variant", nargs="+", type=_variant, default=d["variant"],
                    help="simsiam, simsiam-nosg (no stop-gradient), byol, byol-nosg")
@@ -100,25 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flow (gradient flow, adaptive ODE solver), gd (discrete GD on the "
                         "expected loss), sgd (minibatch SGD on sampled views)")
     g = p.add_argument_group("initial-condition grid")
-    g.add_argument("--theta-range", nargs=2, type=_number("theta-range"), metavar=("LO", "HI"),
+    g.add_argument("--theta-range", nargs=2, type=number("theta-range"), metavar=("LO", "HI"),
                    default=d["theta_range"], help="range of theta0")
-    g.add_argument("--phi-range", nargs=2, type=_number("phi-range"), metavar=("LO", "HI"),
+    g.add_argument("--phi-range", nargs=2, type=number("phi-range"), metavar=("LO", "HI"),
                    default=d["phi_range"], help="range of phi0")
-    g.add_argument("--n", type=_number("n", positive=True, integer=True), default=d["n"],
+    g.add_argument("--n", type=number("n", positive=True, integer=True), default=d["n"],
                    help="grid points along theta0 (and phi0 unless --n-phi)")
-    g.add_argument("--n-phi", type=_number("n-phi", positive=True, integer=True), default=None,
+    g.add_argument("--n-phi", type=number("n-phi", positive=True, integer=True), default=None,
                    help="grid points along phi0 (default: --n)")
     g = p.add_argument_group("dynamics and integration")
     g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
                    help="loss: weight decay inside the loss, eta_theta = eta_phi = eta; "
                         "tian: Tian et al. 2021, alpha_p = 1/eps, eta_theta = eta, eta_phi = eps*eta")
-    g.add_argument("--t1", type=_number("t1", positive=True), default=d["t1"],
+    g.add_argument("--t1", type=number("t1", positive=True), default=d["t1"],
                    help="integration time (ODE time units; gd/sgd take t1/lr steps)")
-    g.add_argument("--lr", type=_number("lr", positive=True), default=d["lr"],
+    g.add_argument("--lr", type=number("lr", positive=True), default=d["lr"],
                    help="step size of gd/sgd in ODE time (predictor step lr/eps)")
-    g.add_argument("--batch", type=_number("batch", positive=True, integer=True),
+    g.add_argument("--batch", type=number("batch", positive=True, integer=True),
                    default=d["batch"], help="minibatch size of sgd")
-    g.add_argument("--seed", type=_number("seed", nonneg=True, integer=True), default=d["seed"],
+    g.add_argument("--seed", type=number("seed", nonneg=True, integer=True), default=d["seed"],
                    help="PRNG seed of sgd (same seed, same result)")
     g.add_argument("--engine", choices=ENGINES, default=None,
                    help="integrator of flow: batched (dynamics.engine, per-lane adaptive steps) or "
@@ -129,20 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ODE solver for flow; auto = batched engine: rodas4 (Rosenbrock) for "
                         "eps < 0.3, else dopri5; diffrax: tsit5 for eps >= 5e-3, else kvaerno5. "
                         "rodas4 is batched-only; tsit5, kvaerno5, kvaerno3 diffrax-only")
-    g.add_argument("--rtol", type=_number("rtol", positive=True), default=d["rtol"],
+    g.add_argument("--rtol", type=number("rtol", positive=True), default=d["rtol"],
                    help="relative tolerance of the adaptive solver")
-    g.add_argument("--atol", type=_number("atol", positive=True), default=d["atol"],
+    g.add_argument("--atol", type=number("atol", positive=True), default=d["atol"],
                    help="absolute tolerance of the adaptive solver")
-    g.add_argument("--max-steps", type=_number("max-steps", positive=True, integer=True),
+    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True),
                    default=d["max_steps"], help="solver step cap per lane (then status max_steps)")
     g = p.add_argument_group("collapse criterion (see dynamics.classify)")
-    g.add_argument("--ftol", type=_number("ftol", positive=True), default=None,
+    g.add_argument("--ftol", type=number("ftol", positive=True), default=None,
                    help="converged when max|gradient + decay| at y_T <= ftol (default 1e-6; sgd: 1e-2)")
-    g.add_argument("--collapse-tol", type=_number("collapse-tol", positive=True), default=1e-3,
+    g.add_argument("--collapse-tol", type=number("collapse-tol", positive=True), default=1e-3,
                    help="collapsed when |theta_T| <= collapse-tol")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=d["out"], help="output directory")
-    g.add_argument("--chunk", type=_number("chunk", positive=True, integer=True),
+    g.add_argument("--chunk", type=number("chunk", positive=True, integer=True),
                    default=d["chunk"], help="lanes per compiled batch (bounds memory); default "
                    "65536 for flow on the batched engine (about 100 bytes a lane), else 4096")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG basin maps")

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dynamics._cli import check_sweep_lists, write_results
-from dynamics.sweep import _method, _number, _Parser, _git_revision, _variant, solver_for
+from dynamics._cli import OneLineParser, check_sweep_lists, number, write_results
+from dynamics.sweep import _git_revision, _method, _variant, solver_for
 
 MODELS = ("linear", "permode")
 PHASE_AXES = ("eps", "eta", "sigma2", "beta")
@@ -64,7 +64,7 @@ DEFAULTS = dict(
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m dynamics.sweep --model linear|permode",
         description=(
             "Sweep linear SimSiam/BYOL (or its per-mode reduction) over hyperparameters and random "
@@ -77,53 +77,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("scalar",) + MODELS, default="linear",
                    help="scalar runs the basin sweep of dynamics.sweep")
     g = p.add_argument_group("swept parameters (each takes one or more values)")
-    g.add_argument("--eps", nargs="+", type=_number("eps", positive=True), default=d["eps"],
+    g.add_argument("--eps", nargs="+", type=number("eps", positive=True), default=d["eps"],
                    help="predictor time scale: eps * dWp/dt = -dL/dWp - eta_phi*Wp")
-    g.add_argument("--eta", nargs="+", type=_number("eta", nonneg=True), default=d["eta"],
+    g.add_argument("--eta", nargs="+", type=number("eta", nonneg=True), default=d["eta"],
                    help="weight decay; see --convention")
-    g.add_argument("--sigma2", nargs="+", type=_number("sigma2", nonneg=True),
+    g.add_argument("--sigma2", nargs="+", type=number("sigma2", nonneg=True),
                    default=d["sigma2"], help="augmentation covariance X' = sigma2 I")
-    g.add_argument("--beta", nargs="+", type=_number("beta", positive=True), default=d["beta"],
+    g.add_argument("--beta", nargs="+", type=number("beta", positive=True), default=d["beta"],
                    help="EMA rate of the BYOL target")
     g.add_argument("--variant", nargs="+", type=_variant, default=d["variant"],
                    help="simsiam, simsiam-nosg, byol, byol-nosg")
     g.add_argument("--method", nargs="+", type=_method, default=d["method"],
                    help="flow (adaptive ODE solver), gd (expected-loss GD), sgd (sampled minibatches)")
     g = p.add_argument_group("model and initial states")
-    g.add_argument("--n1", type=_number("n1", positive=True, integer=True), default=d["n1"],
+    g.add_argument("--n1", type=number("n1", positive=True, integer=True), default=d["n1"],
                    help="input dimension (and number of modes for permode)")
-    g.add_argument("--n2", type=_number("n2", positive=True, integer=True), default=None,
+    g.add_argument("--n2", type=number("n2", positive=True, integer=True), default=None,
                    help="output dimension of W (default: n1; linear only)")
-    g.add_argument("--x-eig", nargs=2, type=_number("x-eig", positive=True), metavar=("LO", "HI"),
+    g.add_argument("--x-eig", nargs=2, type=number("x-eig", positive=True), metavar=("LO", "HI"),
                    default=d["x_eig"], help="eigenvalues of the data correlation X, evenly spaced")
-    g.add_argument("--n-init", type=_number("n-init", positive=True, integer=True),
+    g.add_argument("--n-init", type=number("n-init", positive=True, integer=True),
                    default=d["n_init"], help="random initial states per hyperparameter cell")
-    g.add_argument("--init-scale", type=_number("init-scale", positive=True),
+    g.add_argument("--init-scale", type=number("init-scale", positive=True),
                    default=d["init_scale"], help="W0 entries ~ N(0, scale^2 / n1)")
-    g.add_argument("--pred-scale", type=_number("pred-scale", nonneg=True),
+    g.add_argument("--pred-scale", type=number("pred-scale", nonneg=True),
                    default=d["pred_scale"], help="Wp0 entries ~ N(0, scale^2 / n2)")
-    g.add_argument("--seed", type=_number("seed", nonneg=True, integer=True), default=d["seed"],
+    g.add_argument("--seed", type=number("seed", nonneg=True, integer=True), default=d["seed"],
                    help="seed of X's eigenvectors, the initial states and SGD (same seed, same result)")
     g = p.add_argument_group("dynamics and integration")
     g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
                    help="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta")
-    g.add_argument("--t1", type=_number("t1", positive=True), default=d["t1"],
+    g.add_argument("--t1", type=number("t1", positive=True), default=d["t1"],
                    help="integration time (gd/sgd take t1/lr steps)")
-    g.add_argument("--lr", type=_number("lr", positive=True), default=d["lr"],
+    g.add_argument("--lr", type=number("lr", positive=True), default=d["lr"],
                    help="step of gd/sgd in ODE time")
-    g.add_argument("--batch", type=_number("batch", positive=True, integer=True),
+    g.add_argument("--batch", type=number("batch", positive=True, integer=True),
                    default=d["batch"], help="minibatch size of sgd")
     g.add_argument("--solver", choices=("auto", "tsit5", "dopri5", "kvaerno5", "kvaerno3"),
                    default=d["solver"], help="auto = tsit5 for eps >= 5e-3, else kvaerno5")
-    g.add_argument("--rtol", type=_number("rtol", positive=True), default=d["rtol"])
-    g.add_argument("--atol", type=_number("atol", positive=True), default=d["atol"])
-    g.add_argument("--max-steps", type=_number("max-steps", positive=True, integer=True),
+    g.add_argument("--rtol", type=number("rtol", positive=True), default=d["rtol"])
+    g.add_argument("--atol", type=number("atol", positive=True), default=d["atol"])
+    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True),
                    default=d["max_steps"])
-    g.add_argument("--collapse-tol", type=_number("collapse-tol", positive=True),
+    g.add_argument("--collapse-tol", type=number("collapse-tol", positive=True),
                    default=d["collapse_tol"], help="a mode is collapsed when its singular value is below this")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=d["out"], help="output directory")
-    g.add_argument("--chunk", type=_number("chunk", positive=True, integer=True),
+    g.add_argument("--chunk", type=number("chunk", positive=True, integer=True),
                    default=d["chunk"], help="lanes per compiled batch (bounds memory)")
     g.add_argument("--phase", nargs=2, choices=PHASE_AXES, metavar=("Y", "X"), default=("eps", "eta"),
                    help=f"axes of the phase diagram, from {', '.join(PHASE_AXES)}; the other "

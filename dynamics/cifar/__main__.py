@@ -22,9 +22,6 @@ from dynamics._cli import OneLineParser
 from dynamics.cifar.train import METHODS, PREDICTORS, Config
 
 
-_Parser = OneLineParser
-
-
 def _positive_int(s: str) -> int:
     try:
         v = int(s)
@@ -64,7 +61,7 @@ def _unit_float(s: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     d = Config()
-    p = _Parser(prog="python -m dynamics.cifar", description=__doc__,
+    p = OneLineParser(prog="python -m dynamics.cifar", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path,
                    help="folder 'cifar-10-batches-py' (or its parent) with data_batch_1..5 and test_batch")
