@@ -197,3 +197,12 @@ def test_compilation_cache_switch(tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(tmp_path / "c")
     assert any((tmp_path / "c").iterdir())
+
+
+@pytest.mark.parametrize("q", [4, 5])
+def test_fast_inverse_root_matches_power(q):
+    # the step-size controller's x ** (-1/q), over the whole range it is used on
+    x = np.logspace(-30, 30, 20001)
+    got = np.asarray(engine._inv_root(jnp.asarray(x), q))
+    want = x ** (-1.0 / q)
+    assert np.max(np.abs(got / want - 1.0)) < 1e-4
