@@ -33,7 +33,48 @@ def number(kind, *, positive=False, nonneg=False, integer=False):
     return parse
 
 
-def check_sweep_lists(parser, args, names=("eps", "eta", "sigma2", "beta", "variant", "method")):
+METHODS = ("flow", "gd", "sgd")
+SWEPT = ("eps", "eta", "sigma2", "beta", "variant", "method")
+
+
+def variant(text):
+    """An argparse ``type`` for a variant name of :data:`dynamics.flow.VARIANTS`."""
+    from dynamics.flow import VARIANTS
+
+    if text not in VARIANTS:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant {text!r} (choose from {', '.join(VARIANTS)})"
+        )
+    return text
+
+
+def method(text):
+    """An argparse ``type`` for a dynamics: ``flow``, ``gd`` or ``sgd``."""
+    if text not in METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {text!r} (choose from {', '.join(METHODS)})")
+    return text
+
+
+def add_swept_arguments(parser, defaults, *, eps_help, sigma2_help, beta_help):
+    """The flags both sweeps take as lists of values, with the model-specific help texts."""
+    g = parser.add_argument_group("swept parameters (each takes one or more values)")
+    g.add_argument("--eps", nargs="+", type=number("eps", positive=True), default=defaults["eps"],
+                   help=eps_help)
+    g.add_argument("--eta", nargs="+", type=number("eta", nonneg=True), default=defaults["eta"],
+                   help="weight decay; see --convention for how it enters the predictor")
+    g.add_argument("--sigma2", nargs="+", type=number("sigma2", nonneg=True),
+                   default=defaults["sigma2"], help=sigma2_help)
+    g.add_argument("--beta", nargs="+", type=number("beta", positive=True),
+                   default=defaults["beta"], help=beta_help)
+    g.add_argument("--variant", nargs="+", type=variant, default=defaults["variant"],
+                   help="simsiam, simsiam-nosg (no stop-gradient), byol, byol-nosg")
+    g.add_argument("--method", nargs="+", type=method, default=defaults["method"],
+                   help="flow (gradient flow, adaptive ODE solver), gd (discrete GD on the "
+                        "expected loss), sgd (minibatch SGD on sampled views)")
+    return g
+
+
+def check_sweep_lists(parser, args, names=SWEPT):
     """Reject a swept list that repeats a value, and a gd/sgd step too large for some eps."""
     for name in names:
         vals = getattr(args, name)

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dynamics._cli import OneLineParser, check_sweep_lists, number, write_results
+from dynamics._cli import (
+    OneLineParser,
+    add_swept_arguments,
+    check_sweep_lists,
+    number,
+    write_results,
+)
 
 DEFAULTS = dict(
     eps=[0.01],
@@ -45,26 +51,9 @@ DEFAULTS = dict(
     out="sweep_results",
 )
 
-METHODS = ("flow", "gd", "sgd")
 ENGINES = ("batched", "diffrax")
 DIFFRAX_ONLY = ("tsit5", "kvaerno5", "kvaerno3")
 AXES = ("variant", "method", "eps", "eta", "sigma2", "beta", "phi0", "theta0")
-
-
-def _variant(text):
-    from dynamics.flow import VARIANTS
-
-    if text not in VARIANTS:
-        raise argparse.ArgumentTypeError(
-            f"unknown variant {text!r} (choose from {', '.join(VARIANTS)})"
-        )
-    return text
-
-
-def _method(text):
-    if text not in METHODS:
-        raise argparse.ArgumentTypeError(f"unknown method {text!r} (choose from {', '.join(METHODS)})")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,20 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("scalar", "linear", "permode"), default="scalar",
                    help="linear / permode: the matrix model or its per-mode reduction, an "
                         "eta x eps collapse phase diagram (see --model linear --help)")
-    g = p.add_argument_group("swept parameters (each takes one or more values)")
-    g.add_argument("--eps", nargs="+", type=number("eps", positive=True), default=d["eps"],
-                   help="predictor time scale: eps * dphi/dt = -dL/dphi - eta_phi*phi")
-    g.add_argument("--eta", nargs="+", type=number("eta", nonneg=True), default=d["eta"],
-                   help="weight decay; see --convention for how it enters the predictor")
-    g.add_argument("--sigma2", nargs="+", type=number("sigma2", nonneg=True),
-                   default=d["sigma2"], help="augmentation noise variance (a = 1 + sigma2)")
-    g.add_argument("--beta", nargs="+", type=number("beta", positive=True), default=d["beta"],
-                   help="EMA rate of the BYOL target, dtheta_a/dt = beta (theta - theta_a)")
-    g.add_argument("--variant", nargs="+", type=_variant, default=d["variant"],
-                   help="simsiam, simsiam-nosg (no stop-gradient), byol, byol-nosg")
-    g.add_argument("--method", nargs="+", type=_method, default=d["method"],
-                   help="flow (gradient flow, adaptive ODE solver), gd (discrete GD on the "
-                        "expected loss), sgd (minibatch SGD on sampled views)")
+    add_swept_arguments(
+        p, d,
+        eps_help="predictor time scale: eps * dphi/dt = -dL/dphi - eta_phi*phi",
+        sigma2_help="augmentation noise variance (a = 1 + sigma2)",
+        beta_help="EMA rate of the BYOL target, dtheta_a/dt = beta (theta - theta_a)",
+    )
     g = p.add_argument_group("initial-condition grid")
     g.add_argument("--theta-range", nargs=2, type=number("theta-range"), metavar=("LO", "HI"),
                    default=d["theta_range"], help="range of theta0")

@@ -28,8 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dynamics._cli import OneLineParser, check_sweep_lists, number, write_results
-from dynamics.sweep import _git_revision, _method, _variant, solver_for
+from dynamics._cli import (
+    OneLineParser,
+    add_swept_arguments,
+    check_sweep_lists,
+    number,
+    write_results,
+)
+from dynamics.sweep import _git_revision, solver_for
 
 MODELS = ("linear", "permode")
 PHASE_AXES = ("eps", "eta", "sigma2", "beta")
@@ -76,19 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", choices=("scalar",) + MODELS, default="linear",
                    help="scalar runs the basin sweep of dynamics.sweep")
-    g = p.add_argument_group("swept parameters (each takes one or more values)")
-    g.add_argument("--eps", nargs="+", type=number("eps", positive=True), default=d["eps"],
-                   help="predictor time scale: eps * dWp/dt = -dL/dWp - eta_phi*Wp")
-    g.add_argument("--eta", nargs="+", type=number("eta", nonneg=True), default=d["eta"],
-                   help="weight decay; see --convention")
-    g.add_argument("--sigma2", nargs="+", type=number("sigma2", nonneg=True),
-                   default=d["sigma2"], help="augmentation covariance X' = sigma2 I")
-    g.add_argument("--beta", nargs="+", type=number("beta", positive=True), default=d["beta"],
-                   help="EMA rate of the BYOL target")
-    g.add_argument("--variant", nargs="+", type=_variant, default=d["variant"],
-                   help="simsiam, simsiam-nosg, byol, byol-nosg")
-    g.add_argument("--method", nargs="+", type=_method, default=d["method"],
-                   help="flow (adaptive ODE solver), gd (expected-loss GD), sgd (sampled minibatches)")
+    add_swept_arguments(
+        p, d,
+        eps_help="predictor time scale: eps * dWp/dt = -dL/dWp - eta_phi*Wp",
+        sigma2_help="augmentation covariance X' = sigma2 I",
+        beta_help="EMA rate of the BYOL target",
+    )
     g = p.add_argument_group("model and initial states")
     g.add_argument("--n1", type=number("n1", positive=True, integer=True), default=d["n1"],
                    help="input dimension (and number of modes for permode)")
