@@ -359,6 +359,12 @@ def test_alignment_and_directpred_closed_forms():
     assert a["diag_fraction"] > 0.999 and a["commutator"] < 1e-5
     b = eigen_alignment(r.normal(size=(16, 16)), f)
     assert b["diag_fraction"] < 0.5 and b["commutator"] > 0.1
+    # an identity-dominated predictor is judged by its traceless part: not aligned here ...
+    c = eigen_alignment(np.eye(16) + 0.01 * r.normal(size=(16, 16)), f)
+    assert c["diag_fraction"] < 0.5 and c["commutator"] > 0.1
+    # ... and aligned here, however large the identity
+    e = eigen_alignment(5.0 * np.eye(16) + 0.01 * commuting, f)
+    assert e["diag_fraction"] > 0.999 and e["commutator"] < 1e-4
     wp = np.asarray(directpred_matrix(jnp.asarray(f, jnp.float32), 0.1))
     expect = (u * (np.sqrt(np.linspace(0.1, 2.0, 16) / 2.0) + 0.1)) @ u.T
     np.testing.assert_allclose(wp, expect, atol=1e-5)

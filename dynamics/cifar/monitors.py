@@ -92,17 +92,22 @@ def knn_accuracy(bank, bank_labels, query, query_labels, k: int = 200, temperatu
 def eigen_alignment(wp: jax.Array, f: jax.Array) -> dict[str, float]:
     """How well the predictor ``Wp`` (``[d, d]``) shares eigenvectors with ``F = E[z z^T]`` (``[d, d]``).
 
-    Returns ``diag_fraction``: share of ``||sym(Wp)||_F^2`` on the diagonal in ``F``'s eigenbasis
-    (1 when they commute; about ``2 / (d + 1)`` for unrelated random matrices), and
-    ``commutator``: ``||[F, Wp]||_F / (||F||_F ||Wp||_F)``.
+    Both numbers are taken on ``A = sym(Wp) - (tr Wp / d) I``, the part of ``Wp`` that carries
+    its eigenvectors: a multiple of the identity commutes with everything, so a predictor near
+    its identity initialisation would otherwise read as aligned from the first step.
+
+    Returns ``diag_fraction``: share of ``||A||_F^2`` on the diagonal in ``F``'s eigenbasis
+    (1 when ``Wp`` and ``F`` commute; about ``2 / (d + 1)`` for unrelated random matrices), and
+    ``commutator``: ``||[F, A]||_F / (||F||_F ||A||_F)`` (0 when they commute).
     """
     wp = jnp.asarray(wp, F32)
     f = jnp.asarray(f, F32)
-    s = 0.5 * (wp + wp.T)
+    d = wp.shape[0]
+    a = 0.5 * (wp + wp.T) - (jnp.trace(wp) / d) * jnp.eye(d, dtype=F32)
     _, u = jnp.linalg.eigh(0.5 * (f + f.T))
-    m = u.T @ s @ u
+    m = u.T @ a @ u
     diag = float(jnp.sum(jnp.diag(m) ** 2) / jnp.maximum(jnp.sum(m**2), 1e-30))
-    comm = float(jnp.linalg.norm(f @ wp - wp @ f) / jnp.maximum(jnp.linalg.norm(f) * jnp.linalg.norm(wp), 1e-30))
+    comm = float(jnp.linalg.norm(f @ a - a @ f) / jnp.maximum(jnp.linalg.norm(f) * jnp.linalg.norm(a), 1e-30))
     return {"diag_fraction": diag, "commutator": comm}
 
 
