@@ -14,49 +14,24 @@ SimSiam-Fig.-2 figure (loss, std of z/||z||, kNN) of finished runs instead of tr
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-from dynamics._cli import OneLineParser
+from dynamics._cli import OneLineParser, number
 from dynamics.cifar.train import METHODS, PREDICTORS, Config
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{s!r} must be >= 1")
-    return v
+def _unit(kind):
+    """An argparse ``type`` for a number in [0, 1] (momenta, EMA factors)."""
+    parse_nonneg = number(kind, nonneg=True)
 
+    def parse(text):
+        v = parse_nonneg(text)
+        if v > 1:
+            raise argparse.ArgumentTypeError(f"{kind} must be in [0, 1], got {text!r}")
+        return v
 
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{s!r} must be a positive finite number")
-    return v
-
-
-def _nonneg_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{s!r} must be a finite number >= 0")
-    return v
-
-
-def _unit_float(s: str) -> float:
-    v = _nonneg_float(s)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"{s!r} must be in [0, 1]")
-    return v
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,16 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder for metrics, checkpoint and figure (default: runs/<method>)")
     p.add_argument("--method", choices=METHODS, default=d.method, help="simsiam (stop-gradient) or byol (EMA target)")
-    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="training epochs (default %(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
+    p.add_argument("--epochs", type=number("epochs", positive=True, integer=True),
+                   default=d.epochs, help="training epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=number("batch-size", positive=True, integer=True),
+                   default=d.batch_size,
                    help="images per step; each gives two views (default %(default)s)")
-    p.add_argument("--width", type=_positive_float, default=d.width,
+    p.add_argument("--width", type=number("width", positive=True), default=d.width,
                    help="width multiplier: stages 64-512 x W, projector/predictor 2048 x W, bottleneck 512 x W "
                         "(default %(default)s; 1 = the paper's network)")
-    p.add_argument("--lr", type=_positive_float, default=d.lr,
+    p.add_argument("--lr", type=number("lr", positive=True), default=d.lr,
                    help="base learning rate, scaled by batch/256, cosine-decayed (default %(default)s)")
-    p.add_argument("--momentum", type=_unit_float, default=d.momentum, help="SGD momentum (default %(default)s)")
-    p.add_argument("--wd", type=_nonneg_float, default=d.wd,
+    p.add_argument("--momentum", type=_unit("momentum"),
+                   default=d.momentum, help="SGD momentum (default %(default)s)")
+    p.add_argument("--wd", type=number("wd", nonneg=True), default=d.wd,
                    help="weight decay, coupled (added to the gradient) for every parameter (default %(default)s)")
     p.add_argument("--predictor", choices=PREDICTORS, default=d.predictor,
                    help="mlp: bottleneck 2048-512-2048 (x W); linear: one d x d matrix (the toy Wp); none: "
@@ -87,26 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="same as --predictor none")
     p.add_argument("--no-stop-grad", action="store_true",
                    help="simsiam only: differentiate through the target branch too (expected to collapse)")
-    p.add_argument("--predictor-lr-ratio", type=_positive_float, default=d.predictor_lr_ratio,
+    p.add_argument("--predictor-lr-ratio", type=number("predictor-lr-ratio", positive=True),
+                   default=d.predictor_lr_ratio,
                    help="predictor lr / encoder lr, the toy models' 1/eps (default %(default)s)")
     p.add_argument("--fixed-predictor-lr", action="store_true",
                    help="do not decay the predictor's learning rate (SimSiam's fix_pred_lr)")
-    p.add_argument("--ema", type=_unit_float, default=d.ema,
+    p.add_argument("--ema", type=_unit("ema"), default=d.ema,
                    help="byol: base target momentum m0, raised to 1 on a cosine (default %(default)s)")
-    p.add_argument("--dp-rho", type=_unit_float, default=d.dp_rho,
+    p.add_argument("--dp-rho", type=_unit("dp-rho"), default=d.dp_rho,
                    help="directpred: EMA factor of the F estimate (default %(default)s)")
-    p.add_argument("--dp-eps", type=_nonneg_float, default=d.dp_eps,
+    p.add_argument("--dp-eps", type=number("dp-eps", nonneg=True), default=d.dp_eps,
                    help="directpred: eigenvalue offset, p_j = sqrt(s_j / s_max) + eps (default %(default)s)")
-    p.add_argument("--subset", type=_positive_int, default=None,
+    p.add_argument("--subset", type=number("subset", positive=True, integer=True), default=None,
                    help="train on the first N training images only (quick runs)")
-    p.add_argument("--test-subset", type=_positive_int, default=None,
+    p.add_argument("--test-subset", type=number("test-subset", positive=True, integer=True), default=None,
                    help="evaluate kNN / probe on the first M test images only")
-    p.add_argument("--knn-k", type=_positive_int, default=d.knn_k, help="kNN neighbours (default %(default)s)")
-    p.add_argument("--knn-t", type=_positive_float, default=d.knn_t, help="kNN temperature (default %(default)s)")
-    p.add_argument("--knn-every", type=_positive_int, default=d.knn_every,
+    p.add_argument("--knn-k", type=number("knn-k", positive=True, integer=True),
+                   default=d.knn_k, help="kNN neighbours (default %(default)s)")
+    p.add_argument("--knn-t", type=number("knn-t", positive=True),
+                   default=d.knn_t, help="kNN temperature (default %(default)s)")
+    p.add_argument("--knn-every", type=number("knn-every", positive=True, integer=True), default=d.knn_every,
                    help="kNN every N epochs (always at epoch 0 and the last) (default %(default)s)")
     p.add_argument("--no-probe", action="store_true", help="skip the final linear probe")
-    p.add_argument("--blocks", type=_positive_int, nargs=4, default=list(d.blocks), metavar="N",
+    p.add_argument("--blocks", type=number("blocks", positive=True, integer=True),
+                   nargs=4, default=list(d.blocks), metavar="N",
                    help="basic blocks per stage (default 2 2 2 2: ResNet-18; fewer for quick checks)")
     p.add_argument("--seed", type=int, default=d.seed, help="PRNG seed (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out if there is one")
