@@ -74,6 +74,28 @@ def add_swept_arguments(parser, defaults, *, eps_help, sigma2_help, beta_help):
     return g
 
 
+def add_integration_arguments(parser, defaults, *, convention_help):
+    """The ``dynamics and integration`` flags both sweeps take; returns the group so that each
+    sweep can add its own solver choices to it."""
+    g = parser.add_argument_group("dynamics and integration")
+    g.add_argument("--convention", choices=("loss", "tian"), default=defaults["convention"],
+                   help=convention_help)
+    g.add_argument("--t1", type=number("t1", positive=True), default=defaults["t1"],
+                   help="integration time (ODE time units; gd/sgd take t1/lr steps)")
+    g.add_argument("--lr", type=number("lr", positive=True), default=defaults["lr"],
+                   help="step size of gd/sgd in ODE time (predictor step lr/eps)")
+    g.add_argument("--batch", type=number("batch", positive=True, integer=True),
+                   default=defaults["batch"], help="minibatch size of sgd")
+    g.add_argument("--rtol", type=number("rtol", positive=True), default=defaults["rtol"],
+                   help="relative tolerance of the adaptive solver")
+    g.add_argument("--atol", type=number("atol", positive=True), default=defaults["atol"],
+                   help="absolute tolerance of the adaptive solver")
+    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True),
+                   default=defaults["max_steps"],
+                   help="solver step cap per lane (then status max_steps)")
+    return g
+
+
 def check_sweep_lists(parser, args, names=SWEPT):
     """Reject a swept list that repeats a value, and a gd/sgd step too large for some eps."""
     for name in names:

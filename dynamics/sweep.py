@@ -21,6 +21,7 @@ import numpy as np
 
 from dynamics._cli import (
     OneLineParser,
+    add_integration_arguments,
     add_swept_arguments,
     check_sweep_lists,
     number,
@@ -85,16 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid points along theta0 (and phi0 unless --n-phi)")
     g.add_argument("--n-phi", type=number("n-phi", positive=True, integer=True), default=None,
                    help="grid points along phi0 (default: --n)")
-    g = p.add_argument_group("dynamics and integration")
-    g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
-                   help="loss: weight decay inside the loss, eta_theta = eta_phi = eta; "
-                        "tian: Tian et al. 2021, alpha_p = 1/eps, eta_theta = eta, eta_phi = eps*eta")
-    g.add_argument("--t1", type=number("t1", positive=True), default=d["t1"],
-                   help="integration time (ODE time units; gd/sgd take t1/lr steps)")
-    g.add_argument("--lr", type=number("lr", positive=True), default=d["lr"],
-                   help="step size of gd/sgd in ODE time (predictor step lr/eps)")
-    g.add_argument("--batch", type=number("batch", positive=True, integer=True),
-                   default=d["batch"], help="minibatch size of sgd")
+    g = add_integration_arguments(
+        p, d,
+        convention_help="loss: weight decay inside the loss, eta_theta = eta_phi = eta; "
+                        "tian: Tian et al. 2021, alpha_p = 1/eps, eta_theta = eta, eta_phi = eps*eta",
+    )
     g.add_argument("--seed", type=number("seed", nonneg=True, integer=True), default=d["seed"],
                    help="PRNG seed of sgd (same seed, same result)")
     g.add_argument("--engine", choices=ENGINES, default=None,
@@ -106,12 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ODE solver for flow; auto = batched engine: rodas4 (Rosenbrock) for "
                         "eps < 0.3, else dopri5; diffrax: tsit5 for eps >= 5e-3, else kvaerno5. "
                         "rodas4 is batched-only; tsit5, kvaerno5, kvaerno3 diffrax-only")
-    g.add_argument("--rtol", type=number("rtol", positive=True), default=d["rtol"],
-                   help="relative tolerance of the adaptive solver")
-    g.add_argument("--atol", type=number("atol", positive=True), default=d["atol"],
-                   help="absolute tolerance of the adaptive solver")
-    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True),
-                   default=d["max_steps"], help="solver step cap per lane (then status max_steps)")
     g = p.add_argument_group("collapse criterion (see dynamics.classify)")
     g.add_argument("--ftol", type=number("ftol", positive=True), default=None,
                    help="converged when max|gradient + decay| at y_T <= ftol (default 1e-6; sgd: 1e-2)")

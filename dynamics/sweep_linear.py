@@ -30,6 +30,7 @@ import numpy as np
 
 from dynamics._cli import (
     OneLineParser,
+    add_integration_arguments,
     add_swept_arguments,
     check_sweep_lists,
     number,
@@ -103,21 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=d["pred_scale"], help="Wp0 entries ~ N(0, scale^2 / n2)")
     g.add_argument("--seed", type=number("seed", nonneg=True, integer=True), default=d["seed"],
                    help="seed of X's eigenvectors, the initial states and SGD (same seed, same result)")
-    g = p.add_argument_group("dynamics and integration")
-    g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
-                   help="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta")
-    g.add_argument("--t1", type=number("t1", positive=True), default=d["t1"],
-                   help="integration time (gd/sgd take t1/lr steps)")
-    g.add_argument("--lr", type=number("lr", positive=True), default=d["lr"],
-                   help="step of gd/sgd in ODE time")
-    g.add_argument("--batch", type=number("batch", positive=True, integer=True),
-                   default=d["batch"], help="minibatch size of sgd")
+    g = add_integration_arguments(
+        p, d, convention_help="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta"
+    )
     g.add_argument("--solver", choices=("auto", "tsit5", "dopri5", "kvaerno5", "kvaerno3"),
                    default=d["solver"], help="auto = tsit5 for eps >= 5e-3, else kvaerno5")
-    g.add_argument("--rtol", type=number("rtol", positive=True), default=d["rtol"])
-    g.add_argument("--atol", type=number("atol", positive=True), default=d["atol"])
-    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True),
-                   default=d["max_steps"])
     g.add_argument("--collapse-tol", type=number("collapse-tol", positive=True),
                    default=d["collapse_tol"], help="a mode is collapsed when its singular value is below this")
     g = p.add_argument_group("output")
