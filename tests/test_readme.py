@@ -119,3 +119,21 @@ def test_bash_commands(block, words, workdir):
     if not literal:
         unknown = [w for w in words if w.startswith("--") and w not in r.stdout]
         assert not unknown, f"bash block {block}: `{cmd}` uses flags its --help does not list: {unknown}"
+
+
+def test_theory_citations_resolve():
+    """Every ``docs/theory.md section N`` cited in the project names a section that exists."""
+    theory = (ROOT / "docs" / "theory.md").read_text()
+    sections = [int(n) for n in re.findall(r"^## (\d+)\. ", theory, re.M)]
+    assert sections == list(range(1, len(sections) + 1)), sections
+    assert "THEORY.md" not in README.read_text()
+    files = [README, *(ROOT / "dynamics").rglob("*.py"), *(ROOT / "tests").glob("*.py"),
+             *(ROOT / "notebooks").glob("*.py"), *(ROOT / "notes").glob("*.md")]
+    bad = []
+    for f in files:
+        text = f.read_text()
+        for m in re.finditer(r"docs/theory\.md`?,?(?: sections?)? (\d+)(?:\s*-\s*(\d+))?", text):
+            for n in {int(m.group(1)), int(m.group(2) or m.group(1))}:
+                if n not in sections:
+                    bad.append(f"{f.relative_to(ROOT)}: {m.group(0)}")
+    assert not bad, bad
