@@ -139,58 +139,6 @@ def dedup_legend(ax, **kwargs):
 
 # --- figure-level drawings (data from dynamics.figures) -------------------------------------
 
-RUN_COLORS = {"w/ stop-grad": "#1f77b4", "w/o stop-grad": "#d62728"}
-
-
-def post_toy_figure(data):
-    """Source post's toy experiment: rows = post as written / correct / correct with noise;
-    columns = parameter trajectories, (theta, phi) phase plane, loss."""
-    rows = data["rows"]
-    pr = data["params"]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(14, 3.5 * len(rows) + 0.8), squeeze=False)
-    for r, row in enumerate(rows):
-        a = 1.0 + row["sigma2"]
-        ax_t, ax_p, ax_l = axes[r]
-        for name, run in row["runs"].items():
-            c = RUN_COLORS[name]
-            it = np.arange(len(run["theta"]))
-            ax_t.plot(it, run["theta"], color=c, lw=2, label=rf"$\theta$ {name}")
-            ax_t.plot(it, run["phi"], color=c, lw=1.5, ls="--", label=rf"$\varphi$ {name}")
-            ax_p.plot(run["theta"], run["phi"], color=c, lw=2, label=name)
-            ax_p.plot(run["theta"][-1], run["phi"][-1], marker="*", ms=12, color=c,
-                      linestyle="none", label=rf"end {name}: $\theta$={run['theta'][-1]:.3f}")
-            ax_l.semilogy(it, np.maximum(run["loss"], 1e-16), color=c, lw=2, label=name)
-        first = next(iter(row["runs"].values()))
-        ax_p.plot(first["theta"][0], first["phi"][0], "ko", ms=7, label="start")
-        for ax in (ax_t, ax_p):
-            ax.axhline(1.0 / a, color="green", ls=":", lw=1.2,
-                       label=rf"$\varphi = 1/a = {1 / a:.3g}$")
-        ax_t.axhline(0.0, color="0.3", ls=":", lw=1.0, label=r"collapse $\theta=0$")
-        ax_p.axvline(0.0, color="0.3", ls=":", lw=1.0, label=r"collapse $\theta=0$")
-        ax_t.set_xlabel("iteration $k$")
-        ax_t.set_ylabel(r"parameter value ($\theta$, $\varphi$)")
-        ax_p.set_xlabel(r"encoder $\theta$")
-        ax_p.set_ylabel(r"predictor $\varphi$")
-        ax_l.set_xlabel("iteration $k$")
-        ax_l.set_ylabel(r"loss $\bar L$ (log scale, floored at $10^{-16}$)")
-        for ax in (ax_t, ax_p, ax_l):
-            ax.grid(alpha=0.3)
-            dedup_legend(ax, loc="best")
-        ax_t.set_title(row["title"], fontsize=9, loc="left")
-        ax_p.set_title("phase plane", fontsize=9)
-        ax_l.set_title("expected loss", fontsize=9)
-    fig.suptitle(
-        "Source post's toy SimSiam: GD on "
-        r"$\frac{1}{2}(\varphi\theta x_1 - \theta x_2)^2$, "
-        rf"{pr['n_iter']} iterations, encoder step {pr['lr_enc']:g}, predictor step {pr['lr_pred']:g}, "
-        rf"start $(\theta,\varphi)=({pr['theta0']:g},{pr['phi0']:g})$" "\n"
-        "top: the post's code (stop-grad branch with zero encoder gradient); middle/bottom: "
-        "gradients derived from the loss, stop-grad on the target branch only",
-        fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.965))
-    return fig
-
-
 def basins_with_boundary(data):
     """Simulated basins of scalar SimSiam (rows: variant, columns: eps) with the theory's
     basin boundary (stable manifolds of the saddles) and fixed points overlaid."""

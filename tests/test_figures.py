@@ -94,21 +94,44 @@ def test_bad_input_gives_one_line_error(args, needle, tmp_path):
     assert not (tmp_path / "manifest.json").exists()
 
 
-def test_post_toy_data_reproduces_the_documented_discrepancy():
-    from dynamics.figures.scalar import post_toy_data
+def test_post_toy_is_su_experiment_with_its_exact_limits():
+    """The figure's data: Su's two flows from (0.1, 0.6) reach THEORY.md 2's exact limits and
+    keep their conserved quantities. Tsit5 at rtol 1e-10 (observed errors < 1e-10; 1e-8 margin)."""
+    from dynamics.figures import post_toy
 
-    d = post_toy_data()
-    post, correct, noisy = d["rows"]
-    # the post's stop-grad branch never moves theta; the correct gradient does
-    assert np.all(post["runs"]["w/ stop-grad"]["theta"] == 1.0)
-    assert correct["runs"]["w/ stop-grad"]["theta"][-1] == pytest.approx(1.046, abs=1e-3)
-    # its no-stop-grad branch is right: identical to the derived gradient
-    np.testing.assert_allclose(post["runs"]["w/o stop-grad"]["theta"],
-                               correct["runs"]["w/o stop-grad"]["theta"], atol=1e-12)
-    assert post["runs"]["w/o stop-grad"]["theta"][-1] == pytest.approx(0.957, abs=1e-3)
-    # with augmentation noise only the stop-gradient run escapes collapse
-    assert noisy["runs"]["w/o stop-grad"]["theta"][-1] < 0.02
-    assert noisy["runs"]["w/ stop-grad"]["theta"][-1] > 1.0
+    d = post_toy.data(n_grid=5)
+    sg, nosg = d["runs"]["sg"], d["runs"]["nosg"]
+    assert d["ts"][-1] == 200.0
+    assert abs(sg["theta"][-1] - np.sqrt(0.65)) < 1e-8 and abs(sg["phi"][-1] - 1.0) < 1e-8
+    assert 0.0 < nosg["theta"][-1] < 1e-13
+    assert abs(nosg["phi"][-1] - (1.0 - np.sqrt(0.15))) < 1e-8
+    np.testing.assert_allclose(sg["conserved"], 0.01 - 0.36, atol=1e-8)
+    np.testing.assert_allclose(nosg["conserved"], -0.15, atol=1e-8)
+
+
+def test_post_toy_collapse_basins_match_simulation():
+    """The closed-form basins drawn in post_toy (sigma2 = eta = 0, alpha_p = 1) against the flow:
+    starts a little inside and outside each boundary end collapsed (|theta| < 1e-4) or not
+    (|theta| > 0.1). Near a boundary the decay is slow, so the starts keep 0.05 away from it."""
+    from dynamics.figures import compute as C
+    from dynamics.figures import post_toy
+    from dynamics.flow import VARIANTS, Hyper
+    from dynamics.models import ScalarSiamese
+
+    model, hyper = ScalarSiamese(sigma2=0.0), Hyper.tian(0.0, 1.0)
+    # (theta0, phi0): without stop-grad the boundary is |theta0| = |1 - phi0|
+    nosg = np.array([[0.3, 0.6], [0.5, 0.6], [-0.2, 1.3], [-0.4, 1.3], [0.6, -0.5], [1.6, -0.5]])
+    # with stop-grad: phi0 = -|theta0| and phi0 = sqrt(1 + theta0^2)
+    sg = np.array([[0.3, -0.4], [0.3, -0.2], [0.5, 1.2], [0.5, 1.05], [-1.0, 1.5], [-1.0, 1.35]])
+    for vname, pts, basin in (("simsiam-nosg", nosg, post_toy.basin_nosg),
+                              ("simsiam", sg, post_toy.basin_sg)):
+        _, ys, status = C.trajectories(model, VARIANTS[vname], hyper, pts[:, 0], pts[:, 1],
+                                       t1=400.0, n_save=2)
+        assert np.all(status == 0)
+        end = np.abs(ys.enc[:, -1])
+        predicted = basin(pts[:, 0], pts[:, 1])
+        assert list(predicted) == [True, False] * 3, (vname, predicted)
+        assert np.all(end[predicted] < 1e-4) and np.all(end[~predicted] > 0.1), (vname, end)
 
 
 def test_basin_boundary_from_theory_separates_the_simulated_basins():

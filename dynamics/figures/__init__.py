@@ -16,32 +16,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
-__all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "write_figure"]
+from dynamics.figures._registry import FIGURES, FigureSpec, register
 
-
-@dataclasses.dataclass(frozen=True)
-class FigureSpec:
-    """A registered figure: ``build(quick)`` returns ``(matplotlib figure, params dict)``."""
-
-    name: str
-    caption: str
-    build: Callable
-
-
-def _post_toy(quick):
-    from dynamics import plot
-    from dynamics.figures import scalar
-
-    d = scalar.post_toy_data()
-    return plot.post_toy_figure(d), d["params"]
+__all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "register", "write_figure"]
 
 
 def _basins(quick):
@@ -172,61 +155,47 @@ _LINEAR = [
 ]
 
 
-FIGURES: dict[str, FigureSpec] = {
-    s.name: s
-    for s in (
-        FigureSpec(
-            "post_toy",
-            "The source post's toy SimSiam experiment (GD, 500 iterations): its printed code, "
-            "where the stop-gradient branch gives the encoder no gradient, beside the "
-            "gradients derived from the loss at the post's setting and with augmentation "
-            "noise; parameter trajectories, (theta, phi) phase plane and loss.",
-            _post_toy,
-        ),
-        FigureSpec(
-            "basins",
-            "Collapse basins of scalar SimSiam over (theta0, phi0) for several predictor time "
-            "scales eps, with and without stop-gradient, with the theoretical basin boundary "
-            "(stable manifold of the saddle) and the fixed points overlaid.",
-            _basins,
-        ),
-        FigureSpec(
-            "tian3",
-            "Tian et al. (2021) Fig. 3: (p, s) phase planes of one mode for eta in "
-            "{0, 0.01, 1}: flow lines, nullclines, invariant parabola, fixed points by stability.",
-            _tian3,
-        ),
-        FigureSpec(
-            "tian4",
-            "Tian et al. (2021) Fig. 4: 1-D predictor dynamics on the invariant parabola in "
-            "three regimes of eta, and the saddle-node bifurcation diagram in eta.",
-            _tian4,
-        ),
-        FigureSpec(
-            "tian10",
-            "Tian et al. (2021) Fig. 10: scalar BYOL, (w, w_p) and (w, w_a) projections with "
-            "lines of fixed points by stability, and the no-predictor case where only the "
-            "origin is a fixed point (stable).",
-            _tian10,
-        ),
-        FigureSpec(
-            "slowfast",
-            "Slow-fast scalar SimSiam (weight decay in the loss): full basin boundaries for "
-            "shrinking eps against the reduced flow's, full vs reduced trajectories, the "
-            "reduction error against eps (O(eps) away from the boundary, O(1) near it), and "
-            "the predictor's relaxation rate, which vanishes at theta = 0 without decay.",
-            _slowfast,
-        ),
-        FigureSpec(
-            "sweep_basins_simsiam",
-            "The default sweep's basin map (python -m dynamics.sweep --eps 1 0.01): scalar "
-            "SimSiam with stop-gradient, eta = 0.15, a slow (eps = 1) against a fast "
-            "(eps = 0.01) predictor.",
-            _sweep_basins,
-        ),
-        *_LINEAR,
-    )
-}
+for _spec in (
+    FigureSpec(
+        "basins",
+        "Collapse basins of scalar SimSiam over (theta0, phi0) for several predictor time "
+        "scales eps, with and without stop-gradient, with the theoretical basin boundary "
+        "(stable manifold of the saddle) and the fixed points overlaid.",
+        _basins,
+    ),
+    FigureSpec(
+        "tian3",
+        "Tian et al. (2021) Fig. 3: (p, s) phase planes of one mode for eta in "
+        "{0, 0.01, 1}: flow lines, nullclines, invariant parabola, fixed points by stability.",
+        _tian3,
+    ),
+    FigureSpec(
+        "tian4",
+        "Tian et al. (2021) Fig. 4: 1-D predictor dynamics on the invariant parabola in "
+        "three regimes of eta, and the saddle-node bifurcation diagram in eta.",
+        _tian4,
+    ),
+    FigureSpec(
+        "slowfast",
+        "Slow-fast scalar SimSiam (weight decay in the loss): full basin boundaries for "
+        "shrinking eps against the reduced flow's, full vs reduced trajectories, the "
+        "reduction error against eps (O(eps) away from the boundary, O(1) near it), and "
+        "the predictor's relaxation rate, which vanishes at theta = 0 without decay.",
+        _slowfast,
+    ),
+    FigureSpec(
+        "sweep_basins_simsiam",
+        "The default sweep's basin map (python -m dynamics.sweep --eps 1 0.01): scalar "
+        "SimSiam with stop-gradient, eta = 0.15, a slow (eps = 1) against a fast "
+        "(eps = 0.01) predictor.",
+        _sweep_basins,
+    ),
+    *_LINEAR,
+):
+    register(_spec.name, _spec.caption)(_spec.build)
+
+# figures written as one module each (data and drawing together) register themselves
+from dynamics.figures import post_toy  # noqa: E402,F401
 
 
 def _git_revision() -> str:

@@ -1,4 +1,4 @@
-"""Data for the scalar-model figures (source-post toy, basins, Tian et al. Figs. 3, 4, 10).
+"""Data for the scalar-model figures (basins, Tian et al. Figs. 3, 4; slow-fast).
 
 Each ``*_data`` function returns a plain dict of numpy arrays plus a ``params`` dict; the
 matching ``dynamics.plot`` function draws it. Nothing here draws, nothing there integrates.
@@ -11,84 +11,6 @@ import numpy as np
 from dynamics.figures import compute as C
 from dynamics.flow import VARIANTS, Hyper, State
 from dynamics.models import ScalarSiamese
-
-# --- the source post's toy experiment -------------------------------------------------------
-
-
-def post_as_written(n_iter=500, lr_enc=0.01, lr_pred=0.1, theta0=1.0, phi0=0.1, stop_grad=True):
-    """The source post's toy loop exactly as printed (THEORY.md section 2).
-
-    Kept only to show the post's version beside the correct one: its stop-gradient branch
-    gives the encoder no gradient at all, which is wrong (the online branch still sends
-    ``-(phi theta - theta) phi``). Loss ``1/2 (phi theta - theta)^2``, no noise, no decay.
-    """
-    theta, phi = float(theta0), float(phi0)
-    th, ph = [theta], [phi]
-    for _ in range(n_iter):
-        r = phi * theta - theta
-        g_phi = r * theta
-        g_theta = 0.0 if stop_grad else r * (phi - 1.0)
-        phi -= lr_pred * g_phi
-        theta -= lr_enc * g_theta
-        th.append(theta)
-        ph.append(phi)
-    th, ph = np.array(th), np.array(ph)
-    return dict(theta=th, phi=ph, loss=0.5 * (ph * th - th) ** 2)
-
-
-def _gd_runs(sigma2s, etas, variant_name, n_iter, lr_enc, lr_pred, theta0, phi0):
-    """Discrete GD on the expected loss, one lane per ``(sigma2, eta)`` pair."""
-    import jax.numpy as jnp
-
-    from dynamics.solve import run_discrete_batch
-
-    sigma2s = np.asarray(sigma2s, float)
-    etas = np.asarray(etas, float)
-    k = len(sigma2s)
-    variant = VARIANTS[variant_name]
-    hyper = Hyper.loss_decay(jnp.asarray(etas), jnp.full(k, lr_enc / lr_pred))
-    y0 = State(jnp.full(k, float(theta0)), jnp.full(k, float(phi0)), None)
-    sol = run_discrete_batch(ScalarSiamese(sigma2=jnp.asarray(sigma2s)), variant, hyper, y0,
-                             jnp.full(k, lr_enc), n_steps=n_iter, save_every=1)
-    out = []
-    for i in range(k):
-        th = np.concatenate([[theta0], np.asarray(sol.ys.enc)[i]])
-        ph = np.concatenate([[phi0], np.asarray(sol.ys.pred)[i]])
-        loss = C.expected_loss(ScalarSiamese(sigma2=sigma2s[i]), variant, State(th, ph, None))
-        out.append(dict(theta=th, phi=ph, loss=loss))
-    return out
-
-
-def post_toy_data(n_iter=500, lr_enc=0.01, lr_pred=0.1, theta0=1.0, phi0=0.1, sigma2_noisy=0.5,
-                  eta_noisy=0.0):
-    """Three rows: the post as written; correct GD at the post's setting; correct GD with noise.
-
-    Discrete GD on the expected loss with the encoder step ``lr_enc`` and predictor step
-    ``lr_pred`` (``eps = lr_enc / lr_pred``), from ``(theta0, phi0)``.
-    """
-    kw = dict(n_iter=n_iter, lr_enc=lr_enc, lr_pred=lr_pred, theta0=theta0, phi0=phi0)
-    rows = [
-        dict(title="source post, as written: stop-grad gives the encoder no gradient "
-                   r"($\sigma^2=0$, $\eta=0$)",
-             sigma2=0.0, eta=0.0, kind="post",
-             runs={"w/ stop-grad": post_as_written(stop_grad=True, **kw),
-                   "w/o stop-grad": post_as_written(stop_grad=False, **kw)}),
-    ]
-    settings = (
-        (0.0, 0.0, r"correct gradients, the post's setting ($\sigma^2=0$, $\eta=0$)"),
-        (sigma2_noisy, eta_noisy,
-         rf"correct gradients with augmentation noise ($\sigma^2={sigma2_noisy:g}$, $\eta={eta_noisy:g}$)"),
-    )
-    s2s, etas = [x[0] for x in settings], [x[1] for x in settings]
-    sg = _gd_runs(s2s, etas, "simsiam", **kw)
-    nosg = _gd_runs(s2s, etas, "simsiam-nosg", **kw)
-    for i, (s2, eta, title) in enumerate(settings):
-        rows.append(dict(title=title, sigma2=s2, eta=eta, kind="correct",
-                         runs={"w/ stop-grad": sg[i], "w/o stop-grad": nosg[i]}))
-    return dict(rows=rows, params=dict(n_iter=n_iter, lr_enc=lr_enc, lr_pred=lr_pred,
-                                       theta0=theta0, phi0=phi0, sigma2_noisy=sigma2_noisy,
-                                       eta_noisy=eta_noisy))
-
 
 # --- basins of scalar SimSiam with the theoretical boundary ---------------------------------
 
