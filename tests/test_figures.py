@@ -179,3 +179,30 @@ def test_committed_manifest_matches_the_registry_and_files():
         assert e["command"] == f"python -m dynamics.figures {name}" and e["quick"] is False
         for f in e["files"]:
             assert (root / f).is_file(), f
+
+
+def test_tian10_fixed_points_are_the_papers():
+    """Tian et al. Fig. 10 (lambda_s = 1, lambda_d = 1/2): the line of non-collapsed fixed points
+    sits at w_p = lambda_d / lambda_s = 1/2 with w = w_a; at w_a = 1 the fixed points are the
+    hyperbola w_p w = 1/2 (stable; the origin a saddle); on the invariant submanifold w = w_p
+    the stable point is w = w_a = 1/2; without a predictor only the origin, stable. Newton
+    converges to 1e-10 in the field, so the fixed points are checked to 1e-8."""
+    from dynamics.figures import tian10
+
+    d = tian10.data(n_grid=7, t1=20.0)
+    found = [p["z"] for p in d["fixed3"]]
+    line = [z for z in found if abs(z[0]) > 1e-3]
+    assert len(line) >= 5, found
+    for w, wp, wa in line:
+        assert abs(wp - 0.5) < 1e-8 and abs(w - wa) < 1e-8, (w, wp, wa)
+    for h in d["left"]["hyperbola"]:
+        np.testing.assert_allclose(h["w"] * h["wp"], 0.5, rtol=1e-12)
+        assert set(h["kinds"]) == {"stable"}
+    assert [p["kind"] for p in d["left"]["origin"]] == ["saddle"]
+    (star,) = d["mid"]["fixed"]
+    np.testing.assert_allclose(star["z"], [0.5, 0.5, 0.5], atol=1e-8)
+    assert star["kind"] == "stable" and d["mid"]["origin_kind"] == "unstable"
+    # w = w_p is invariant (alpha_p = 1): the field has equal w and w_p components there
+    np.testing.assert_allclose(d["mid"]["dW"], d["mid"]["dWP"], atol=1e-14)
+    (o,) = d["right"]["fixed"]
+    assert o["kind"] == "stable" and np.max(np.abs(o["z"][[0, 2]])) < 1e-8

@@ -52,14 +52,6 @@ def _tian4(quick):
     return plot.tian_fig4(d), d["params"]
 
 
-def _tian10(quick):
-    from dynamics import plot
-    from dynamics.figures import scalar
-
-    d = scalar.tian_fig10_data(quick=quick, n_grid=20 if quick else 40)
-    return plot.tian_fig10(d), d["params"]
-
-
 def _slowfast(quick):
     from dynamics import plot
     from dynamics.figures import scalar
@@ -195,7 +187,7 @@ for _spec in (
     register(_spec.name, _spec.caption)(_spec.build)
 
 # figures written as one module each (data and drawing together) register themselves
-from dynamics.figures import post_toy  # noqa: E402,F401
+from dynamics.figures import post_toy, tian10  # noqa: E402,F401
 
 
 def _git_revision() -> str:

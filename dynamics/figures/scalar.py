@@ -187,68 +187,6 @@ def tian_fig4_data(etas=(0.0, 0.05, 0.25), sigma2=0.5, alpha_p=1.0, p_range=(-0.
                             n_eta=n_eta))
 
 
-# --- Tian et al. Fig. 10: scalar BYOL --------------------------------------------------------
-
-
-def tian_fig10_data(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0, eta=0.0, t1=40.0,
-                    n_grid=40, quick=False):
-    """Scalar BYOL (data variance ``lambda_s = 1``, augmentation variance ``lambda_d``).
-
-    With unit data variance the scalar model's ``a = 1 + sigma2`` is ``lambda_s + lambda_d``,
-    so ``sigma2 = lambda_d``. Panels: (w, w_p) projection of BYOL trajectories started with
-    ``w_a = w``; the same trajectories in (w, w_a); the no-predictor case (``w_p = 1`` frozen)
-    in (w, w_a), where only the origin is a fixed point and it is stable.
-    """
-    if lambda_s != 1.0:
-        raise ValueError(f"lambda_s must be 1 (unit data variance), got {lambda_s}")
-    sigma2 = lambda_d
-    a = 1.0 + sigma2
-    model = ScalarSiamese(sigma2=sigma2)
-    v = VARIANTS["byol"]
-    hyper = Hyper.tian(eta, alpha_p, beta)
-    w0 = np.array([0.15, 0.4, 0.8, 1.2, 0.3, 0.9, -0.5, -1.0, 0.05, 1.4, -0.2, 0.6])
-    p0 = np.array([-0.8, -0.6, -1.0, -0.3, 1.6, 1.5, 1.2, 0.2, 0.3, 1.0, -0.4, 0.0])
-    if quick:
-        w0, p0 = w0[:6], p0[:6]
-    wa0 = w0 + np.resize([0.4, -0.4, 0.0], w0.shape)
-    ts, ys, status = C.trajectories(model, v, hyper, w0, p0, wa0, t1=t1)
-    fixed_lines = []
-    if eta == 0.0:
-        wl = np.linspace(-1.6, 1.6, 161)
-        pts = np.stack([wl, np.full_like(wl, 1.0 / a), wl], 1)  # flatten order: enc, pred, tgt
-        _check_fixed(model, v, hyper, pts)
-        fixed_lines.append(dict(w=wl, wp=np.full_like(wl, 1.0 / a), wa=wl,
-                                kinds=_line_kinds(model, v, hyper, pts)))
-        pl = np.linspace(-1.2, 2.0, 161)
-        pts = np.stack([np.zeros_like(pl), pl, np.zeros_like(pl)], 1)
-        _check_fixed(model, v, hyper, pts)
-        fixed_lines.append(dict(w=np.zeros_like(pl), wp=pl, wa=np.zeros_like(pl),
-                                kinds=_line_kinds(model, v, hyper, pts)))
-    fixed_iso = []
-    seeds = np.random.default_rng(0).uniform(-1.5, 1.5, (64, 3))
-    if eta > 0.0:
-        fixed_iso = C.fixed_points(model, v, hyper, seeds)
-
-    # no predictor: phi == 1 frozen, (w, w_a) system
-    model_np = ScalarSiamese(sigma2=sigma2, predictor="none")
-    w = np.linspace(-1.5, 1.5, n_grid)
-    W, WA = np.meshgrid(w, w)
-    f = C.field_at(model_np, v, hyper, C.make_state(v, W, np.ones_like(W), WA))
-    fp_np = C.fixed_points(model_np, v, hyper, np.concatenate(
-        [seeds[:, :1], np.ones((len(seeds), 1)), seeds[:, 2:]], 1))
-    wn0 = np.array([1.2, -1.2, 0.8, -0.4, 1.4, -1.0])
-    wan0 = np.array([-1.2, 1.0, 1.3, -1.3, 0.2, -0.2])
-    ts_np, ys_np, st_np = C.trajectories(model_np, v, hyper, wn0, 1.0, wan0, t1=t1)
-    return dict(
-        a=a, ts=ts, traj=dict(w=ys.enc, wp=ys.pred, wa=ys.tgt), status=status,
-        fixed_lines=fixed_lines, fixed_iso=fixed_iso,
-        nopred=dict(W=W, WA=WA, dW=np.asarray(f.enc), dWA=np.asarray(f.tgt), fixed=fp_np,
-                    traj=dict(w=ys_np.enc, wa=ys_np.tgt), status=st_np),
-        params=dict(lambda_s=lambda_s, lambda_d=lambda_d, alpha_p=alpha_p, beta=beta, eta=eta,
-                    t1=t1, sigma2=sigma2, n_grid=n_grid),
-    )
-
-
 # --- slow-fast: full flow against the reduced flow on the critical manifold ------------------
 
 
