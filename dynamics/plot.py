@@ -359,13 +359,13 @@ def tian_fig5(data):
         ax_k, ax_p, ax_s = axes[row]
         for c, r in zip(cols, runs):
             lab = rf"${sym}$ = {r['value']:g}"
-            ax_k.plot(ts, r["lam_min"], color=c, lw=1.8, label=lab)
+            ax_k.semilogx(ts[1:], r["lam_min"][1:], color=c, lw=1.8, label=lab)
             for j in range(r["p"].shape[1]):
                 ax_p.plot(ts, r["p"][:, j], color=c, lw=1.0, label=lab if j == 0 else None)
                 ax_s.plot(ts, r["s"][:, j], color=c, lw=1.0, label=lab if j == 0 else None)
         ax_k.axhline(0, color="k", lw=0.8, ls=":", label=r"$\lambda_{\min}(K) = 0$")
         fixed = (rf"$\beta$ = {pr['beta0']:g}" if sweep == "eta" else rf"$\eta$ = {pr['eta0']:g}")
-        ax_k.set_title(rf"$\lambda_{{\min}}(K)$, sweep of ${sym}$ ({fixed})", fontsize=10)
+        ax_k.set_title(rf"$\lambda_{{\min}}(K)$, sweep of ${sym}$ ({fixed}; log time)", fontsize=10)
         ax_p.set_title(rf"predictor eigenvalues $p_j(t)$, sweep of ${sym}$", fontsize=10)
         ax_s.set_title(rf"eigenvalues $s_j(t)$ of $F = WW^\top$, sweep of ${sym}$", fontsize=10)
         ax_k.set_ylabel(r"$\lambda_{\min}(K)$")
@@ -378,9 +378,12 @@ def tian_fig5(data):
     fig.suptitle(
         rf"Linear BYOL, symmetric predictor (Tian et al. 2021, Fig. 5): $n_1=n_2$={pr['n1']}, "
         rf"$X=I$, $X'=\sigma^2 I$, $\sigma^2$={pr['sigma2']:g}, $\alpha_p$={pr['alpha_p']:g}, "
-        rf"Euler step {pr['lr']:g}; $K = a(\alpha_p F/2 + W_p^2 - \tau W_p/a) + 3\eta I/2$, "
-        r"$\tau = \mathrm{tr}(W_aW^\top)/\mathrm{tr}(WW^\top)$", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+        rf"Euler step {pr['lr']:g}, target from $W_a(0)$ = {pr['Wa0']}; "
+        r"$K = a(\alpha_p F/2 + W_p^2 - \tau W_p/a) + 3\eta I/2$, "
+        r"$\tau = \mathrm{tr}(W_aW^\top)/\mathrm{tr}(WW^\top)$" "\n"
+        r"early on a smaller $\beta$ keeps $\tau$ small and $\lambda_{\min}(K)$ larger "
+        r"(the EMA curriculum), at the cost of slower growth of $p_j$, $s_j$", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
 
