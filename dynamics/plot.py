@@ -415,37 +415,6 @@ def tian_fig7(data):
     return fig
 
 
-def tian_fig89(data):
-    """Antisymmetric part of Wp (Fig. 8) and the commutator [F, Wp] (Fig. 9) over time."""
-    pr = data["params"]
-    ts = data["ts"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    cols = _sweep_colors(len(data["etas_asym"]))
-    for c, e, a in zip(cols, data["etas_asym"], data["asym"]):
-        ax1.semilogy(ts, a, color=c, lw=1.8, label=rf"$\eta$ = {e:g}")
-    ax1.set_xlabel("time $t$")
-    ax1.set_ylabel(r"$\|W_p - W_p^\top\|_F \,/\, (2\|W_p\|_F)$")
-    ax1.set_title(r"Fig. 8: antisymmetric part of $W_p$ ($\tau$ = 1)", fontsize=10)
-    cols = _sweep_colors(len(data["taus"]), "plasma")
-    styles = ("-", "--", ":", "-.")
-    for c, tau in zip(cols, data["taus"]):
-        for ls, e in zip(styles, data["etas_comm"]):
-            r = data["comm"][(tau, e)]["rel"]
-            ax2.semilogy(ts, r, color=c, ls=ls, lw=1.6, label=rf"$\tau$ = {tau:g}, $\eta$ = {e:g}")
-    ax2.set_xlabel("time $t$")
-    ax2.set_ylabel(r"$\|[F, W_p]\|_F \,/\, (\|F\|_F \|W_p\|_F)$")
-    ax2.set_title(r"Fig. 9: commutator of $F = WW^\top$ and $W_p$ (target $\tau W$)", fontsize=10)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        dedup_legend(ax, loc="best", fontsize=7)
-    fig.suptitle(
-        rf"Linear SimSiam, trained predictor (Tian et al. 2021, Figs. 8-9): $n$={pr['n1']}, "
-        rf"$X=I$, $X'=\sigma^2I$, $\sigma^2$={pr['sigma2']:g}, $\alpha_p$={pr['alpha_p']:g}, "
-        rf"Euler step {pr['lr']:g}, same init for every curve", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return fig
-
-
 def _lin_edges(x):
     x = np.sort(np.asarray(x, float))
     if x.size == 1:

@@ -93,15 +93,6 @@ def _tian7(quick):
     return plot.tian_fig7(d), d["params"]
 
 
-def _tian89(quick):
-    from dynamics import plot
-    from dynamics.figures import linear
-
-    kw = dict(n=4, T=40.0) if quick else {}
-    d = linear.tian_fig89_data(**kw)
-    return plot.tian_fig89(d), d["params"]
-
-
 def _phase(quick):
     import numpy as np
 
@@ -129,13 +120,6 @@ _LINEAR = [
         "Tian et al. (2021) Fig. 7: full matrix BYOL from W_a(0) = 0, correlation between W_a "
         "and W over time for several EMA rates and weight decays (mean and range over runs).",
         _tian7,
-    ),
-    FigureSpec(
-        "tian89",
-        "Tian et al. (2021) Figs. 8-9: relative antisymmetric part of the trained predictor "
-        "for several weight decays, and the relative commutator |[W W^T, W_p]| for several "
-        "target scales tau and decays.",
-        _tian89,
     ),
     FigureSpec(
         "phase",
@@ -187,7 +171,7 @@ for _spec in (
     register(_spec.name, _spec.caption)(_spec.build)
 
 # figures written as one module each (data and drawing together) register themselves
-from dynamics.figures import post_toy, tian10  # noqa: E402,F401
+from dynamics.figures import post_toy, tian8, tian9, tian10  # noqa: E402,F401
 
 
 def _git_revision() -> str:

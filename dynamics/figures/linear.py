@@ -1,4 +1,4 @@
-"""Data for the linear-model figures (Tian et al. Figs. 5, 7, 8-9; collapse phase diagrams).
+"""Data for the linear-model figures (Tian et al. Figs. 5, 7; collapse phase diagrams).
 
 For Tian et al.'s figures the model is :class:`dynamics.models.linear.LinearSiamese` with
 ``X = I``, ``X' = sigma2 I``, run by explicit Euler on the expected-loss flow
@@ -186,56 +186,6 @@ def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1), bet
                 params=dict(n1=n, n2=n, sigma=sigma, lr=lr, T=T, etas=list(etas),
                             betas=list(betas), repeats=repeats, init_scale=scale, seed=seed,
                             alpha_p=1.0, predictor="trained", Wa0="zero"))
-
-
-# --- Tian Figs. 8-9: symmetry of Wp and the commutator [F, Wp] ------------------------------
-
-
-def tian_fig89_data(n=8, sigma2=0.5, lr=0.01, T=100.0, etas_asym=(0.0, 0.01, 0.04, 0.1),
-                    taus=(0.5, 1.0, 1.5), etas_comm=(0.01, 0.1), scale=0.6, seed=0,
-                    save_every=20):
-    """Linear SimSiam with a trained (non-symmetric) predictor.
-
-    Fig. 8: ``|Wp - Wp^T|_F / (2 |Wp|_F)`` over time for several weight decays.
-    Fig. 9: ``|[F, Wp]|_F / (|F|_F |Wp|_F)`` for several target scales ``tau`` (target
-    ``tau W`` with stop-gradient, :class:`ScaledTarget`) and decays.
-    """
-    lin = _linear()
-    base = lin.LinearSiamese.isotropic(n, sigma2, predictor="trained")
-    v = VARIANTS["simsiam"]
-    n_steps = int(round(T / lr / save_every)) * save_every
-    key = jax.random.PRNGKey(seed)
-
-    def rel_asym(P):
-        A = 0.5 * (P - np.swapaxes(P, -1, -2))
-        return np.linalg.norm(A, axis=(-2, -1)) / np.maximum(np.linalg.norm(P, axis=(-2, -1)), 1e-300)
-
-    y0 = _init(base, v, n, jnp.stack([key] * len(etas_asym)), scale)
-    hyper = _hyper_lanes(np.array(etas_asym), 1.0, 1.0, "tian")
-    ts, ys = euler_lanes(base, v, hyper, y0, jnp.full(len(etas_asym), lr), n_steps=n_steps,
-                         save_every=save_every)
-    asym = rel_asym(np.asarray(ys.pred))
-
-    comm = {}
-    for tau in taus:
-        model = ScaledTarget(base, tau)
-        y0 = _init(base, v, n, jnp.stack([key] * len(etas_comm)), scale)
-        hyper = _hyper_lanes(np.array(etas_comm), 1.0, 1.0, "tian")
-        _, ys2 = euler_lanes(model, v, hyper, y0, jnp.full(len(etas_comm), lr), n_steps=n_steps,
-                             save_every=save_every)
-        W, P = np.asarray(ys2.enc), np.asarray(ys2.pred)
-        F = W @ np.swapaxes(W, -1, -2)
-        C = F @ P - P @ F
-        rel = np.linalg.norm(C, axis=(-2, -1)) / np.maximum(
-            np.linalg.norm(F, axis=(-2, -1)) * np.linalg.norm(P, axis=(-2, -1)), 1e-300)
-        for i, e in enumerate(etas_comm):
-            comm[(tau, e)] = dict(rel=rel[i], asym=rel_asym(P[i]),
-                                  fnorm=np.linalg.norm(F[i], axis=(-2, -1)))
-    return dict(ts=np.asarray(ts)[0], asym=asym, etas_asym=list(etas_asym), comm=comm,
-                taus=list(taus), etas_comm=list(etas_comm),
-                params=dict(n1=n, n2=n, sigma2=sigma2, lr=lr, T=T, etas_asym=list(etas_asym),
-                            taus=list(taus), etas_comm=list(etas_comm), init_scale=scale,
-                            seed=seed, alpha_p=1.0, predictor="trained", variant="simsiam"))
 
 
 # --- collapse phase diagrams (eta x eps, eta x beta) ----------------------------------------
