@@ -395,12 +395,17 @@ def tian_fig7(data):
     etas, betas = data["etas"], data["betas"]
     fig, axes = plt.subplots(1, len(etas), figsize=(5.0 * len(etas), 4.3), squeeze=False)
     cols = _sweep_colors(len(betas), "plasma")
+    gammas = data.get("gammas", [None] * len(betas))
     for i, (ax, eta) in enumerate(zip(axes[0], etas)):
-        for j, (c, b) in enumerate(zip(cols, betas)):
+        for j, (c, b, g) in enumerate(zip(cols, betas, gammas)):
             cc = data["corr"][i, j]
-            ax.plot(ts, cc.mean(0), color=c, lw=1.8, label=rf"$\beta$ = {b:g} (mean)")
-            ax.fill_between(ts, cc.min(0), cc.max(0), color=c, alpha=0.2)
-        ax.plot([], [], color="0.6", lw=6, alpha=0.4, label=f"min-max over {pr['repeats']} runs")
+            m, sd = cc.mean(0), cc.std(0)
+            gl = "" if g is None else rf", $\gamma_a$ = {g:g}"
+            ax.plot(ts, m, color=c, lw=2.4 if g == 0.996 else 1.6,
+                    label=rf"$\beta$ = {b:g}{gl}" + (" (paper)" if g == 0.996 else ""))
+            ax.fill_between(ts, m - sd, np.minimum(m + sd, 1.0), color=c, alpha=0.2)
+        ax.plot([], [], color="0.6", lw=6, alpha=0.4,
+                label=f"mean $\pm$ std over {pr['repeats']} runs")
         ax.set_xlabel("time $t$")
         ax.set_ylabel(r"corr$(W_a, W) = \langle W_a, W\rangle / (\|W_a\| \|W\|)$")
         ax.set_title(rf"$\eta$ = {eta:g}", fontsize=10)
@@ -410,7 +415,8 @@ def tian_fig7(data):
     fig.suptitle(
         rf"Full matrix BYOL (Tian et al. 2021, Fig. 7): $n$={pr['n1']}, $X=I$, "
         rf"$X'=\sigma^2 I$, $\sigma$={pr['sigma']:g}, $W_a(0)=0$, trained predictor, "
-        rf"Euler step {pr['lr']:g}, {pr['repeats']} random inits", fontsize=10)
+        rf"Euler step {pr['lr']:g} (EMA coefficient $\gamma_a = 1 - $" f"{pr['lr']:g}" r"$\beta$), "
+        rf"{pr['repeats']} random inits", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 

@@ -155,12 +155,14 @@ def tian_fig5_data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0
 # --- Tian Fig. 7: correlation of Wa with W in full matrix BYOL ------------------------------
 
 
-def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1), betas=(0.1, 1.0, 10.0),
-                   repeats=10, scale=0.6, seed=0, save_every=20):
+def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1),
+                   betas=(0.1, 0.4, 1.0, 10.0), repeats=10, scale=0.6, seed=0, save_every=20):
     """Full matrix BYOL (trained predictor), ``X = I``, ``X' = sigma^2 I``, ``Wa(0) = 0``.
 
     For each ``(eta, beta)``, ``repeats`` random inits; records the correlation
-    ``<Wa, W> / (|Wa| |W|)`` (Frobenius) and ``|W|`` over time.
+    ``<Wa, W> / (|Wa| |W|)`` (Frobenius) and ``|W|`` over time. With the Euler step ``lr`` the
+    EMA coefficient is ``gamma_a = 1 - lr * beta``: the default betas are
+    ``gamma_a = 0.999, 0.996`` (BYOL's and the paper's), ``0.99, 0.9``.
     """
     lin = _linear()
     model = lin.LinearSiamese.isotropic(n, sigma**2, predictor="trained")
@@ -183,9 +185,16 @@ def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1), bet
     shape = (len(etas), len(betas), repeats, -1)
     return dict(ts=np.asarray(ts)[0], corr=corr.reshape(shape), wnorm=wnorm.reshape(shape),
                 etas=list(etas), betas=list(betas),
+                gammas=[float(np.round(1.0 - lr * b, 6)) for b in betas],
                 params=dict(n1=n, n2=n, sigma=sigma, lr=lr, T=T, etas=list(etas),
-                            betas=list(betas), repeats=repeats, init_scale=scale, seed=seed,
-                            alpha_p=1.0, predictor="trained", Wa0="zero"))
+                            betas=list(betas),
+                            gamma_a=[float(np.round(1.0 - lr * b, 6)) for b in betas],
+                            repeats=repeats, init_scale=scale, seed=seed,
+                            alpha_p=1.0, predictor="trained", Wa0="zero", band="mean +- std",
+                            paper="sigma = 0.03, Wa(0) = 0, 10 runs (mean and std), eta in "
+                                  "{0, 0.01, 0.1}, EMA coefficients including 0.996",
+                            differences="n, the init scale, T and the other EMA rates are "
+                                        "not stated in the paper"))
 
 
 # --- collapse phase diagrams (eta x eps, eta x beta) ----------------------------------------
