@@ -283,3 +283,21 @@ def test_tian7_target_stays_correlated_with_the_online_weights():
     m = d["corr"].mean(axis=2)
     assert np.all(m > 0.9), m.min()
     assert np.all(d["corr"][..., -1] > 0.97)
+
+
+def test_wd_conventions_tian_shrinks_the_encoder_by_sqrt_eps():
+    """Tian's Obs. 2 at the default sweep's eta = 0.15, sigma2 = 0.5: in Tian's convention the
+    surviving encoder is sqrt(eps) p_+ (0.4387 at eps = 1, 0.0439 at eps = 0.01), with the decay
+    in the loss it stays at sqrt(eta p_+ / (1 - a p_+)) = 0.4387 for every eps; at eps = 0.01
+    fewer starts collapse in Tian's convention. The sweep's lanes converge (ftol 1e-6), so the
+    medians agree with the closed forms to 1e-4 (observed < 1e-6)."""
+    from dynamics.figures import wd_conventions as wd
+
+    p = (1 + np.sqrt(1 - 4 * 1.5 * 0.15)) / 3.0
+    assert abs(p - 0.43874) < 1e-5
+    d = wd.data(eps=(1.0, 0.01), n=8)
+    tian, loss = d["runs"]["tian"], d["runs"]["loss"]
+    np.testing.assert_allclose(tian["theta_median"], [p, 0.1 * p], atol=1e-4)
+    np.testing.assert_allclose(loss["theta_median"], [p, p], atol=1e-4)
+    assert tian["collapsed"][0] == loss["collapsed"][0]   # eps = 1: the same system
+    assert tian["collapsed"][1] < loss["collapsed"][1]

@@ -173,7 +173,7 @@ for _spec in (
     register(_spec.name, _spec.caption)(_spec.build)
 
 # figures written as one module each (data and drawing together) register themselves
-from dynamics.figures import post_toy, tian8, tian9, tian10  # noqa: E402,F401
+from dynamics.figures import post_toy, tian8, tian9, tian10, wd_conventions  # noqa: E402,F401
 
 
 def _git_revision() -> str:
