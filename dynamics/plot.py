@@ -221,8 +221,10 @@ def tian_fig3(data):
     fig.suptitle(
         rf"Per-mode dynamics in the $(p, s)$ plane (Tian et al. 2021, Fig. 3): SimSiam, "
         rf"$\tau$={pr['tau']:g}, $\alpha_p$={pr['alpha_p']:g}, $\sigma^2$={pr['sigma2']:g}; "
-        "fixed points and their stability from the autodiff Jacobian", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+        "fixed points and their stability from the autodiff Jacobian" "\n"
+        "colours: green = stable, red = unstable, orange = saddle (the paper draws stable "
+        "points in red and unstable ones in green)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
@@ -252,6 +254,10 @@ def tian_fig4(data):
                      label=st["label"].replace("fixed point", "branch"))
     ax2.axvline(data["eta_crit"], color="k", ls="--", lw=1,
                 label=rf"saddle-node $\eta_c = 1/(4a)$ = {data['eta_crit']:.3g}")
+    ax2.plot([data["eta_crit"]], [1.0 / (2.0 * data["a"])], marker="D", ms=9, color="k",
+             markerfacecolor="yellow", linestyle="none", zorder=7,
+             label=rf"fold point $(\eta_c,\ p = 1/(2a))$ = ({data['eta_crit']:.3g}, "
+                   rf"{1.0 / (2.0 * data['a']):.3g})")
     ax2.set_xlabel(r"weight decay $\eta$")
     ax2.set_ylabel(r"fixed point $p^*$")
     ax2.set_title("bifurcation diagram of the 1-D flow", fontsize=10)
@@ -260,8 +266,10 @@ def tian_fig4(data):
     fig.suptitle(
         rf"Predictor dynamics on the invariant parabola (Tian et al. 2021, Fig. 4): SimSiam, "
         rf"$\alpha_p$={pr['alpha_p']:g}, $\sigma^2$={pr['sigma2']:g} ($a$ = {data['a']:g}); "
-        "stability from the sign of $d\\dot p/dp$", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+        "stability from the sign of $d\\dot p/dp$" "\n"
+        "colours: green = stable, red = unstable, grey = marginal (the paper draws stable "
+        "points in red, unstable in green, saddles in black)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
@@ -316,19 +324,31 @@ def slowfast_figure(data):
     ax2.set_ylabel(r"encoder $\theta(t)$")
     ax2.set_title("full vs reduced trajectories from A and B", fontsize=9)
     e_arr = np.asarray(eps)
+    err_cols = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
     for j in range(len(data["starts"])):
-        ax3.loglog(e_arr, data["err"][:, j], "o-", lw=1.5, label=f"start {'AB'[j]}")
-    ax3.loglog(e_arr, data["err"][-1, 0] * e_arr / e_arr[-1], "k:", lw=1.2,
-               label=r"$\propto \varepsilon$")
+        c = err_cols[j % len(err_cols)]
+        ax3.loglog(e_arr, data["err"][:, j], "o-", color=c, lw=1.5, label=f"start {'AB'[j]}")
+        other = ~data["same_basin"][:, j]
+        if np.any(other):
+            ax3.loglog(e_arr[other], data["err"][other, j], "x", color="k", ms=9, mew=2,
+                       label="full and reduced flows end in different basins")
+        k = data["err"][-1, j] / e_arr[-1]
+        ax3.loglog(e_arr, k * e_arr, ":", color=c, lw=1.2,
+                   label=rf"{k:.2g}$\,\varepsilon$ (fitted at the smallest $\varepsilon$)")
     ax3.set_xlabel(r"predictor time scale $\varepsilon$")
     ax3.set_ylabel(r"$\sup_t |\theta_{full} - \theta_{red}|$")
-    ax3.set_title("reduction error: O(eps) away from the boundary, O(1) near it", fontsize=9)
+    ax3.set_title("reduction error: O(eps) once both flows end in the same basin\n"
+                  "(start-dependent constant, large near the basin boundary)", fontsize=9)
     for et, r in data["rates"].items():
         ax4.semilogy(th, r, lw=1.6, label=rf"$\eta_\varphi$={et:g}")
-    ax4.axhline(1.0, color="k", ls=":", lw=1.2, label="slow rates ~ 1")
+    names = {"stable": "stable point", "saddle": "saddle", "origin": "origin"}
+    for (key, rate), ls in zip(sorted(data["slow_rates"].items()), (":", "--", "-.")):
+        ax4.axhline(rate, color="k", ls=ls, lw=1.1,
+                    label=rf"slow eigenvalue at the {names.get(key, key)}: $|\lambda|$ = {rate:.3g}")
     ax4.set_xlabel(r"encoder $\theta$")
     ax4.set_ylabel(r"predictor relaxation rate $(a\theta^2+\eta_\varphi)/\varepsilon$")
-    ax4.set_title(rf"fast only where this $\gg$ 1 ($\varepsilon$={pr['rate_eps']:g})", fontsize=9)
+    ax4.set_title(rf"the predictor is fast only where this $\gg$ the slow rates "
+                  rf"($\varepsilon$={pr['rate_eps']:g})", fontsize=9)
     for ax in axes:
         ax.grid(alpha=0.3)
         dedup_legend(ax, loc="best", fontsize=6.5)

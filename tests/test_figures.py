@@ -301,3 +301,21 @@ def test_wd_conventions_tian_shrinks_the_encoder_by_sqrt_eps():
     np.testing.assert_allclose(loss["theta_median"], [p, p], atol=1e-4)
     assert tian["collapsed"][0] == loss["collapsed"][0]   # eps = 1: the same system
     assert tian["collapsed"][1] < loss["collapsed"][1]
+
+
+def test_tian4_branches_meet_at_the_fold_point():
+    """The two non-trivial roots p_pm = (1 +- sqrt(1 - 4 a eta)) / (2a) average to the fold
+    point's p = 1/(2a) at every eta < eta_c = 1/(4a), where they meet; past eta_c only p = 0 is
+    left. Roots are bisected to ~1e-16 on the grid, so 1e-9 is loose."""
+    from dynamics.figures.scalar import tian_fig4_data
+
+    d = tian_fig4_data(n_eta=11)
+    a = d["a"]
+    assert d["eta_crit"] == pytest.approx(1 / (4 * a), rel=1e-15)
+    for eta in np.unique([e for e, _, _ in d["bif"]]):
+        nz = sorted(p for e, p, _ in d["bif"] if e == eta and abs(p) > 1e-9)
+        if 0 < eta < d["eta_crit"]:
+            assert len(nz) == 2 and abs(0.5 * (nz[0] + nz[1]) - 1 / (2 * a)) < 1e-9, (eta, nz)
+            assert nz[1] - nz[0] == pytest.approx(np.sqrt(1 - 4 * a * eta) / a, abs=1e-9)
+        elif eta > d["eta_crit"]:
+            assert nz == [], (eta, nz)

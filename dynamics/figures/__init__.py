@@ -62,16 +62,42 @@ def _slowfast(quick):
 
 def _sweep_basins(quick):
     from dynamics import plot
+    from dynamics.figures import compute as C
+    from dynamics.figures.scalar import _seeds2
+    from dynamics.flow import VARIANTS, Hyper
+    from dynamics.models import ScalarSiamese
     from dynamics.sweep import build_parser, run_sweep
 
     argv = ["--eps", "1", "0.01", "--variant", "simsiam"] + (["--n", "12"] if quick else [])
     args = build_parser().parse_args(argv + ["--quiet"])
     ds = run_sweep(args)
+    (eta,), (sigma2,) = args.eta, args.sigma2
     fig = plot.basin_map(ds, "simsiam", suptitle=(
-        f"collapse basins, scalar simsiam, {args.convention} convention, t1={args.t1:g}"))
+        f"collapse basins, scalar SimSiam with stop-gradient, eta = {eta:g}, "
+        f"sigma2 = {sigma2:g}, {args.convention} convention, t1 = {args.t1:g}\nblack: basin "
+        "boundary from theory (stable manifolds of the saddles)"))
+    model, v = ScalarSiamese(sigma2=sigma2), VARIANTS["simsiam"]
+    th, ph = ds["theta0"].values, ds["phi0"].values
+    box = (float(th[0]), float(th[-1]), float(ph[0]), float(ph[-1]))
+    for ax, e in zip(fig.axes, ds["eps"].values):
+        hyper = Hyper.from_convention(args.convention, eta, float(e))
+        fps = C.fixed_points(model, v, hyper, _seeds2(box[:2], box[2:]))
+        first = True
+        for p in fps:
+            if p["kind"] != "saddle":
+                continue
+            for m in C.stable_manifold(model, v, hyper, p, bound=3.0):
+                ax.plot(m[:, 0], m[:, 1], color="k", lw=1.8,
+                        label="theory: basin boundary" if first else None)
+                first = False
+        plot.draw_fixed_points(ax, [p["z"][0] for p in fps], [p["z"][1] for p in fps],
+                               [p["kind"] for p in fps], size=7)
+        ax.set_xlim(box[:2])
+        ax.set_ylim(box[2:])
+        plot.dedup_legend(ax, loc="upper left", fontsize=6)
     params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
                   eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
-                  n=args.n, t1=args.t1)
+                  n=args.n, t1=args.t1, overlay="stable manifolds of the saddles (theory)")
     return fig, params
 
 
@@ -157,15 +183,17 @@ for _spec in (
         "slowfast",
         "Slow-fast scalar SimSiam (weight decay in the loss): full basin boundaries for "
         "shrinking eps against the reduced flow's, full vs reduced trajectories, the "
-        "reduction error against eps (O(eps) away from the boundary, O(1) near it), and "
-        "the predictor's relaxation rate, which vanishes at theta = 0 without decay.",
+        "reduction error against eps (O(eps) once both flows end in the same basin, with a "
+        "start-dependent constant that is large near the boundary), and the predictor's "
+        "relaxation rate against the slow eigenvalues; it vanishes at theta = 0 without decay.",
         _slowfast,
     ),
     FigureSpec(
         "sweep_basins_simsiam",
         "The default sweep's basin map (python -m dynamics.sweep --eps 1 0.01): scalar "
-        "SimSiam with stop-gradient, eta = 0.15, a slow (eps = 1) against a fast "
-        "(eps = 0.01) predictor.",
+        "SimSiam with stop-gradient, eta = 0.15, sigma2 = 0.5, decay in the loss, a slow "
+        "(eps = 1) against a fast (eps = 0.01) predictor, with the theory's basin boundary "
+        "(stable manifolds of the saddles) and fixed points overlaid.",
         _sweep_basins,
     ),
     *_LINEAR,

@@ -205,7 +205,9 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
     th_grid = np.linspace(-1.0, 1.0, 401)
     starts = np.asarray(starts, float)
     full, red, bounds, err = {}, {}, {}, np.zeros((len(eps), len(starts)))
+    same_basin = np.zeros((len(eps), len(starts)), bool)
     fixed = None
+    slow = {}
     for i, e in enumerate(eps):
         hyper = Hyper.loss_decay(eta, e)
         ts, ys, st = C.trajectories(model, v, hyper, starts[:, 0], starts[:, 1], t1=t1)
@@ -213,9 +215,15 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
         full[e] = dict(theta=ys.enc, phi=ys.pred, status=st)
         red[e] = dict(theta=er, phi=pr)
         err[i] = np.max(np.abs(ys.enc - er), axis=1)
+        same_basin[i] = (np.abs(ys.enc[:, -1]) > 1e-3) == (np.abs(er[:, -1]) > 1e-3)
         fps = C.fixed_points(model, v, hyper, _seeds2((-1, 1), (-1, 2)))
         if fixed is None:
             fixed = fps
+        # slow eigenvalue (smallest |Re|) at each kind of fixed point, at this eps
+        slow = {}
+        for p in fps:
+            key = "origin" if np.allclose(p["z"], 0.0) else p["kind"]
+            slow[key] = float(np.min(np.abs(np.real(p["eigs"]))))
         bounds[e] = [m for p in fps if p["kind"] == "saddle"
                      for m in C.stable_manifold(model, v, hyper, p, bound=3.0)]
     hyper = Hyper.loss_decay(eta, eps[0])
@@ -224,7 +232,8 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
     rates = {}
     for et in rate_etas:
         rates[et] = C.predictor_rate(model, v, Hyper.loss_decay(et, rate_eps), th_grid)
-    return dict(ts=ts, full=full, red=red, err=err, bounds=bounds, fixed=fixed,
+    return dict(ts=ts, full=full, red=red, err=err, same_basin=same_basin, slow_rates=slow,
+                bounds=bounds, fixed=fixed,
                 theta_grid=th_grid, crit=np.asarray(crit), theta_saddle=theta_s[0] if theta_s else None,
                 rates=rates, starts=starts, eps=list(eps),
                 params=dict(eps=list(eps), eta=eta, sigma2=sigma2, t1=t1,
