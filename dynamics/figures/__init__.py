@@ -1,9 +1,12 @@
 """``python -m dynamics.figures``: regenerate the paper figures into ``figures/``.
 
-Every figure is registered in :data:`FIGURES` with a builder ``build(quick) -> (fig, params)``
-that computes its data (``dynamics.figures.scalar`` / ``.linear``) and draws it with a
-:mod:`dynamics.plot` function. Each run writes ``NAME.png`` and ``NAME.pdf`` atomically and
-records, in ``OUT/manifest.json``, the command, parameters and caption of every file.
+Every figure is registered in :data:`FIGURES` with a builder ``build(quick) -> (fig, params)``.
+Figures rewritten against their papers live in one module each, data and layout together,
+registered with ``@register(name, caption)`` (``post_toy``, ``tian8``, ``tian9``, ``tian10``,
+``wd_conventions``); the others compute their data in ``dynamics.figures.scalar`` /
+``.linear`` and draw it with a :mod:`dynamics.plot` function. Each run writes ``NAME.png`` and
+``NAME.pdf`` atomically and records, in ``OUT/manifest.json``, the command, parameters
+(the paper's, and any deliberate difference) and caption of every file.
 
 Usage::
 
@@ -97,7 +100,8 @@ def _sweep_basins(quick):
         plot.dedup_legend(ax, loc="upper left", fontsize=6)
     params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
                   eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
-                  n=args.n, t1=args.t1, overlay="stable manifolds of the saddles (theory)")
+                  n=args.n, t1=args.t1, overlay="stable manifolds of the saddles (theory)",
+                  paper="none: the default sweep of this project")
     return fig, params
 
 
@@ -137,8 +141,10 @@ def _phase(quick):
 _LINEAR = [
     FigureSpec(
         "tian5",
-        "Tian et al. (2021) Fig. 5: linear BYOL with a symmetric predictor, sweeps of eta and "
-        "of beta: lambda_min(K), predictor eigenvalues p_j(t), eigenvalues s_j(t) of W W^T.",
+        "Tian et al. (2021) Fig. 5: linear BYOL with a symmetric predictor, target from "
+        "W_a(0) = 0, Euler step 0.01, sweeps of eta (beta = 0.4) and of beta (eta = 0.04): "
+        "lambda_min(K), predictor eigenvalues p_j(t), eigenvalues s_j(t) of W W^T; early on a "
+        "smaller beta keeps lambda_min(K) larger.",
         _tian5,
     ),
     FigureSpec(
@@ -176,7 +182,8 @@ for _spec in (
     FigureSpec(
         "tian4",
         "Tian et al. (2021) Fig. 4: 1-D predictor dynamics on the invariant parabola in "
-        "three regimes of eta, and the saddle-node bifurcation diagram in eta.",
+        "three regimes of eta, and the saddle-node bifurcation diagram in eta with its fold "
+        "point (eta_c, p) = (1/(4a), 1/(2a)).",
         _tian4,
     ),
     FigureSpec(
@@ -311,6 +318,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         entry = write_figure(n, out, quick=args.quick, dpi=args.dpi)
         manifest = _load_manifest(mpath)
+        # entries of figures no longer registered (renamed or removed) are dropped
+        manifest["figures"] = {k: v for k, v in manifest["figures"].items() if k in FIGURES}
         manifest["figures"][n] = entry
         manifest.update(
             package_version=dynamics.__version__,

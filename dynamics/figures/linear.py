@@ -234,4 +234,6 @@ def phase_diagram_data(n1=4, sigma2=0.5, etas=tuple(np.round(np.linspace(0.0, 0.
                 params=dict(n1=n1, n2=n1, sigma2=sigma2, etas=list(etas), epss=list(epss),
                             betas=list(betas), n_init=n_init, t1=t1, lr=lr, x_eig=list(x_eig),
                             seed=seed, convention=convention,
+                            paper="none: this project's phase diagrams of Tian et al.'s "
+                                  "linear model",
                             sweeps=[planes["eta_eps"]["command"], planes["eta_beta"]["command"]]))

@@ -51,7 +51,7 @@ def basin_data(eps=(1.0, 0.1, 0.01), eta=0.1, sigma2=0.5, convention="loss", n=6
             theory[(vn, float(e))] = dict(fixed=fps, manifolds=mans)
     params = dict(eps=list(eps), eta=eta, sigma2=sigma2, convention=convention, n=n, t1=t1,
                   theta_range=list(theta_range), phi_range=list(phi_range),
-                  variants=list(variants))
+                  variants=list(variants), paper="none: this project's basin analysis")
     return dict(ds=ds, theory=theory, params=params)
 
 
@@ -113,7 +113,14 @@ def tian_fig3_data(etas=(0.0, 0.01, 1.0), sigma2=0.5, alpha_p=1.0, p_range=(-0.6
                            parabola=(p, p**2 / alpha_p), eta_crit=1.0 / (4 * a)))
     return dict(panels=panels, params=dict(etas=list(etas), sigma2=sigma2, alpha_p=alpha_p,
                                            tau=1.0, p_range=list(p_range),
-                                           s_range=list(s_range), n=n))
+                                           s_range=list(s_range), n=n,
+                                           paper="Eqns. 11-12 at tau = 1, alpha_p = 1, eta in "
+                                                 "{0, 0.01, 1}",
+                                           differences="sigma2 is not stated in the paper; "
+                                                       "0.5 puts eta = 1 past eta_c = 1/(4a). "
+                                                       "Colours: green stable, red unstable "
+                                                       "(the paper: red stable, green "
+                                                       "unstable)"))
 
 
 # --- Tian et al. Fig. 4: 1-D p dynamics on the invariant parabola ----------------------------
@@ -184,7 +191,13 @@ def tian_fig4_data(etas=(0.0, 0.05, 0.25), sigma2=0.5, alpha_p=1.0, p_range=(-0.
     return dict(curves=curves, bif=bif, eta_crit=1.0 / (4 * a), a=a,
                 params=dict(etas=list(etas), sigma2=sigma2, alpha_p=alpha_p,
                             p_range=list(p_range), eta_range=list(eta_range), n_p=n_p,
-                            n_eta=n_eta))
+                            n_eta=n_eta, fold_point=[1.0 / (4 * a), 1.0 / (2 * a)],
+                            paper="Eqn. 16 on the invariant parabola: eta = 0, "
+                                  "0 < eta < tau^2/(4(1+sigma2)), eta beyond it",
+                            differences="sigma2 = 0.5 and the eta values are not stated in "
+                                        "the paper; the bifurcation diagram and its fold point "
+                                        "are added. Colours: green stable, red unstable (the "
+                                        "paper: red stable, green unstable, black saddle)"))
 
 
 # --- slow-fast: full flow against the reduced flow on the critical manifold ------------------
@@ -238,4 +251,4 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
                 rates=rates, starts=starts, eps=list(eps),
                 params=dict(eps=list(eps), eta=eta, sigma2=sigma2, t1=t1,
                             starts=starts.tolist(), rate_etas=list(rate_etas), rate_eps=rate_eps,
-                            convention="loss"))
+                            convention="loss", paper="none: this project's slow-fast analysis"))
