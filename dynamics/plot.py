@@ -425,7 +425,7 @@ def tian_fig7(data):
                     label=rf"$\beta$ = {b:g}{gl}" + (" (paper)" if g == 0.996 else ""))
             ax.fill_between(ts, m - sd, np.minimum(m + sd, 1.0), color=c, alpha=0.2)
         ax.plot([], [], color="0.6", lw=6, alpha=0.4,
-                label=f"mean $\pm$ std over {pr['repeats']} runs")
+                label=rf"mean $\pm$ std over {pr['repeats']} runs")
         ax.set_xlabel("time $t$")
         ax.set_ylabel(r"corr$(W_a, W) = \langle W_a, W\rangle / (\|W_a\| \|W\|)$")
         ax.set_title(rf"$\eta$ = {eta:g}", fontsize=10)
