@@ -363,7 +363,8 @@ def slowfast_figure(data):
 # --- linear-model figures -------------------------------------------------------------------
 
 
-def _sweep_colors(n, cmap="viridis"):
+def sweep_colors(n, cmap="viridis"):
+    """``n`` colours from ``cmap`` for the curves of a parameter sweep."""
     return plt.get_cmap(cmap)(np.linspace(0.05, 0.85, n))
 
 
@@ -375,7 +376,7 @@ def tian_fig5(data):
     for row, (sweep, sym, cmap) in enumerate((("eta", r"\eta", "viridis"),
                                                ("beta", r"\beta", "plasma"))):
         runs = [r for r in data["runs"] if r["sweep"] == sweep]
-        cols = _sweep_colors(len(runs), cmap)
+        cols = sweep_colors(len(runs), cmap)
         ax_k, ax_p, ax_s = axes[row]
         for c, r in zip(cols, runs):
             lab = rf"${sym}$ = {r['value']:g}"
@@ -414,7 +415,7 @@ def tian_fig7(data):
     ts = data["ts"]
     etas, betas = data["etas"], data["betas"]
     fig, axes = plt.subplots(1, len(etas), figsize=(5.0 * len(etas), 4.3), squeeze=False)
-    cols = _sweep_colors(len(betas), "plasma")
+    cols = sweep_colors(len(betas), "plasma")
     gammas = data.get("gammas", [None] * len(betas))
     for i, (ax, eta) in enumerate(zip(axes[0], etas)):
         for j, (c, b, g) in enumerate(zip(cols, betas, gammas)):

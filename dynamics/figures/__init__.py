@@ -66,7 +66,7 @@ def _slowfast(quick):
 def _sweep_basins(quick):
     from dynamics import plot
     from dynamics.figures import compute as C
-    from dynamics.figures.scalar import _seeds2
+    from dynamics.figures.scalar import seed_grid
     from dynamics.flow import VARIANTS, Hyper
     from dynamics.models import ScalarSiamese
     from dynamics.sweep import build_parser, run_sweep
@@ -84,7 +84,7 @@ def _sweep_basins(quick):
     box = (float(th[0]), float(th[-1]), float(ph[0]), float(ph[-1]))
     for ax, e in zip(fig.axes, ds["eps"].values):
         hyper = Hyper.from_convention(args.convention, eta, float(e))
-        fps = C.fixed_points(model, v, hyper, _seeds2(box[:2], box[2:]))
+        fps = C.fixed_points(model, v, hyper, seed_grid(box[:2], box[2:]))
         first = True
         for p in fps:
             if p["kind"] != "saddle":

@@ -65,7 +65,8 @@ def euler_lanes(model, variant, hyper, y0, lr, *, n_steps, save_every):
     return jax.vmap(one)(hyper, y0, lr)
 
 
-def _hyper_lanes(eta, eps, beta, convention):
+def hyper_lanes(eta, eps, beta, convention):
+    """A ``Hyper`` with one lane per broadcast element of ``eta``, ``eps``, ``beta``."""
     eta, eps, beta = np.broadcast_arrays(np.asarray(eta, float), np.asarray(eps, float),
                                          np.asarray(beta, float))
     h = Hyper.from_convention(convention, jnp.asarray(eta), jnp.asarray(eps), jnp.asarray(beta))
@@ -83,7 +84,7 @@ def _sym(m):
 
 
 @jax.jit
-def _lambda_min_K(F, P, sigma2, alpha_p, tau, eta):
+def lambda_min_K(F, P, sigma2, alpha_p, tau, eta):
     """``lambda_min(K)`` of Theorem 3 over (run, time) axes, ``K`` from dynamics.analysis."""
     from dynamics.analysis.alignment import lambda_min_sym, theorem3_K
 
@@ -124,7 +125,7 @@ def tian_fig5_data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0
     y0 = _init(model, v, n, jnp.stack([key] * len(configs)), scale, target0=target0)
     eta_l = np.array([c[2] for c in configs])
     beta_l = np.array([c[3] for c in configs])
-    hyper = _hyper_lanes(eta_l, 1.0 / alpha_p, beta_l, "tian")
+    hyper = hyper_lanes(eta_l, 1.0 / alpha_p, beta_l, "tian")
     ts, ys = euler_lanes(model, v, hyper, y0, jnp.full(len(configs), lr), n_steps=n_steps,
                          save_every=save_every)
     ts = np.concatenate([[0.0], np.asarray(ts)[0]])
@@ -135,7 +136,7 @@ def tian_fig5_data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0
     p = np.linalg.eigvalsh(P)
     s = np.linalg.eigvalsh(F)
     tau = _tau(W, Wa)
-    lam_min = np.asarray(_lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, alpha_p,
+    lam_min = np.asarray(lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, alpha_p,
                                        jnp.asarray(tau), jnp.asarray(eta_l)))
     runs = [dict(sweep=c[0], value=c[1], eta=c[2], beta=c[3], p=p[i], s=s[i], tau=tau[i],
                  lam_min=lam_min[i]) for i, c in enumerate(configs)]
@@ -174,7 +175,7 @@ def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1),
     eta_l = np.repeat([g[0] for g in grid], repeats)
     beta_l = np.repeat([g[1] for g in grid], repeats)
     y0 = _init(model, v, n, keys, scale, target0="zero")
-    hyper = _hyper_lanes(eta_l, 1.0, beta_l, "tian")
+    hyper = hyper_lanes(eta_l, 1.0, beta_l, "tian")
     ts, ys = euler_lanes(model, v, hyper, y0, jnp.full(len(eta_l), lr), n_steps=n_steps,
                          save_every=save_every)
     W, Wa = np.asarray(ys.enc), np.asarray(ys.tgt)

@@ -15,7 +15,8 @@ from dynamics.models import ScalarSiamese
 # --- basins of scalar SimSiam with the theoretical boundary ---------------------------------
 
 
-def _seeds2(theta_range, phi_range, n=9):
+def seed_grid(theta_range, phi_range, n=9):
+    """An ``n x n`` grid of ``(theta, phi)`` seeds (rows of an (n*n, 2) array) for Newton."""
     th = np.linspace(*theta_range, n)
     ph = np.linspace(*phi_range, n)
     return np.stack(np.meshgrid(th, ph), -1).reshape(-1, 2)
@@ -43,7 +44,7 @@ def basin_data(eps=(1.0, 0.1, 0.01), eta=0.1, sigma2=0.5, convention="loss", n=6
         v = VARIANTS[vn]
         for e in eps:
             hyper = Hyper.from_convention(convention, eta, e)
-            fps = C.fixed_points(model, v, hyper, _seeds2(theta_range, phi_range))
+            fps = C.fixed_points(model, v, hyper, seed_grid(theta_range, phi_range))
             mans = []
             for p in fps:
                 if p["kind"] == "saddle":
@@ -94,7 +95,7 @@ def tian_fig3_data(etas=(0.0, 0.01, 1.0), sigma2=0.5, alpha_p=1.0, p_range=(-0.6
         dS = 2.0 * TH * np.asarray(f.enc)
         fixed, lines = [], []
         if eta > 0:
-            seeds = _seeds2((0.0, np.sqrt(s_range[1])), p_range)
+            seeds = seed_grid((0.0, np.sqrt(s_range[1])), p_range)
             for q in C.fixed_points(model, v, hyper, seeds):
                 th, ph = q["z"]
                 if th >= -1e-12:
@@ -229,7 +230,7 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
         red[e] = dict(theta=er, phi=pr)
         err[i] = np.max(np.abs(ys.enc - er), axis=1)
         same_basin[i] = (np.abs(ys.enc[:, -1]) > 1e-3) == (np.abs(er[:, -1]) > 1e-3)
-        fps = C.fixed_points(model, v, hyper, _seeds2((-1, 1), (-1, 2)))
+        fps = C.fixed_points(model, v, hyper, seed_grid((-1, 1), (-1, 2)))
         if fixed is None:
             fixed = fps
         # slow eigenvalue (smallest |Re|) at each kind of fixed point, at this eps

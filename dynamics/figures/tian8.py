@@ -22,7 +22,7 @@ import numpy as np
 
 from dynamics import plot
 from dynamics.figures._registry import register
-from dynamics.figures.linear import ScaledTarget, _hyper_lanes, euler_lanes
+from dynamics.figures.linear import ScaledTarget, hyper_lanes, euler_lanes
 from dynamics.flow import VARIANTS, State
 
 __all__ = ["build", "data", "draw", "p_plus"]
@@ -52,7 +52,7 @@ def data(n=8, sigma2=0.5, etas=(0.001, 0.01, 0.05), taus=(0.5, 1.0, 1.5), scale=
         model = ScaledTarget(base, tau)
         k = len(etas)
         y0 = State(jnp.stack([W0] * k), jnp.stack([P0] * k), None)
-        hyper = _hyper_lanes(np.array(etas), 1.0, 1.0, "tian")
+        hyper = hyper_lanes(np.array(etas), 1.0, 1.0, "tian")
         ts, ys = euler_lanes(model, v, hyper, y0, jnp.full(k, lr), n_steps=n_steps,
                              save_every=save_every)
         W = np.concatenate([np.asarray(y0.enc)[:, None], np.asarray(ys.enc)], 1)
@@ -86,7 +86,7 @@ def draw(d):
     pr, ts = d["params"], d["ts"]
     etas, taus = d["etas"], d["taus"]
     fig, axes = plt.subplots(len(etas), 2, figsize=(12.5, 3.3 * len(etas) + 1.0), squeeze=False)
-    cols = plot._sweep_colors(len(taus), "plasma")
+    cols = plot.sweep_colors(len(taus), "plasma")
     for i, eta in enumerate(etas):
         ax_a, ax_b = axes[i]
         for c, tau in zip(cols, taus):

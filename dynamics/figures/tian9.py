@@ -20,7 +20,7 @@ import numpy as np
 
 from dynamics import plot
 from dynamics.figures._registry import register
-from dynamics.figures.linear import ScaledTarget, _hyper_lanes, _lambda_min_K, euler_lanes
+from dynamics.figures.linear import ScaledTarget, hyper_lanes, lambda_min_K, euler_lanes
 from dynamics.flow import VARIANTS, State
 
 __all__ = ["build", "data", "draw"]
@@ -42,7 +42,7 @@ def data(n=8, sigma2=0.5, etas=(0.0, 0.01, 0.05, 0.2), taus=(0.5, 1.0, 1.5), sca
         model = ScaledTarget(base, tau)
         k = len(etas)
         y0 = State(jnp.stack([y1.enc] * k), jnp.stack([y1.pred] * k), None)
-        hyper = _hyper_lanes(np.array(etas), 1.0, 1.0, "tian")
+        hyper = hyper_lanes(np.array(etas), 1.0, 1.0, "tian")
         ts, ys = euler_lanes(model, v, hyper, y0, jnp.full(k, lr), n_steps=n_steps,
                              save_every=save_every)
         W = np.concatenate([np.asarray(y0.enc)[:, None], np.asarray(ys.enc)], 1)
@@ -51,7 +51,7 @@ def data(n=8, sigma2=0.5, etas=(0.0, 0.01, 0.05, 0.2), taus=(0.5, 1.0, 1.5), sca
         F = W @ np.swapaxes(W, -1, -2)
         comm = np.linalg.norm(F @ P - P @ F, axis=(-2, -1))
         smax = np.linalg.eigvalsh(F)[..., -1]
-        lam = np.asarray(_lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, 1.0,
+        lam = np.asarray(lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, 1.0,
                                        jnp.full(F.shape[:2], tau), jnp.asarray(etas)))
         for i, eta in enumerate(etas):
             runs[(tau, eta)] = dict(comm=comm[i], smax=smax[i], lam_min=lam[i],
@@ -75,7 +75,7 @@ def draw(d):
     pr, ts, a = d["params"], d["ts"], d["a"]
     taus, etas = d["taus"], d["etas"]
     fig, axes = plt.subplots(2, len(taus), figsize=(5.2 * len(taus), 8.4), squeeze=False)
-    cols = plot._sweep_colors(len(etas), "viridis")
+    cols = plot.sweep_colors(len(etas), "viridis")
     for j, tau in enumerate(taus):
         ax_c, ax_s = axes[:, j]
         for c, eta in zip(cols, etas):
