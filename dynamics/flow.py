@@ -233,8 +233,21 @@ def jacobian_matrix(model, variant: Variant, hyper: Hyper, state: State):
     return jax.jacfwd(f)(flat)
 
 
-def initial_state(variant: Variant, enc, pred, tgt=None) -> State:
-    """A state for ``variant``: BYOL's target defaults to the encoder, SimSiam has none."""
+TARGET_STARTS = ("online", "zero")
+
+
+def initial_state(variant: Variant, enc, pred, tgt=None, *, target0: str = "online") -> State:
+    """A state for ``variant``; SimSiam has no target.
+
+    BYOL's target starts at ``tgt`` when given, else as ``target0`` says: ``"online"`` (the
+    default) copies the encoder, ``theta_a(0) = theta(0)``; ``"zero"`` starts it at 0,
+    ``theta_a(0) = 0``, as Tian, Chen & Ganguli (2021) do throughout their analysis (Eqn. 15,
+    Fig. 7), which makes the EMA act as a curriculum from the start.
+    """
+    if target0 not in TARGET_STARTS:
+        raise ValueError(f"unknown target0 {target0!r}: expected 'online' or 'zero'")
     if variant.has_target:
-        return State(enc, pred, enc if tgt is None else tgt)
+        if tgt is None:
+            tgt = enc if target0 == "online" else jnp.zeros_like(jnp.asarray(enc))
+        return State(enc, pred, tgt)
     return State(enc, pred, None)

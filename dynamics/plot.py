@@ -139,58 +139,6 @@ def dedup_legend(ax, **kwargs):
 
 # --- figure-level drawings (data from dynamics.figures) -------------------------------------
 
-RUN_COLORS = {"w/ stop-grad": "#1f77b4", "w/o stop-grad": "#d62728"}
-
-
-def post_toy_figure(data):
-    """Source post's toy experiment: rows = post as written / correct / correct with noise;
-    columns = parameter trajectories, (theta, phi) phase plane, loss."""
-    rows = data["rows"]
-    pr = data["params"]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(14, 3.5 * len(rows) + 0.8), squeeze=False)
-    for r, row in enumerate(rows):
-        a = 1.0 + row["sigma2"]
-        ax_t, ax_p, ax_l = axes[r]
-        for name, run in row["runs"].items():
-            c = RUN_COLORS[name]
-            it = np.arange(len(run["theta"]))
-            ax_t.plot(it, run["theta"], color=c, lw=2, label=rf"$\theta$ {name}")
-            ax_t.plot(it, run["phi"], color=c, lw=1.5, ls="--", label=rf"$\varphi$ {name}")
-            ax_p.plot(run["theta"], run["phi"], color=c, lw=2, label=name)
-            ax_p.plot(run["theta"][-1], run["phi"][-1], marker="*", ms=12, color=c,
-                      linestyle="none", label=rf"end {name}: $\theta$={run['theta'][-1]:.3f}")
-            ax_l.semilogy(it, np.maximum(run["loss"], 1e-16), color=c, lw=2, label=name)
-        first = next(iter(row["runs"].values()))
-        ax_p.plot(first["theta"][0], first["phi"][0], "ko", ms=7, label="start")
-        for ax in (ax_t, ax_p):
-            ax.axhline(1.0 / a, color="green", ls=":", lw=1.2,
-                       label=rf"$\varphi = 1/a = {1 / a:.3g}$")
-        ax_t.axhline(0.0, color="0.3", ls=":", lw=1.0, label=r"collapse $\theta=0$")
-        ax_p.axvline(0.0, color="0.3", ls=":", lw=1.0, label=r"collapse $\theta=0$")
-        ax_t.set_xlabel("iteration $k$")
-        ax_t.set_ylabel(r"parameter value ($\theta$, $\varphi$)")
-        ax_p.set_xlabel(r"encoder $\theta$")
-        ax_p.set_ylabel(r"predictor $\varphi$")
-        ax_l.set_xlabel("iteration $k$")
-        ax_l.set_ylabel(r"loss $\bar L$ (log scale, floored at $10^{-16}$)")
-        for ax in (ax_t, ax_p, ax_l):
-            ax.grid(alpha=0.3)
-            dedup_legend(ax, loc="best")
-        ax_t.set_title(row["title"], fontsize=9, loc="left")
-        ax_p.set_title("phase plane", fontsize=9)
-        ax_l.set_title("expected loss", fontsize=9)
-    fig.suptitle(
-        "Source post's toy SimSiam: GD on "
-        r"$\frac{1}{2}(\varphi\theta x_1 - \theta x_2)^2$, "
-        rf"{pr['n_iter']} iterations, encoder step {pr['lr_enc']:g}, predictor step {pr['lr_pred']:g}, "
-        rf"start $(\theta,\varphi)=({pr['theta0']:g},{pr['phi0']:g})$" "\n"
-        "top: the post's code (stop-grad branch with zero encoder gradient); middle/bottom: "
-        "gradients derived from the loss, stop-grad on the target branch only",
-        fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.965))
-    return fig
-
-
 def basins_with_boundary(data):
     """Simulated basins of scalar SimSiam (rows: variant, columns: eps) with the theory's
     basin boundary (stable manifolds of the saddles) and fixed points overlaid."""
@@ -273,8 +221,10 @@ def tian_fig3(data):
     fig.suptitle(
         rf"Per-mode dynamics in the $(p, s)$ plane (Tian et al. 2021, Fig. 3): SimSiam, "
         rf"$\tau$={pr['tau']:g}, $\alpha_p$={pr['alpha_p']:g}, $\sigma^2$={pr['sigma2']:g}; "
-        "fixed points and their stability from the autodiff Jacobian", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+        "fixed points and their stability from the autodiff Jacobian" "\n"
+        "colours: green = stable, red = unstable, orange = saddle (the paper draws stable "
+        "points in red and unstable ones in green)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
@@ -304,6 +254,10 @@ def tian_fig4(data):
                      label=st["label"].replace("fixed point", "branch"))
     ax2.axvline(data["eta_crit"], color="k", ls="--", lw=1,
                 label=rf"saddle-node $\eta_c = 1/(4a)$ = {data['eta_crit']:.3g}")
+    ax2.plot([data["eta_crit"]], [1.0 / (2.0 * data["a"])], marker="D", ms=9, color="k",
+             markerfacecolor="yellow", linestyle="none", zorder=7,
+             label=rf"fold point $(\eta_c,\ p = 1/(2a))$ = ({data['eta_crit']:.3g}, "
+                   rf"{1.0 / (2.0 * data['a']):.3g})")
     ax2.set_xlabel(r"weight decay $\eta$")
     ax2.set_ylabel(r"fixed point $p^*$")
     ax2.set_title("bifurcation diagram of the 1-D flow", fontsize=10)
@@ -312,81 +266,15 @@ def tian_fig4(data):
     fig.suptitle(
         rf"Predictor dynamics on the invariant parabola (Tian et al. 2021, Fig. 4): SimSiam, "
         rf"$\alpha_p$={pr['alpha_p']:g}, $\sigma^2$={pr['sigma2']:g} ($a$ = {data['a']:g}); "
-        "stability from the sign of $d\\dot p/dp$", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+        "stability from the sign of $d\\dot p/dp$" "\n"
+        "colours: green = stable, red = unstable, grey = marginal (the paper draws stable "
+        "points in red, unstable in green, saddles in black)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
 def _traj_colors(n):
     return plt.cm.viridis(np.linspace(0.05, 0.9, n))
-
-
-def tian_fig10(data):
-    """Scalar BYOL (Tian et al. 2021, Fig. 10): (w, w_p) and (w, w_a) projections of the
-    flow with a trained predictor, and the no-predictor (w, w_a) plane."""
-    pr = data["params"]
-    a = data["a"]
-    tr = data["traj"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.0))
-    ax1, ax2, ax3 = axes
-    cols = _traj_colors(tr["w"].shape[0])
-    for k in range(tr["w"].shape[0]):
-        lab = "trajectories" if k == 0 else None
-        ax1.plot(tr["w"][k], tr["wp"][k], color=cols[k], lw=1.4, label=lab)
-        ax1.plot(tr["w"][k, 0], tr["wp"][k, 0], "o", color=cols[k], ms=4)
-        ax2.plot(tr["w"][k], tr["wa"][k], color=cols[k], lw=1.4, label=lab)
-        ax2.plot(tr["w"][k, 0], tr["wa"][k, 0], "o", color=cols[k], ms=4)
-    for ax, key in ((ax1, "wp"), (ax2, "wa")):
-        for fl in data["fixed_lines"]:
-            draw_fixed_line(ax, fl["w"], fl[key], fl["kinds"], lw=3.5)
-        if data["fixed_iso"]:
-            z = np.array([p["z"] for p in data["fixed_iso"]])
-            draw_fixed_points(ax, z[:, 0], z[:, 1 if key == "wp" else 2],
-                              [p["kind"] for p in data["fixed_iso"]])
-        ax.plot([], [], "ko", ms=4, label="start")
-    ww = np.linspace(-1.6, 1.6, 50)
-    ax2.plot(ww, ww, color=NULLCLINE_COLORS[1], lw=1.2, ls="-",
-             label=r"$\dot w_a = 0$: $w_a = w$")
-    for wp, ls in ((0.3, ":"), (1.0, "--")):
-        ax2.plot(ww, a * wp * ww, color=NULLCLINE_COLORS[0], lw=1.0, ls=ls,
-                 label=rf"$\dot w = 0$ at $w_p$={wp:g}: $w_a = a w_p w$")
-    ax1.set_xlabel(r"online weight $w$")
-    ax1.set_ylabel(r"predictor $w_p$")
-    ax1.set_title(r"$(w, w_p)$ projection, trained predictor", fontsize=10)
-    ax2.set_xlabel(r"online weight $w$")
-    ax2.set_ylabel(r"target weight $w_a$")
-    ax2.set_title(r"$(w, w_a)$ projection with nullclines", fontsize=10)
-    ax1.set_xlim(-1.6, 1.6)
-    ax1.set_ylim(-1.2, 2.0)
-    ax2.set_xlim(-1.6, 1.6)
-    ax2.set_ylim(-1.6, 1.6)
-    npd = data["nopred"]
-    draw_field(ax3, npd["W"], npd["WA"], npd["dW"], npd["dWA"], density=1.0)
-    draw_nullclines(ax3, npd["W"], npd["WA"], npd["dW"], npd["dWA"], names=("$w$", "$w_a$"))
-    cols = _traj_colors(npd["traj"]["w"].shape[0])
-    for k in range(npd["traj"]["w"].shape[0]):
-        ax3.plot(npd["traj"]["w"][k], npd["traj"]["wa"][k], color=cols[k], lw=1.6,
-                 label="trajectories" if k == 0 else None)
-        ax3.plot(npd["traj"]["w"][k, 0], npd["traj"]["wa"][k, 0], "o", color=cols[k], ms=4)
-    if npd["fixed"]:
-        z = np.array([p["z"] for p in npd["fixed"]])
-        draw_fixed_points(ax3, z[:, 0], z[:, 2], [p["kind"] for p in npd["fixed"]], size=10)
-    ax3.set_xlim(npd["W"][0, 0], npd["W"][0, -1])
-    ax3.set_ylim(npd["WA"][0, 0], npd["WA"][-1, 0])
-    ax3.set_xlabel(r"online weight $w$")
-    ax3.set_ylabel(r"target weight $w_a$")
-    ax3.set_title(r"no predictor ($w_p \equiv 1$): only the origin, stable", fontsize=10)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        dedup_legend(ax, loc="lower right", fontsize=6.5)
-    fig.suptitle(
-        rf"Scalar BYOL (Tian et al. 2021, Fig. 10): $\lambda_s$={pr['lambda_s']:g}, "
-        rf"$\lambda_d$={pr['lambda_d']:g} ($a=\lambda_s+\lambda_d$={a:g}), "
-        rf"$\alpha_p$={pr['alpha_p']:g}, $\beta$={pr['beta']:g}, $\eta$={pr['eta']:g}, "
-        rf"flow to $t$={pr['t1']:g}; lines of fixed points coloured by Jacobian stability",
-        fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    return fig
 
 
 def slowfast_figure(data):
@@ -436,19 +324,31 @@ def slowfast_figure(data):
     ax2.set_ylabel(r"encoder $\theta(t)$")
     ax2.set_title("full vs reduced trajectories from A and B", fontsize=9)
     e_arr = np.asarray(eps)
+    err_cols = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
     for j in range(len(data["starts"])):
-        ax3.loglog(e_arr, data["err"][:, j], "o-", lw=1.5, label=f"start {'AB'[j]}")
-    ax3.loglog(e_arr, data["err"][-1, 0] * e_arr / e_arr[-1], "k:", lw=1.2,
-               label=r"$\propto \varepsilon$")
+        c = err_cols[j % len(err_cols)]
+        ax3.loglog(e_arr, data["err"][:, j], "o-", color=c, lw=1.5, label=f"start {'AB'[j]}")
+        other = ~data["same_basin"][:, j]
+        if np.any(other):
+            ax3.loglog(e_arr[other], data["err"][other, j], "x", color="k", ms=9, mew=2,
+                       label="full and reduced flows end in different basins")
+        k = data["err"][-1, j] / e_arr[-1]
+        ax3.loglog(e_arr, k * e_arr, ":", color=c, lw=1.2,
+                   label=rf"{k:.2g}$\,\varepsilon$ (fitted at the smallest $\varepsilon$)")
     ax3.set_xlabel(r"predictor time scale $\varepsilon$")
     ax3.set_ylabel(r"$\sup_t |\theta_{full} - \theta_{red}|$")
-    ax3.set_title("reduction error: O(eps) away from the boundary, O(1) near it", fontsize=9)
+    ax3.set_title("reduction error: O(eps) once both flows end in the same basin\n"
+                  "(start-dependent constant, large near the basin boundary)", fontsize=9)
     for et, r in data["rates"].items():
         ax4.semilogy(th, r, lw=1.6, label=rf"$\eta_\varphi$={et:g}")
-    ax4.axhline(1.0, color="k", ls=":", lw=1.2, label="slow rates ~ 1")
+    names = {"stable": "stable point", "saddle": "saddle", "origin": "origin"}
+    for (key, rate), ls in zip(sorted(data["slow_rates"].items()), (":", "--", "-.")):
+        ax4.axhline(rate, color="k", ls=ls, lw=1.1,
+                    label=rf"slow eigenvalue at the {names.get(key, key)}: $|\lambda|$ = {rate:.3g}")
     ax4.set_xlabel(r"encoder $\theta$")
     ax4.set_ylabel(r"predictor relaxation rate $(a\theta^2+\eta_\varphi)/\varepsilon$")
-    ax4.set_title(rf"fast only where this $\gg$ 1 ($\varepsilon$={pr['rate_eps']:g})", fontsize=9)
+    ax4.set_title(rf"the predictor is fast only where this $\gg$ the slow rates "
+                  rf"($\varepsilon$={pr['rate_eps']:g})", fontsize=9)
     for ax in axes:
         ax.grid(alpha=0.3)
         dedup_legend(ax, loc="best", fontsize=6.5)
@@ -463,7 +363,8 @@ def slowfast_figure(data):
 # --- linear-model figures -------------------------------------------------------------------
 
 
-def _sweep_colors(n, cmap="viridis"):
+def sweep_colors(n, cmap="viridis"):
+    """``n`` colours from ``cmap`` for the curves of a parameter sweep."""
     return plt.get_cmap(cmap)(np.linspace(0.05, 0.85, n))
 
 
@@ -475,17 +376,17 @@ def tian_fig5(data):
     for row, (sweep, sym, cmap) in enumerate((("eta", r"\eta", "viridis"),
                                                ("beta", r"\beta", "plasma"))):
         runs = [r for r in data["runs"] if r["sweep"] == sweep]
-        cols = _sweep_colors(len(runs), cmap)
+        cols = sweep_colors(len(runs), cmap)
         ax_k, ax_p, ax_s = axes[row]
         for c, r in zip(cols, runs):
             lab = rf"${sym}$ = {r['value']:g}"
-            ax_k.plot(ts, r["lam_min"], color=c, lw=1.8, label=lab)
+            ax_k.semilogx(ts[1:], r["lam_min"][1:], color=c, lw=1.8, label=lab)
             for j in range(r["p"].shape[1]):
                 ax_p.plot(ts, r["p"][:, j], color=c, lw=1.0, label=lab if j == 0 else None)
                 ax_s.plot(ts, r["s"][:, j], color=c, lw=1.0, label=lab if j == 0 else None)
         ax_k.axhline(0, color="k", lw=0.8, ls=":", label=r"$\lambda_{\min}(K) = 0$")
         fixed = (rf"$\beta$ = {pr['beta0']:g}" if sweep == "eta" else rf"$\eta$ = {pr['eta0']:g}")
-        ax_k.set_title(rf"$\lambda_{{\min}}(K)$, sweep of ${sym}$ ({fixed})", fontsize=10)
+        ax_k.set_title(rf"$\lambda_{{\min}}(K)$, sweep of ${sym}$ ({fixed}; log time)", fontsize=10)
         ax_p.set_title(rf"predictor eigenvalues $p_j(t)$, sweep of ${sym}$", fontsize=10)
         ax_s.set_title(rf"eigenvalues $s_j(t)$ of $F = WW^\top$, sweep of ${sym}$", fontsize=10)
         ax_k.set_ylabel(r"$\lambda_{\min}(K)$")
@@ -498,9 +399,12 @@ def tian_fig5(data):
     fig.suptitle(
         rf"Linear BYOL, symmetric predictor (Tian et al. 2021, Fig. 5): $n_1=n_2$={pr['n1']}, "
         rf"$X=I$, $X'=\sigma^2 I$, $\sigma^2$={pr['sigma2']:g}, $\alpha_p$={pr['alpha_p']:g}, "
-        rf"Euler step {pr['lr']:g}; $K = a(\alpha_p F/2 + W_p^2 - \tau W_p/a) + 3\eta I/2$, "
-        r"$\tau = \mathrm{tr}(W_aW^\top)/\mathrm{tr}(WW^\top)$", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+        rf"Euler step {pr['lr']:g}, target from $W_a(0)$ = {pr['Wa0']}; "
+        r"$K = a(\alpha_p F/2 + W_p^2 - \tau W_p/a) + 3\eta I/2$, "
+        r"$\tau = \mathrm{tr}(W_aW^\top)/\mathrm{tr}(WW^\top)$" "\n"
+        r"early on a smaller $\beta$ keeps $\tau$ small and $\lambda_{\min}(K)$ larger "
+        r"(the EMA curriculum), at the cost of slower growth of $p_j$, $s_j$", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
 
@@ -511,13 +415,18 @@ def tian_fig7(data):
     ts = data["ts"]
     etas, betas = data["etas"], data["betas"]
     fig, axes = plt.subplots(1, len(etas), figsize=(5.0 * len(etas), 4.3), squeeze=False)
-    cols = _sweep_colors(len(betas), "plasma")
+    cols = sweep_colors(len(betas), "plasma")
+    gammas = data.get("gammas", [None] * len(betas))
     for i, (ax, eta) in enumerate(zip(axes[0], etas)):
-        for j, (c, b) in enumerate(zip(cols, betas)):
+        for j, (c, b, g) in enumerate(zip(cols, betas, gammas)):
             cc = data["corr"][i, j]
-            ax.plot(ts, cc.mean(0), color=c, lw=1.8, label=rf"$\beta$ = {b:g} (mean)")
-            ax.fill_between(ts, cc.min(0), cc.max(0), color=c, alpha=0.2)
-        ax.plot([], [], color="0.6", lw=6, alpha=0.4, label=f"min-max over {pr['repeats']} runs")
+            m, sd = cc.mean(0), cc.std(0)
+            gl = "" if g is None else rf", $\gamma_a$ = {g:g}"
+            ax.plot(ts, m, color=c, lw=2.4 if g == 0.996 else 1.6,
+                    label=rf"$\beta$ = {b:g}{gl}" + (" (paper)" if g == 0.996 else ""))
+            ax.fill_between(ts, m - sd, np.minimum(m + sd, 1.0), color=c, alpha=0.2)
+        ax.plot([], [], color="0.6", lw=6, alpha=0.4,
+                label=rf"mean $\pm$ std over {pr['repeats']} runs")
         ax.set_xlabel("time $t$")
         ax.set_ylabel(r"corr$(W_a, W) = \langle W_a, W\rangle / (\|W_a\| \|W\|)$")
         ax.set_title(rf"$\eta$ = {eta:g}", fontsize=10)
@@ -527,38 +436,8 @@ def tian_fig7(data):
     fig.suptitle(
         rf"Full matrix BYOL (Tian et al. 2021, Fig. 7): $n$={pr['n1']}, $X=I$, "
         rf"$X'=\sigma^2 I$, $\sigma$={pr['sigma']:g}, $W_a(0)=0$, trained predictor, "
-        rf"Euler step {pr['lr']:g}, {pr['repeats']} random inits", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return fig
-
-
-def tian_fig89(data):
-    """Antisymmetric part of Wp (Fig. 8) and the commutator [F, Wp] (Fig. 9) over time."""
-    pr = data["params"]
-    ts = data["ts"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    cols = _sweep_colors(len(data["etas_asym"]))
-    for c, e, a in zip(cols, data["etas_asym"], data["asym"]):
-        ax1.semilogy(ts, a, color=c, lw=1.8, label=rf"$\eta$ = {e:g}")
-    ax1.set_xlabel("time $t$")
-    ax1.set_ylabel(r"$\|W_p - W_p^\top\|_F \,/\, (2\|W_p\|_F)$")
-    ax1.set_title(r"Fig. 8: antisymmetric part of $W_p$ ($\tau$ = 1)", fontsize=10)
-    cols = _sweep_colors(len(data["taus"]), "plasma")
-    styles = ("-", "--", ":", "-.")
-    for c, tau in zip(cols, data["taus"]):
-        for ls, e in zip(styles, data["etas_comm"]):
-            r = data["comm"][(tau, e)]["rel"]
-            ax2.semilogy(ts, r, color=c, ls=ls, lw=1.6, label=rf"$\tau$ = {tau:g}, $\eta$ = {e:g}")
-    ax2.set_xlabel("time $t$")
-    ax2.set_ylabel(r"$\|[F, W_p]\|_F \,/\, (\|F\|_F \|W_p\|_F)$")
-    ax2.set_title(r"Fig. 9: commutator of $F = WW^\top$ and $W_p$ (target $\tau W$)", fontsize=10)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        dedup_legend(ax, loc="best", fontsize=7)
-    fig.suptitle(
-        rf"Linear SimSiam, trained predictor (Tian et al. 2021, Figs. 8-9): $n$={pr['n1']}, "
-        rf"$X=I$, $X'=\sigma^2I$, $\sigma^2$={pr['sigma2']:g}, $\alpha_p$={pr['alpha_p']:g}, "
-        rf"Euler step {pr['lr']:g}, same init for every curve", fontsize=10)
+        rf"Euler step {pr['lr']:g} (EMA coefficient $\gamma_a = 1 - $" f"{pr['lr']:g}" r"$\beta$), "
+        rf"{pr['repeats']} random inits", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 

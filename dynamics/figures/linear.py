@@ -1,4 +1,4 @@
-"""Data for the linear-model figures (Tian et al. Figs. 5, 7, 8-9; collapse phase diagrams).
+"""Data for the linear-model figures (Tian et al. Figs. 5, 7; collapse phase diagrams).
 
 For Tian et al.'s figures the model is :class:`dynamics.models.linear.LinearSiamese` with
 ``X = I``, ``X' = sigma2 I``, run by explicit Euler on the expected-loss flow
@@ -65,20 +65,18 @@ def euler_lanes(model, variant, hyper, y0, lr, *, n_steps, save_every):
     return jax.vmap(one)(hyper, y0, lr)
 
 
-def _hyper_lanes(eta, eps, beta, convention):
+def hyper_lanes(eta, eps, beta, convention):
+    """A ``Hyper`` with one lane per broadcast element of ``eta``, ``eps``, ``beta``."""
     eta, eps, beta = np.broadcast_arrays(np.asarray(eta, float), np.asarray(eps, float),
                                          np.asarray(beta, float))
     h = Hyper.from_convention(convention, jnp.asarray(eta), jnp.asarray(eps), jnp.asarray(beta))
     return h
 
 
-def _init(model, variant, n, keys, scale, wa_zero=False, pred_scale=None):
+def _init(model, variant, n, keys, scale, target0="online", pred_scale=None):
     lin = _linear()
-    y0 = jax.vmap(lambda k: lin.random_state(k, model, variant, n, scale=scale,
-                                             pred_scale=pred_scale))(keys)
-    if wa_zero and variant.has_target:
-        y0 = State(y0.enc, y0.pred, jnp.zeros_like(y0.tgt))
-    return y0
+    return jax.vmap(lambda k: lin.random_state(k, model, variant, n, scale=scale,
+                                               pred_scale=pred_scale, target0=target0))(keys)
 
 
 def _sym(m):
@@ -86,7 +84,7 @@ def _sym(m):
 
 
 @jax.jit
-def _lambda_min_K(F, P, sigma2, alpha_p, tau, eta):
+def lambda_min_K(F, P, sigma2, alpha_p, tau, eta):
     """``lambda_min(K)`` of Theorem 3 over (run, time) axes, ``K`` from dynamics.analysis."""
     from dynamics.analysis.alignment import lambda_min_sym, theorem3_K
 
@@ -107,8 +105,11 @@ def _tau(W, Wa):
 
 def tian_fig5_data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0.04, 0.1, 0.2),
                    betas=(0.1, 0.4, 1.0, 4.0), eta0=0.04, beta0=0.4, scale=0.6, seed=0,
-                   save_every=50):
+                   save_every=10, target0="zero"):
     """Linear BYOL with a symmetric predictor (Theorem 3's setting), one init for all runs.
+
+    The target starts at ``Wa(0) = 0`` (``target0="zero"``) as in the paper, so ``tau(0) = 0``
+    and the EMA acts as a curriculum from the start; ``target0="online"`` starts it at ``W(0)``.
 
     Sweeps ``eta`` at ``beta = beta0`` and ``beta`` at ``eta = eta0``. Records the eigenvalues
     ``p_j`` of ``Wp``, ``s_j`` of ``F = W W^T``, ``tau = tr(Wa W^T)/tr(W W^T)`` and
@@ -121,10 +122,10 @@ def tian_fig5_data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0
     n_steps = int(round(T / lr / save_every)) * save_every
     configs = [("eta", e, e, beta0) for e in etas] + [("beta", b, eta0, b) for b in betas]
     key = jax.random.PRNGKey(seed)
-    y0 = _init(model, v, n, jnp.stack([key] * len(configs)), scale)
+    y0 = _init(model, v, n, jnp.stack([key] * len(configs)), scale, target0=target0)
     eta_l = np.array([c[2] for c in configs])
     beta_l = np.array([c[3] for c in configs])
-    hyper = _hyper_lanes(eta_l, 1.0 / alpha_p, beta_l, "tian")
+    hyper = hyper_lanes(eta_l, 1.0 / alpha_p, beta_l, "tian")
     ts, ys = euler_lanes(model, v, hyper, y0, jnp.full(len(configs), lr), n_steps=n_steps,
                          save_every=save_every)
     ts = np.concatenate([[0.0], np.asarray(ts)[0]])
@@ -135,25 +136,34 @@ def tian_fig5_data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0
     p = np.linalg.eigvalsh(P)
     s = np.linalg.eigvalsh(F)
     tau = _tau(W, Wa)
-    lam_min = np.asarray(_lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, alpha_p,
+    lam_min = np.asarray(lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, alpha_p,
                                        jnp.asarray(tau), jnp.asarray(eta_l)))
     runs = [dict(sweep=c[0], value=c[1], eta=c[2], beta=c[3], p=p[i], s=s[i], tau=tau[i],
                  lam_min=lam_min[i]) for i, c in enumerate(configs)]
     return dict(ts=ts, runs=runs, eta_crit=1.0 / (4 * a),
                 params=dict(n1=n, n2=n, sigma2=sigma2, alpha_p=alpha_p, lr=lr, T=T,
                             etas=list(etas), betas=list(betas), eta0=eta0, beta0=beta0,
-                            init_scale=scale, seed=seed, predictor="symmetric", variant="byol"))
+                            init_scale=scale, seed=seed, predictor="symmetric", variant="byol",
+                            Wa0="0" if target0 == "zero" else "W(0)",
+                            paper="Euler step 0.01, beta = 0.4 (1 - gamma_a = 0.004), eta = "
+                                  "0.04, Wa(0) = 0",
+                            differences="the full matrix flow with a symmetrised predictor "
+                                        "(Theorem 3's setting) instead of the decoupled "
+                                        "per-mode Eqns. 11-13; n, sigma2, the init scale and "
+                                        "the sweep values are not stated in the paper"))
 
 
 # --- Tian Fig. 7: correlation of Wa with W in full matrix BYOL ------------------------------
 
 
-def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1), betas=(0.1, 1.0, 10.0),
-                   repeats=10, scale=0.6, seed=0, save_every=20):
+def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1),
+                   betas=(0.1, 0.4, 1.0, 10.0), repeats=10, scale=0.6, seed=0, save_every=20):
     """Full matrix BYOL (trained predictor), ``X = I``, ``X' = sigma^2 I``, ``Wa(0) = 0``.
 
     For each ``(eta, beta)``, ``repeats`` random inits; records the correlation
-    ``<Wa, W> / (|Wa| |W|)`` (Frobenius) and ``|W|`` over time.
+    ``<Wa, W> / (|Wa| |W|)`` (Frobenius) and ``|W|`` over time. With the Euler step ``lr`` the
+    EMA coefficient is ``gamma_a = 1 - lr * beta``: the default betas are
+    ``gamma_a = 0.999, 0.996`` (BYOL's and the paper's), ``0.99, 0.9``.
     """
     lin = _linear()
     model = lin.LinearSiamese.isotropic(n, sigma**2, predictor="trained")
@@ -164,8 +174,8 @@ def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1), bet
     keys = jnp.concatenate([keys] * len(grid))
     eta_l = np.repeat([g[0] for g in grid], repeats)
     beta_l = np.repeat([g[1] for g in grid], repeats)
-    y0 = _init(model, v, n, keys, scale, wa_zero=True)
-    hyper = _hyper_lanes(eta_l, 1.0, beta_l, "tian")
+    y0 = _init(model, v, n, keys, scale, target0="zero")
+    hyper = hyper_lanes(eta_l, 1.0, beta_l, "tian")
     ts, ys = euler_lanes(model, v, hyper, y0, jnp.full(len(eta_l), lr), n_steps=n_steps,
                          save_every=save_every)
     W, Wa = np.asarray(ys.enc), np.asarray(ys.tgt)
@@ -176,59 +186,16 @@ def tian_fig7_data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1), bet
     shape = (len(etas), len(betas), repeats, -1)
     return dict(ts=np.asarray(ts)[0], corr=corr.reshape(shape), wnorm=wnorm.reshape(shape),
                 etas=list(etas), betas=list(betas),
+                gammas=[float(np.round(1.0 - lr * b, 6)) for b in betas],
                 params=dict(n1=n, n2=n, sigma=sigma, lr=lr, T=T, etas=list(etas),
-                            betas=list(betas), repeats=repeats, init_scale=scale, seed=seed,
-                            alpha_p=1.0, predictor="trained", Wa0="zero"))
-
-
-# --- Tian Figs. 8-9: symmetry of Wp and the commutator [F, Wp] ------------------------------
-
-
-def tian_fig89_data(n=8, sigma2=0.5, lr=0.01, T=100.0, etas_asym=(0.0, 0.01, 0.04, 0.1),
-                    taus=(0.5, 1.0, 1.5), etas_comm=(0.01, 0.1), scale=0.6, seed=0,
-                    save_every=20):
-    """Linear SimSiam with a trained (non-symmetric) predictor.
-
-    Fig. 8: ``|Wp - Wp^T|_F / (2 |Wp|_F)`` over time for several weight decays.
-    Fig. 9: ``|[F, Wp]|_F / (|F|_F |Wp|_F)`` for several target scales ``tau`` (target
-    ``tau W`` with stop-gradient, :class:`ScaledTarget`) and decays.
-    """
-    lin = _linear()
-    base = lin.LinearSiamese.isotropic(n, sigma2, predictor="trained")
-    v = VARIANTS["simsiam"]
-    n_steps = int(round(T / lr / save_every)) * save_every
-    key = jax.random.PRNGKey(seed)
-
-    def rel_asym(P):
-        A = 0.5 * (P - np.swapaxes(P, -1, -2))
-        return np.linalg.norm(A, axis=(-2, -1)) / np.maximum(np.linalg.norm(P, axis=(-2, -1)), 1e-300)
-
-    y0 = _init(base, v, n, jnp.stack([key] * len(etas_asym)), scale)
-    hyper = _hyper_lanes(np.array(etas_asym), 1.0, 1.0, "tian")
-    ts, ys = euler_lanes(base, v, hyper, y0, jnp.full(len(etas_asym), lr), n_steps=n_steps,
-                         save_every=save_every)
-    asym = rel_asym(np.asarray(ys.pred))
-
-    comm = {}
-    for tau in taus:
-        model = ScaledTarget(base, tau)
-        y0 = _init(base, v, n, jnp.stack([key] * len(etas_comm)), scale)
-        hyper = _hyper_lanes(np.array(etas_comm), 1.0, 1.0, "tian")
-        _, ys2 = euler_lanes(model, v, hyper, y0, jnp.full(len(etas_comm), lr), n_steps=n_steps,
-                             save_every=save_every)
-        W, P = np.asarray(ys2.enc), np.asarray(ys2.pred)
-        F = W @ np.swapaxes(W, -1, -2)
-        C = F @ P - P @ F
-        rel = np.linalg.norm(C, axis=(-2, -1)) / np.maximum(
-            np.linalg.norm(F, axis=(-2, -1)) * np.linalg.norm(P, axis=(-2, -1)), 1e-300)
-        for i, e in enumerate(etas_comm):
-            comm[(tau, e)] = dict(rel=rel[i], asym=rel_asym(P[i]),
-                                  fnorm=np.linalg.norm(F[i], axis=(-2, -1)))
-    return dict(ts=np.asarray(ts)[0], asym=asym, etas_asym=list(etas_asym), comm=comm,
-                taus=list(taus), etas_comm=list(etas_comm),
-                params=dict(n1=n, n2=n, sigma2=sigma2, lr=lr, T=T, etas_asym=list(etas_asym),
-                            taus=list(taus), etas_comm=list(etas_comm), init_scale=scale,
-                            seed=seed, alpha_p=1.0, predictor="trained", variant="simsiam"))
+                            betas=list(betas),
+                            gamma_a=[float(np.round(1.0 - lr * b, 6)) for b in betas],
+                            repeats=repeats, init_scale=scale, seed=seed,
+                            alpha_p=1.0, predictor="trained", Wa0="zero", band="mean +- std",
+                            paper="sigma = 0.03, Wa(0) = 0, 10 runs (mean and std), eta in "
+                                  "{0, 0.01, 0.1}, EMA coefficients including 0.996",
+                            differences="n, the init scale, T and the other EMA rates are "
+                                        "not stated in the paper"))
 
 
 # --- collapse phase diagrams (eta x eps, eta x beta) ----------------------------------------
@@ -268,4 +235,6 @@ def phase_diagram_data(n1=4, sigma2=0.5, etas=tuple(np.round(np.linspace(0.0, 0.
                 params=dict(n1=n1, n2=n1, sigma2=sigma2, etas=list(etas), epss=list(epss),
                             betas=list(betas), n_init=n_init, t1=t1, lr=lr, x_eig=list(x_eig),
                             seed=seed, convention=convention,
+                            paper="none: this project's phase diagrams of Tian et al.'s "
+                                  "linear model",
                             sweeps=[planes["eta_eps"]["command"], planes["eta_beta"]["command"]]))

@@ -1,4 +1,4 @@
-"""Data for the scalar-model figures (source-post toy, basins, Tian et al. Figs. 3, 4, 10).
+"""Data for the scalar-model figures (basins, Tian et al. Figs. 3, 4; slow-fast).
 
 Each ``*_data`` function returns a plain dict of numpy arrays plus a ``params`` dict; the
 matching ``dynamics.plot`` function draws it. Nothing here draws, nothing there integrates.
@@ -12,88 +12,11 @@ from dynamics.figures import compute as C
 from dynamics.flow import VARIANTS, Hyper, State
 from dynamics.models import ScalarSiamese
 
-# --- the source post's toy experiment -------------------------------------------------------
-
-
-def post_as_written(n_iter=500, lr_enc=0.01, lr_pred=0.1, theta0=1.0, phi0=0.1, stop_grad=True):
-    """The source post's toy loop exactly as printed (THEORY.md section 2).
-
-    Kept only to show the post's version beside the correct one: its stop-gradient branch
-    gives the encoder no gradient at all, which is wrong (the online branch still sends
-    ``-(phi theta - theta) phi``). Loss ``1/2 (phi theta - theta)^2``, no noise, no decay.
-    """
-    theta, phi = float(theta0), float(phi0)
-    th, ph = [theta], [phi]
-    for _ in range(n_iter):
-        r = phi * theta - theta
-        g_phi = r * theta
-        g_theta = 0.0 if stop_grad else r * (phi - 1.0)
-        phi -= lr_pred * g_phi
-        theta -= lr_enc * g_theta
-        th.append(theta)
-        ph.append(phi)
-    th, ph = np.array(th), np.array(ph)
-    return dict(theta=th, phi=ph, loss=0.5 * (ph * th - th) ** 2)
-
-
-def _gd_runs(sigma2s, etas, variant_name, n_iter, lr_enc, lr_pred, theta0, phi0):
-    """Discrete GD on the expected loss, one lane per ``(sigma2, eta)`` pair."""
-    import jax.numpy as jnp
-
-    from dynamics.solve import run_discrete_batch
-
-    sigma2s = np.asarray(sigma2s, float)
-    etas = np.asarray(etas, float)
-    k = len(sigma2s)
-    variant = VARIANTS[variant_name]
-    hyper = Hyper.loss_decay(jnp.asarray(etas), jnp.full(k, lr_enc / lr_pred))
-    y0 = State(jnp.full(k, float(theta0)), jnp.full(k, float(phi0)), None)
-    sol = run_discrete_batch(ScalarSiamese(sigma2=jnp.asarray(sigma2s)), variant, hyper, y0,
-                             jnp.full(k, lr_enc), n_steps=n_iter, save_every=1)
-    out = []
-    for i in range(k):
-        th = np.concatenate([[theta0], np.asarray(sol.ys.enc)[i]])
-        ph = np.concatenate([[phi0], np.asarray(sol.ys.pred)[i]])
-        loss = C.expected_loss(ScalarSiamese(sigma2=sigma2s[i]), variant, State(th, ph, None))
-        out.append(dict(theta=th, phi=ph, loss=loss))
-    return out
-
-
-def post_toy_data(n_iter=500, lr_enc=0.01, lr_pred=0.1, theta0=1.0, phi0=0.1, sigma2_noisy=0.5,
-                  eta_noisy=0.0):
-    """Three rows: the post as written; correct GD at the post's setting; correct GD with noise.
-
-    Discrete GD on the expected loss with the encoder step ``lr_enc`` and predictor step
-    ``lr_pred`` (``eps = lr_enc / lr_pred``), from ``(theta0, phi0)``.
-    """
-    kw = dict(n_iter=n_iter, lr_enc=lr_enc, lr_pred=lr_pred, theta0=theta0, phi0=phi0)
-    rows = [
-        dict(title="source post, as written: stop-grad gives the encoder no gradient "
-                   r"($\sigma^2=0$, $\eta=0$)",
-             sigma2=0.0, eta=0.0, kind="post",
-             runs={"w/ stop-grad": post_as_written(stop_grad=True, **kw),
-                   "w/o stop-grad": post_as_written(stop_grad=False, **kw)}),
-    ]
-    settings = (
-        (0.0, 0.0, r"correct gradients, the post's setting ($\sigma^2=0$, $\eta=0$)"),
-        (sigma2_noisy, eta_noisy,
-         rf"correct gradients with augmentation noise ($\sigma^2={sigma2_noisy:g}$, $\eta={eta_noisy:g}$)"),
-    )
-    s2s, etas = [x[0] for x in settings], [x[1] for x in settings]
-    sg = _gd_runs(s2s, etas, "simsiam", **kw)
-    nosg = _gd_runs(s2s, etas, "simsiam-nosg", **kw)
-    for i, (s2, eta, title) in enumerate(settings):
-        rows.append(dict(title=title, sigma2=s2, eta=eta, kind="correct",
-                         runs={"w/ stop-grad": sg[i], "w/o stop-grad": nosg[i]}))
-    return dict(rows=rows, params=dict(n_iter=n_iter, lr_enc=lr_enc, lr_pred=lr_pred,
-                                       theta0=theta0, phi0=phi0, sigma2_noisy=sigma2_noisy,
-                                       eta_noisy=eta_noisy))
-
-
 # --- basins of scalar SimSiam with the theoretical boundary ---------------------------------
 
 
-def _seeds2(theta_range, phi_range, n=9):
+def seed_grid(theta_range, phi_range, n=9):
+    """An ``n x n`` grid of ``(theta, phi)`` seeds (rows of an (n*n, 2) array) for Newton."""
     th = np.linspace(*theta_range, n)
     ph = np.linspace(*phi_range, n)
     return np.stack(np.meshgrid(th, ph), -1).reshape(-1, 2)
@@ -121,7 +44,7 @@ def basin_data(eps=(1.0, 0.1, 0.01), eta=0.1, sigma2=0.5, convention="loss", n=6
         v = VARIANTS[vn]
         for e in eps:
             hyper = Hyper.from_convention(convention, eta, e)
-            fps = C.fixed_points(model, v, hyper, _seeds2(theta_range, phi_range))
+            fps = C.fixed_points(model, v, hyper, seed_grid(theta_range, phi_range))
             mans = []
             for p in fps:
                 if p["kind"] == "saddle":
@@ -129,7 +52,7 @@ def basin_data(eps=(1.0, 0.1, 0.01), eta=0.1, sigma2=0.5, convention="loss", n=6
             theory[(vn, float(e))] = dict(fixed=fps, manifolds=mans)
     params = dict(eps=list(eps), eta=eta, sigma2=sigma2, convention=convention, n=n, t1=t1,
                   theta_range=list(theta_range), phi_range=list(phi_range),
-                  variants=list(variants))
+                  variants=list(variants), paper="none: this project's basin analysis")
     return dict(ds=ds, theory=theory, params=params)
 
 
@@ -172,7 +95,7 @@ def tian_fig3_data(etas=(0.0, 0.01, 1.0), sigma2=0.5, alpha_p=1.0, p_range=(-0.6
         dS = 2.0 * TH * np.asarray(f.enc)
         fixed, lines = [], []
         if eta > 0:
-            seeds = _seeds2((0.0, np.sqrt(s_range[1])), p_range)
+            seeds = seed_grid((0.0, np.sqrt(s_range[1])), p_range)
             for q in C.fixed_points(model, v, hyper, seeds):
                 th, ph = q["z"]
                 if th >= -1e-12:
@@ -191,7 +114,14 @@ def tian_fig3_data(etas=(0.0, 0.01, 1.0), sigma2=0.5, alpha_p=1.0, p_range=(-0.6
                            parabola=(p, p**2 / alpha_p), eta_crit=1.0 / (4 * a)))
     return dict(panels=panels, params=dict(etas=list(etas), sigma2=sigma2, alpha_p=alpha_p,
                                            tau=1.0, p_range=list(p_range),
-                                           s_range=list(s_range), n=n))
+                                           s_range=list(s_range), n=n,
+                                           paper="Eqns. 11-12 at tau = 1, alpha_p = 1, eta in "
+                                                 "{0, 0.01, 1}",
+                                           differences="sigma2 is not stated in the paper; "
+                                                       "0.5 puts eta = 1 past eta_c = 1/(4a). "
+                                                       "Colours: green stable, red unstable "
+                                                       "(the paper: red stable, green "
+                                                       "unstable)"))
 
 
 # --- Tian et al. Fig. 4: 1-D p dynamics on the invariant parabola ----------------------------
@@ -262,69 +192,13 @@ def tian_fig4_data(etas=(0.0, 0.05, 0.25), sigma2=0.5, alpha_p=1.0, p_range=(-0.
     return dict(curves=curves, bif=bif, eta_crit=1.0 / (4 * a), a=a,
                 params=dict(etas=list(etas), sigma2=sigma2, alpha_p=alpha_p,
                             p_range=list(p_range), eta_range=list(eta_range), n_p=n_p,
-                            n_eta=n_eta))
-
-
-# --- Tian et al. Fig. 10: scalar BYOL --------------------------------------------------------
-
-
-def tian_fig10_data(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0, eta=0.0, t1=40.0,
-                    n_grid=40, quick=False):
-    """Scalar BYOL (data variance ``lambda_s = 1``, augmentation variance ``lambda_d``).
-
-    With unit data variance the scalar model's ``a = 1 + sigma2`` is ``lambda_s + lambda_d``,
-    so ``sigma2 = lambda_d``. Panels: (w, w_p) projection of BYOL trajectories started with
-    ``w_a = w``; the same trajectories in (w, w_a); the no-predictor case (``w_p = 1`` frozen)
-    in (w, w_a), where only the origin is a fixed point and it is stable.
-    """
-    if lambda_s != 1.0:
-        raise ValueError(f"lambda_s must be 1 (unit data variance), got {lambda_s}")
-    sigma2 = lambda_d
-    a = 1.0 + sigma2
-    model = ScalarSiamese(sigma2=sigma2)
-    v = VARIANTS["byol"]
-    hyper = Hyper.tian(eta, alpha_p, beta)
-    w0 = np.array([0.15, 0.4, 0.8, 1.2, 0.3, 0.9, -0.5, -1.0, 0.05, 1.4, -0.2, 0.6])
-    p0 = np.array([-0.8, -0.6, -1.0, -0.3, 1.6, 1.5, 1.2, 0.2, 0.3, 1.0, -0.4, 0.0])
-    if quick:
-        w0, p0 = w0[:6], p0[:6]
-    wa0 = w0 + np.resize([0.4, -0.4, 0.0], w0.shape)
-    ts, ys, status = C.trajectories(model, v, hyper, w0, p0, wa0, t1=t1)
-    fixed_lines = []
-    if eta == 0.0:
-        wl = np.linspace(-1.6, 1.6, 161)
-        pts = np.stack([wl, np.full_like(wl, 1.0 / a), wl], 1)  # flatten order: enc, pred, tgt
-        _check_fixed(model, v, hyper, pts)
-        fixed_lines.append(dict(w=wl, wp=np.full_like(wl, 1.0 / a), wa=wl,
-                                kinds=_line_kinds(model, v, hyper, pts)))
-        pl = np.linspace(-1.2, 2.0, 161)
-        pts = np.stack([np.zeros_like(pl), pl, np.zeros_like(pl)], 1)
-        _check_fixed(model, v, hyper, pts)
-        fixed_lines.append(dict(w=np.zeros_like(pl), wp=pl, wa=np.zeros_like(pl),
-                                kinds=_line_kinds(model, v, hyper, pts)))
-    fixed_iso = []
-    seeds = np.random.default_rng(0).uniform(-1.5, 1.5, (64, 3))
-    if eta > 0.0:
-        fixed_iso = C.fixed_points(model, v, hyper, seeds)
-
-    # no predictor: phi == 1 frozen, (w, w_a) system
-    model_np = ScalarSiamese(sigma2=sigma2, predictor="none")
-    w = np.linspace(-1.5, 1.5, n_grid)
-    W, WA = np.meshgrid(w, w)
-    f = C.field_at(model_np, v, hyper, C.make_state(v, W, np.ones_like(W), WA))
-    fp_np = C.fixed_points(model_np, v, hyper, np.concatenate(
-        [seeds[:, :1], np.ones((len(seeds), 1)), seeds[:, 2:]], 1))
-    wn0 = np.array([1.2, -1.2, 0.8, -0.4, 1.4, -1.0])
-    wan0 = np.array([-1.2, 1.0, 1.3, -1.3, 0.2, -0.2])
-    ts_np, ys_np, st_np = C.trajectories(model_np, v, hyper, wn0, 1.0, wan0, t1=t1)
-    return dict(
-        a=a, ts=ts, traj=dict(w=ys.enc, wp=ys.pred, wa=ys.tgt), status=status,
-        fixed_lines=fixed_lines, fixed_iso=fixed_iso,
-        nopred=dict(W=W, WA=WA, dW=np.asarray(f.enc), dWA=np.asarray(f.tgt), fixed=fp_np,
-                    traj=dict(w=ys_np.enc, wa=ys_np.tgt), status=st_np),
-        params=dict(lambda_s=lambda_s, lambda_d=lambda_d, alpha_p=alpha_p, beta=beta, eta=eta,
-                    t1=t1, sigma2=sigma2, n_grid=n_grid),
-    )
+                            n_eta=n_eta, fold_point=[1.0 / (4 * a), 1.0 / (2 * a)],
+                            paper="Eqn. 16 on the invariant parabola: eta = 0, "
+                                  "0 < eta < tau^2/(4(1+sigma2)), eta beyond it",
+                            differences="sigma2 = 0.5 and the eta values are not stated in "
+                                        "the paper; the bifurcation diagram and its fold point "
+                                        "are added. Colours: green stable, red unstable (the "
+                                        "paper: red stable, green unstable, black saddle)"))
 
 
 # --- slow-fast: full flow against the reduced flow on the critical manifold ------------------
@@ -345,7 +219,9 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
     th_grid = np.linspace(-1.0, 1.0, 401)
     starts = np.asarray(starts, float)
     full, red, bounds, err = {}, {}, {}, np.zeros((len(eps), len(starts)))
+    same_basin = np.zeros((len(eps), len(starts)), bool)
     fixed = None
+    slow = {}
     for i, e in enumerate(eps):
         hyper = Hyper.loss_decay(eta, e)
         ts, ys, st = C.trajectories(model, v, hyper, starts[:, 0], starts[:, 1], t1=t1)
@@ -353,9 +229,15 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
         full[e] = dict(theta=ys.enc, phi=ys.pred, status=st)
         red[e] = dict(theta=er, phi=pr)
         err[i] = np.max(np.abs(ys.enc - er), axis=1)
-        fps = C.fixed_points(model, v, hyper, _seeds2((-1, 1), (-1, 2)))
+        same_basin[i] = (np.abs(ys.enc[:, -1]) > 1e-3) == (np.abs(er[:, -1]) > 1e-3)
+        fps = C.fixed_points(model, v, hyper, seed_grid((-1, 1), (-1, 2)))
         if fixed is None:
             fixed = fps
+        # slow eigenvalue (smallest |Re|) at each kind of fixed point, at this eps
+        slow = {}
+        for p in fps:
+            key = "origin" if np.allclose(p["z"], 0.0) else p["kind"]
+            slow[key] = float(np.min(np.abs(np.real(p["eigs"]))))
         bounds[e] = [m for p in fps if p["kind"] == "saddle"
                      for m in C.stable_manifold(model, v, hyper, p, bound=3.0)]
     hyper = Hyper.loss_decay(eta, eps[0])
@@ -364,9 +246,10 @@ def slowfast_data(eps=(0.3, 0.1, 0.03, 0.01, 0.003), eta=0.1, sigma2=0.5, t1=150
     rates = {}
     for et in rate_etas:
         rates[et] = C.predictor_rate(model, v, Hyper.loss_decay(et, rate_eps), th_grid)
-    return dict(ts=ts, full=full, red=red, err=err, bounds=bounds, fixed=fixed,
+    return dict(ts=ts, full=full, red=red, err=err, same_basin=same_basin, slow_rates=slow,
+                bounds=bounds, fixed=fixed,
                 theta_grid=th_grid, crit=np.asarray(crit), theta_saddle=theta_s[0] if theta_s else None,
                 rates=rates, starts=starts, eps=list(eps),
                 params=dict(eps=list(eps), eta=eta, sigma2=sigma2, t1=t1,
                             starts=starts.tolist(), rate_etas=list(rate_etas), rate_eps=rate_eps,
-                            convention="loss"))
+                            convention="loss", paper="none: this project's slow-fast analysis"))

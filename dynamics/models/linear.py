@@ -248,11 +248,13 @@ def random_orthogonal(key, n: int, dtype=jnp.float64):
 
 def random_state(
     key, model: LinearSiamese, variant: Variant, n2: int, *, scale: float = 0.5,
-    pred_scale: float | None = None,
+    pred_scale: float | None = None, target0: str = "online",
 ) -> State:
     """A random initial state: Gaussian ``W`` and ``Wp`` with entries of std ``scale/sqrt(n)``.
 
-    BYOL's target starts at ``W``. For DirectPred the ``pred`` slot (``Fhat``) starts at the
+    BYOL's target starts as ``target0`` says: ``"online"`` (the default) at ``W``,
+    ``Wa(0) = W(0)``; ``"zero"`` at ``Wa(0) = 0``, Tian, Chen & Ganguli's (2021) choice in all
+    their figures (Eqn. 15, Fig. 7). For DirectPred the ``pred`` slot (``Fhat``) starts at the
     current feature correlation ``W S W^T``; for ``"symmetric"`` it is symmetrised; for
     ``"none"``/``"optimal"`` it is the identity (unused).
     """
@@ -271,4 +273,9 @@ def random_state(
         pred = pred_scale * jax.random.normal(kp, (n2, n2)) / jnp.sqrt(n2)
         if mode == "symmetric":
             pred = 0.5 * (pred + pred.T)
-    return State(W, pred, W if variant.has_target else None)
+    if target0 not in ("online", "zero"):
+        raise ValueError(f"unknown target0 {target0!r}: expected 'online' or 'zero'")
+    tgt = None
+    if variant.has_target:
+        tgt = W if target0 == "online" else jnp.zeros_like(W)
+    return State(W, pred, tgt)
