@@ -4,7 +4,7 @@ Their Eqn. 62 is the non-symmetrised flow with a time-independent target scale `
 (``Wa = tau W``, Assumption 1) and isotropic data (``X = I``, ``X' = sigma2 I``), in the setting
 ``F = Wp^T Wp``, i.e. Theorem 1's invariant ``W W^T - Wp^T Wp / alpha_p = e^{-2 eta t} C`` with
 ``C = 0`` (``alpha_p = 1``). Here it is the linear model with a trained predictor, target
-``tau W`` under stop-gradient (:class:`dynamics.figures.linear.ScaledTarget`), started on
+``tau W`` under stop-gradient (:class:`dynamics.figures.compute.ScaledTarget`), started on
 ``C = 0`` by taking ``W(0) = (Wp(0)^T Wp(0))^{1/2}``; the flow keeps ``C = 0`` (up to the
 Euler step's O(h) drift, which the figure reports).
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from dynamics import plot
 from dynamics.figures._registry import register
-from dynamics.figures.linear import ScaledTarget, hyper_lanes, euler_lanes
+from dynamics.figures.compute import ScaledTarget, euler_lanes, hyper_lanes
 from dynamics.flow import VARIANTS, State
 
 __all__ = ["build", "data", "draw", "p_plus"]

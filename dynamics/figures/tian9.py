@@ -20,7 +20,7 @@ import numpy as np
 
 from dynamics import plot
 from dynamics.figures._registry import register
-from dynamics.figures.linear import ScaledTarget, hyper_lanes, lambda_min_K, euler_lanes
+from dynamics.figures.compute import ScaledTarget, euler_lanes, hyper_lanes, lambda_min_K
 from dynamics.flow import VARIANTS, State
 
 __all__ = ["build", "data", "draw"]
