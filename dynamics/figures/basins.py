@@ -17,6 +17,7 @@ from dynamics.figures._registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 from dynamics.sweep import build_parser, run_sweep
+
 __all__ = ["build", "data", "draw"]
 
 

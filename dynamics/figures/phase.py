@@ -13,6 +13,7 @@ import numpy as np
 from dynamics import plot
 from dynamics.figures._registry import register
 from dynamics.sweep_linear import build_parser, run_sweep
+
 __all__ = ["build", "data", "draw"]
 
 

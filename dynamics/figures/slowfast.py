@@ -16,6 +16,7 @@ from dynamics.figures import compute as C
 from dynamics.figures._registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
+
 __all__ = ["build", "data", "draw"]
 
 

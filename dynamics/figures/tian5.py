@@ -19,6 +19,7 @@ from dynamics.figures import compute as C
 from dynamics.figures._registry import register
 from dynamics.flow import VARIANTS
 from dynamics.models.linear import LinearSiamese
+
 __all__ = ["build", "data", "draw"]
 
 
@@ -45,7 +46,7 @@ def data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0.04, 0.1, 
     beta_l = np.array([c[3] for c in configs])
     hyper = C.hyper_lanes(eta_l, 1.0 / alpha_p, beta_l, "tian")
     ts, ys = C.euler_lanes(model, v, hyper, y0, jnp.full(len(configs), lr), n_steps=n_steps,
-                         save_every=save_every)
+                           save_every=save_every)
     ts = np.concatenate([[0.0], np.asarray(ts)[0]])
     W = np.concatenate([np.asarray(y0.enc)[:, None], np.asarray(ys.enc)], 1)
     P = C.symmetric_part(np.concatenate([np.asarray(y0.pred)[:, None], np.asarray(ys.pred)], 1))
@@ -55,7 +56,7 @@ def data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0.04, 0.1, 
     s = np.linalg.eigvalsh(F)
     tau = C.target_scale(W, Wa)
     lam_min = np.asarray(C.lambda_min_K(jnp.asarray(F), jnp.asarray(P), sigma2, alpha_p,
-                                       jnp.asarray(tau), jnp.asarray(eta_l)))
+                                        jnp.asarray(tau), jnp.asarray(eta_l)))
     runs = [dict(sweep=c[0], value=c[1], eta=c[2], beta=c[3], p=p[i], s=s[i], tau=tau[i],
                  lam_min=lam_min[i]) for i, c in enumerate(configs)]
     return dict(ts=ts, runs=runs, eta_crit=1.0 / (4 * a),

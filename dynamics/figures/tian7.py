@@ -17,6 +17,7 @@ from dynamics.figures import compute as C
 from dynamics.figures._registry import register
 from dynamics.flow import VARIANTS
 from dynamics.models.linear import LinearSiamese
+
 __all__ = ["build", "data", "draw"]
 
 
@@ -40,7 +41,7 @@ def data(n=10, sigma=0.03, lr=0.01, T=60.0, etas=(0.0, 0.01, 0.1),
     y0 = C.init_lanes(model, v, n, keys, scale, target0="zero")
     hyper = C.hyper_lanes(eta_l, 1.0, beta_l, "tian")
     ts, ys = C.euler_lanes(model, v, hyper, y0, jnp.full(len(eta_l), lr), n_steps=n_steps,
-                         save_every=save_every)
+                           save_every=save_every)
     W, Wa = np.asarray(ys.enc), np.asarray(ys.tgt)
     num = np.einsum("ntij,ntij->nt", Wa, W)
     den = np.sqrt(np.einsum("ntij,ntij->nt", Wa, Wa) * np.einsum("ntij,ntij->nt", W, W))

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
 from dynamics.figures._registry import register
 from dynamics.figures.compute import ScaledTarget, euler_lanes, hyper_lanes
 from dynamics.flow import VARIANTS, State
+from dynamics.models import linear as lin
 
 __all__ = ["build", "data", "draw", "p_plus"]
 
@@ -36,8 +38,6 @@ def p_plus(tau, eta, a):
 
 def data(n=8, sigma2=0.5, etas=(0.001, 0.01, 0.05), taus=(0.5, 1.0, 1.5), scale=0.6, lr=0.01,
          T=200.0, seed=0, save_every=50):
-    from dynamics.models import linear as lin
-
     base = lin.LinearSiamese.isotropic(n, sigma2, predictor="trained")
     v = VARIANTS["simsiam"]
     a = 1.0 + sigma2
@@ -81,8 +81,6 @@ def data(n=8, sigma2=0.5, etas=(0.001, 0.01, 0.05), taus=(0.5, 1.0, 1.5), scale=
 
 
 def draw(d):
-    import matplotlib.pyplot as plt
-
     pr, ts = d["params"], d["ts"]
     etas, taus = d["etas"], d["taus"]
     fig, axes = plt.subplots(len(etas), 2, figsize=(12.5, 3.3 * len(etas) + 1.0), squeeze=False)
