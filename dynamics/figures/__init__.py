@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from dynamics.figures._registry import FIGURES, FigureSpec, register
+from dynamics.figures.registry import FIGURES, FigureSpec, register
 
 __all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "register", "write_figure"]
 

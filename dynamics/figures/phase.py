@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
 from dynamics.sweep_linear import build_parser, run_sweep
 
 __all__ = ["build", "data", "draw"]

@@ -26,7 +26,7 @@ from matplotlib.colors import ListedColormap
 
 from dynamics import plot
 from dynamics.figures import compute as C
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dynamics import plot
 from dynamics.figures import compute as C
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 from dynamics.sweep import build_parser, run_sweep

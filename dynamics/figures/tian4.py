@@ -11,7 +11,7 @@ import numpy as np
 
 from dynamics import plot
 from dynamics.figures import compute as C
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 

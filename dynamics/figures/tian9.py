@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
 from dynamics.figures.compute import ScaledTarget, euler_lanes, hyper_lanes, lambda_min_K
 from dynamics.flow import VARIANTS, State
 from dynamics.models import linear as lin
