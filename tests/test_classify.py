@@ -69,7 +69,7 @@ def test_su_run_without_stop_gradient_collapses_with_phi_away_from_zero(su_runs)
 
 def test_su_run_with_stop_gradient_survives(su_runs):
     """theta^2 - phi^2 is conserved, phi -> 1: theta -> sqrt(0.65) (not collapsed). The approach
-    to the line phi = 1 is exponential (rate theta^2 + phi^2 = 1.65 there), so at t = 200 only
+    to the line phi = 1 is exponential (rate theta^2 = 0.65 there), so at t = 200 only
     the run's error is left: 3e-11 observed, tolerance 1e-9 (ten times rtol, as above)."""
     y, c = su_runs["simsiam"]
     np.testing.assert_allclose([float(y.enc[0]), float(y.pred[0])], [np.sqrt(0.65), 1.0], atol=1e-9)
