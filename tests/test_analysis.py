@@ -168,6 +168,38 @@ def test_continuation_finds_eta_crit(sigma2):
         assert np.all((full.params >= 0.01) & (full.params <= 0.5))
 
 
+@pytest.mark.parametrize("convention", ["tian", "loss"])
+def test_continuation_in_eta_at_small_eps_follows_the_convention(convention):
+    """At eps = 0.1 the two conventions share the fold eta_crit = 1/(4a) and the branch's p =
+    p_pm(eta) (set by the encoder's equation alone), but not its encoder: Tian's
+    eta_phi = eps eta gives theta^2 = eps p^2 (THEORY.md 4), weight decay in the loss gives
+    theta^2 = eta p / (1 - a p). Newton solves to ~1e-12 (observed); 1e-9 away from the fold,
+    where the branch is steep in theta."""
+    sigma2, eps, eta0 = 0.5, 0.1, 0.05
+    a = 1 + sigma2
+    pp, _ = p_pm(a, eta0)
+
+    def theta2(eta, p):
+        return eps * p**2 if convention == "tian" else eta * p / (1 - a * p)
+
+    hyper = Hyper.from_convention(convention, eta0, eps)
+    system = FlowSystem(ScalarSiamese(sigma2), hyper, SIMSIAM)
+    start = State(np.sqrt(theta2(eta0, pp)), pp)
+    br = continue_branch(system, start, eta0, eta_param(convention), bounds=(0.01, 0.5),
+                         param_name="eta")
+    assert len(br.folds) == 1
+    eta_c, z_c = br.folds[0]
+    assert abs(eta_c - 1 / (4 * a)) < 1e-6
+    np.testing.assert_allclose(z_c[1], 1 / (2 * a), atol=1e-4)
+    far = np.abs(br.params - eta_c) > 1e-3
+    assert far.sum() > 10
+    for eta, z in zip(br.params[far], br.states[far]):
+        pp_, pm_ = p_pm(a, eta)
+        p = pp_ if abs(z[1] - pp_) < abs(z[1] - pm_) else pm_
+        np.testing.assert_allclose(z[1], p, atol=1e-9)
+        np.testing.assert_allclose(z[0] ** 2, theta2(eta, p), atol=1e-9)
+
+
 # --- slow-fast ---------------------------------------------------------------------------------
 
 SF_A, SF_ETA = 1.5, 0.05
