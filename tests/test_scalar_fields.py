@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from oracles import p_pm, scalar_field
+from oracles import p_pm, scalar_field, scalar_gd_step
 
 import dynamics as d
 from dynamics.flow import State, Variant, initial_state
@@ -206,3 +206,23 @@ def test_saddle_node_at_eta_crit():
         assert len(roots) == 2
         np.testing.assert_allclose(np.sort(roots), np.sort(p_pm(a, eta)), atol=2 * (phi[1] - phi[0]))
     assert np.all(phi_dot(eta_crit * (1 + 1e-3)) < 0)
+
+
+@pytest.mark.parametrize("name", list(d.VARIANTS))
+def test_gd_step_matches_hand_written_step(name):
+    """One discrete step (expected gradient, and on a sampled minibatch) against the oracle of
+    tests/oracles.py: BYOL's EMA has momentum 1 - beta lr and follows the *updated* encoder.
+    A few float64 operations on O(1) numbers: 1e-12 as for the field."""
+    variant = d.VARIANTS[name]
+    rng = np.random.default_rng(10)
+    points = rng.uniform(-1.5, 1.5, size=(4, 3))
+    for hp, point in itertools.product(HYPERS, points):
+        model, hyper, y = _field(variant, hp, point)
+        for lr, batch in ((0.05, None), (0.01, model.sample(jax.random.PRNGKey(5), 8))):
+            got = d.gd_step(model, variant, hyper, y, lr, batch)
+            want = scalar_gd_step(*point, lr, **hp, target=variant.target,
+                                  stop_grad=variant.stop_grad, batch=batch)
+            np.testing.assert_allclose(got.enc, want[0], rtol=0, atol=TOL)
+            np.testing.assert_allclose(got.pred, want[1], rtol=0, atol=TOL)
+            if variant.has_target:
+                np.testing.assert_allclose(got.tgt, want[2], rtol=0, atol=TOL)
