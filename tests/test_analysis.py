@@ -243,6 +243,50 @@ def test_reduced_system_is_order_eps_close(sf_system):
     assert out["distance"][-1] < 1e-4
 
 
+def test_reduced_system_tian_convention_moves_the_manifold_with_eps():
+    """Tian convention (eta_phi = eps eta, ``eta_phi_of_eps``): the manifold and its reduced
+    flow change with eps, and every full and reduced run from theta0 = 1 must end at that eps's
+    fixed point theta* = sqrt(eps) p_+ (THEORY.md 4; the fixed point lies on the critical
+    manifold, so it is the reduced flow's too), the full predictor at p_+. Over t = 200 the
+    slowest rate 2 eta = 0.1 leaves ~1e-9; observed errors 5e-8 (full) and 2.3e-7 (reduced),
+    tolerance 1e-6. A reduced system shared by every eps would end at one theta* for all."""
+    eps = np.array([0.04, 0.01])
+    system = FlowSystem(ScalarSiamese(SF_A - 1), Hyper.tian(SF_ETA, 1 / eps[0]), SIMSIAM)
+    out = compare_full_reduced(system, State(jnp.array(1.0), None), jnp.array(0.0), eps,
+                               jnp.linspace(0.0, 200.0, 41), eta_phi_of_eps=lambda e: e * SF_ETA)
+    assert np.all(out["status"] == 0)
+    pp, _ = p_pm(SF_A, SF_ETA)
+    np.testing.assert_allclose(out["full"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6)
+    np.testing.assert_allclose(out["reduced"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6)
+    np.testing.assert_allclose(out["full"].pred[:, -1], pp, atol=1e-6)
+
+
+def test_relaxation_rate_is_the_slowest_predictor_direction():
+    """With several predictor directions the rate is the *smallest* -Re eigenvalue of
+    d(pred')/d(pred). Per-mode model: that Jacobian is diagonal, -(a_j theta_j^2 + eta_phi)/eps.
+    Matrix model: d(Wp')/d(Wp) = -(W (X + X') W^T (x) I + eta_phi) / eps, so the rate is
+    (lambda_min(W (X + X') W^T) + eta_phi)/eps. A few float64 operations (eigvals of a 9 x 9
+    matrix for the second): rtol 1e-10."""
+    eps, eta = 0.01, 0.05
+    modes = PerModeSiamese(jnp.array([1.0, 0.7, 1.4]), jnp.array([0.3, 0.5, 0.2]))
+    theta = jnp.array([0.3, 1.2, 0.7])
+    state = State(theta, jnp.array([0.2, -0.4, 0.9]))
+    sys_m = FlowSystem(modes, Hyper.loss_decay(eta, eps), SIMSIAM)
+    rates = (np.asarray(modes.a) * np.asarray(theta) ** 2 + eta) / eps
+    assert rates.max() > 5 * rates.min()
+    np.testing.assert_allclose(relaxation_rate(sys_m, state), rates.min(), rtol=1e-10)
+
+    model = LinearSiamese(jnp.diag(jnp.array([1.5, 1.0, 0.5])), 0.3 * jnp.eye(3))
+    W = jnp.array([[1.2, 0.1, 0.0], [0.0, 0.3, 0.2], [0.1, 0.0, 0.8]])
+    Wp = jax.random.normal(jax.random.PRNGKey(4), (3, 3))
+    sys_l = FlowSystem(model, Hyper.loss_decay(eta, eps), SIMSIAM)
+    M = np.asarray(W @ (model.X + model.Xp) @ W.T)
+    lam = np.linalg.eigvalsh(M)
+    assert lam.max() > 5 * lam.min()
+    np.testing.assert_allclose(relaxation_rate(sys_l, State(W, Wp)), (lam.min() + eta) / eps,
+                               rtol=1e-10)
+
+
 def test_slow_eigenvalue_converges(sf_system):
     pp, _ = p_pm(SF_A, SF_ETA)
     th = np.sqrt(SF_ETA * pp / (1 - SF_A * pp))  # theta*^2 on the manifold at phi = p_+
