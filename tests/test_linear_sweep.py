@@ -89,6 +89,9 @@ def test_modes_below_their_saddle_node_survive_at_the_closed_form(small_sweep):
     eta_crit = d**2 / (4 * a)
     np.testing.assert_allclose(eta_crit, ETA_CRIT, rtol=1e-15)
     sv = ds["sv"].squeeze(drop=True)  # dims (eta, init, mode)
+    # the collapse count is the number of singular values below collapse_tol = 1e-3
+    np.testing.assert_array_equal(ds["n_collapsed"].squeeze(drop=True).values,
+                                  (sv.values <= 1e-3).sum(-1))
     for eta in ds.eta.values:
         below = eta_crit > eta
         live = ((d + np.sqrt(d**2 - 4 * a * eta, where=below, out=np.zeros(3))) / (2 * a))[below]
