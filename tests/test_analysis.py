@@ -190,14 +190,14 @@ def test_continuation_in_eta_at_small_eps_follows_the_convention(convention):
     assert len(br.folds) == 1
     eta_c, z_c = br.folds[0]
     assert abs(eta_c - 1 / (4 * a)) < 1e-6
-    np.testing.assert_allclose(z_c[1], 1 / (2 * a), atol=1e-4)
+    np.testing.assert_allclose(z_c[1], 1 / (2 * a), atol=1e-4, rtol=0)
     far = np.abs(br.params - eta_c) > 1e-3
     assert far.sum() > 10
     for eta, z in zip(br.params[far], br.states[far]):
         pp_, pm_ = p_pm(a, eta)
         p = pp_ if abs(z[1] - pp_) < abs(z[1] - pm_) else pm_
-        np.testing.assert_allclose(z[1], p, atol=1e-9)
-        np.testing.assert_allclose(z[0] ** 2, theta2(eta, p), atol=1e-9)
+        np.testing.assert_allclose(z[1], p, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(z[0] ** 2, theta2(eta, p), atol=1e-9, rtol=0)
 
 
 # --- slow-fast ---------------------------------------------------------------------------------
@@ -256,9 +256,9 @@ def test_reduced_system_tian_convention_moves_the_manifold_with_eps():
                                jnp.linspace(0.0, 200.0, 41), eta_phi_of_eps=lambda e: e * SF_ETA)
     assert np.all(out["status"] == 0)
     pp, _ = p_pm(SF_A, SF_ETA)
-    np.testing.assert_allclose(out["full"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6)
-    np.testing.assert_allclose(out["reduced"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6)
-    np.testing.assert_allclose(out["full"].pred[:, -1], pp, atol=1e-6)
+    np.testing.assert_allclose(out["full"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out["reduced"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out["full"].pred[:, -1], pp, atol=1e-6, rtol=0)
 
 
 def test_relaxation_rate_is_the_slowest_predictor_direction():

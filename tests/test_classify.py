@@ -63,7 +63,7 @@ def test_su_run_without_stop_gradient_collapses_with_phi_away_from_zero(su_runs)
     run's rtol of 1e-10, the most its global error should reach."""
     y, c = su_runs["simsiam-nosg"]
     assert abs(float(y.enc[0])) < 1e-12
-    np.testing.assert_allclose(float(y.pred[0]), 1 - np.sqrt(0.15), atol=1e-9)
+    np.testing.assert_allclose(float(y.pred[0]), 1 - np.sqrt(0.15), atol=1e-9, rtol=0)
     assert c["outcome"][0] == COLLAPSED and c["collapsed"][0]
 
 
@@ -72,7 +72,7 @@ def test_su_run_with_stop_gradient_survives(su_runs):
     to the line phi = 1 is exponential (rate theta^2 = 0.65 there), so at t = 200 only
     the run's error is left: 3e-11 observed, tolerance 1e-9 (ten times rtol, as above)."""
     y, c = su_runs["simsiam"]
-    np.testing.assert_allclose([float(y.enc[0]), float(y.pred[0])], [np.sqrt(0.65), 1.0], atol=1e-9)
+    np.testing.assert_allclose([float(y.enc[0]), float(y.pred[0])], [np.sqrt(0.65), 1.0], atol=1e-9, rtol=0)
     assert c["outcome"][0] == NON_COLLAPSED
 
 
@@ -100,7 +100,7 @@ def test_lane_on_the_saddle_stable_manifold_stays_undecided():
     J = np.array(jax.jacfwd(lambda z: jnp.stack(scalar_field(z[0], z[1], None, **kw)[:2]))(
         jnp.asarray(saddle)))
     w, V = np.linalg.eig(J)
-    np.testing.assert_allclose(np.sort(w.real), [-2 * eta, 2 * eta - pm], atol=1e-12)
+    np.testing.assert_allclose(np.sort(w.real), [-2 * eta, 2 * eta - pm], atol=1e-12, rtol=0)
     v_s = V[:, np.argmin(w.real)].real
 
     def far(t, z):
@@ -120,10 +120,10 @@ def test_lane_on_the_saddle_stable_manifold_stays_undecided():
     sol = engine.solve_flow_batch(model, SIMSIAM, hyper, y0, t1=200.0, rtol=1e-10, atol=1e-12)
     y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
     c = {k: np.asarray(v) for k, v in classify_batch(model, SIMSIAM, hyper, y, sol.status).items()}
-    np.testing.assert_allclose(np.stack([y.enc, y.pred], 1), np.tile(saddle, (3, 1)), atol=1e-6)
+    np.testing.assert_allclose(np.stack([y.enc, y.pred], 1), np.tile(saddle, (3, 1)), atol=1e-6, rtol=0)
     assert np.all(c["converged"]), c["fnorm"]
     assert np.all(c["fnorm"] < 1e-7), c["fnorm"]  # observed ~5e-10
-    np.testing.assert_allclose(c["lam_max"], 2 * eta - pm, atol=1e-5)
+    np.testing.assert_allclose(c["lam_max"], 2 * eta - pm, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(c["outcome"], [UNDECIDED] * 3)
     assert not np.any(c["decided"])
 

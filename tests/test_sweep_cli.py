@@ -173,6 +173,6 @@ def test_tian_convention_sweep_ends_at_tian_fixed_point():
     outcome = ds["outcome"].values
     live = outcome == 0
     assert 0 < live.sum() < live.size - 1  # both basins are in the grid
-    np.testing.assert_allclose(np.abs(ds["theta"].values[live]), np.sqrt(eps) * pp, atol=1e-6)
-    np.testing.assert_allclose(ds["phi"].values[live], pp, atol=1e-6)
+    np.testing.assert_allclose(np.abs(ds["theta"].values[live]), np.sqrt(eps) * pp, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ds["phi"].values[live], pp, atol=1e-6, rtol=0)
     assert np.all(np.abs(ds["theta"].values[outcome == 1]) < 1e-3)
