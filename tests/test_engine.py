@@ -124,8 +124,8 @@ def test_discrete_sgd_matches_hand_written_steps_for_every_unroll_and_chunk():
     """BYOL SGD (minibatches of 8; step k of lane i samples with fold_in(keys[i], k)) through
     the engine's plain loop (unroll = 1), its unrolled loop (unroll = 4, a separate code path)
     and in chunks, against the oracle step of tests/oracles.py iterated in numpy on the same
-    minibatches. 50 steps of O(1) numbers: rounding stays below 1e-13 (1e-12 checked); the
-    unrolled and chunked runs are the same arithmetic, so they agree to rounding (1e-13)."""
+    minibatches. Only rounding separates them: observed 8.9e-16, checked to 1e-13; the unrolled
+    and chunked runs are the same arithmetic in another loop (observed 1.1e-16, checked 1e-14)."""
     variant = VARIANTS["byol"]
     n, n_steps, bs, lr = 6, 50, 8, 0.01
     y0 = _lanes(variant, n, seed=6)
@@ -147,10 +147,10 @@ def test_discrete_sgd_matches_hand_written_steps_for_every_unroll_and_chunk():
         want.append(z)
     want = np.array(want)
     got = np.stack([a.ys.enc[:, 0], a.ys.pred[:, 0], a.ys.tgt[:, 0]], 1)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
     for other in (b, c):
         np.testing.assert_allclose(np.stack([other.ys.enc[:, 0], other.ys.pred[:, 0],
-                                             other.ys.tgt[:, 0]], 1), got, rtol=0, atol=1e-13)
+                                             other.ys.tgt[:, 0]], 1), got, rtol=0, atol=1e-14)
     assert np.all(a.status == 0) and np.all(b.status == 0)
     np.testing.assert_allclose(a.ts[:, 0], n_steps * lr)
     again = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4)

@@ -139,8 +139,8 @@ def test_gd_on_expected_loss_converges_to_flow_with_order_one(name):
 @pytest.mark.parametrize("name", ["byol", "byol-nosg"])
 def test_discrete_byol_follows_the_hand_written_update(name):
     """200 GD steps and 200 SGD steps (minibatches of 8, step k sampled with fold_in(key, k))
-    of BYOL against the oracle step iterated in numpy on the same minibatches. Rounding
-    accumulates over 200 steps of O(1) numbers: 1e-11."""
+    of BYOL against the oracle step iterated in numpy on the same minibatches. Only rounding
+    separates them: observed <= 4.4e-16 after 200 steps, checked to 1e-13 (a few hundred ulps)."""
     variant = d.VARIANTS[name]
     sigma2, lr, n = 0.5, 0.02, 200
     hp = dict(sigma2=sigma2, eps=0.5, eta_theta=0.05, eta_phi=0.05, beta=0.7)
@@ -155,7 +155,7 @@ def test_discrete_byol_follows_the_hand_written_update(name):
             b = None if batch_size is None else (np.asarray(batches[0][k]), np.asarray(batches[1][k]))
             z = scalar_gd_step(*z, lr, **hp, target="byol", stop_grad=variant.stop_grad, batch=b)
         np.testing.assert_allclose([sol.ys.enc[-1], sol.ys.pred[-1], sol.ys.tgt[-1]], z,
-                                   rtol=0, atol=1e-11)
+                                   rtol=0, atol=1e-13)
 
 
 def test_sgd_averaged_over_seeds_approaches_gd():
