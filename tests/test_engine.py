@@ -135,15 +135,15 @@ def test_discrete_sgd_matches_hand_written_steps_for_every_unroll_and_chunk():
     a = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs)
     b = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4)
     c = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4, chunk_size=4)
-    x1, x2 = jax.vmap(lambda key: jax.vmap(
-        lambda k: model.sample(jax.random.fold_in(key, k), bs))(jnp.arange(n_steps)))(keys)
+    x1, x2 = (np.asarray(x) for x in jax.vmap(lambda key: jax.vmap(
+        lambda k: model.sample(jax.random.fold_in(key, k), bs))(jnp.arange(n_steps)))(keys))
     want = []
     for i in range(n):
         z = (float(y0.enc[i]), float(y0.pred[i]), float(y0.tgt[i]))
         for k in range(n_steps):
             z = scalar_gd_step(*z, lr, sigma2=0.5, eps=0.5, eta_theta=0.05, eta_phi=0.05,
                                beta=0.7, target="byol", stop_grad=True,
-                               batch=(np.asarray(x1[i, k]), np.asarray(x2[i, k])))
+                               batch=(x1[i, k], x2[i, k]))
         want.append(z)
     want = np.array(want)
     got = np.stack([a.ys.enc[:, 0], a.ys.pred[:, 0], a.ys.tgt[:, 0]], 1)

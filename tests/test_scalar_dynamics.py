@@ -147,12 +147,13 @@ def test_discrete_byol_follows_the_hand_written_update(name):
     model, hyper = d.ScalarSiamese(sigma2), d.Hyper.loss_decay(0.05, 0.5, beta=0.7)
     y0 = State(jnp.asarray(0.8), jnp.asarray(0.1), jnp.asarray(-0.3))
     key = jax.random.PRNGKey(11)
-    batches = jax.vmap(lambda k: model.sample(jax.random.fold_in(key, k), 8))(jnp.arange(n))
+    x1, x2 = (np.asarray(x) for x in
+              jax.vmap(lambda k: model.sample(jax.random.fold_in(key, k), 8))(jnp.arange(n)))
     for batch_size in (None, 8):
         sol = run_discrete(model, variant, hyper, y0, lr, n, batch_size=batch_size, key=key)
         z = (0.8, 0.1, -0.3)
         for k in range(n):
-            b = None if batch_size is None else (np.asarray(batches[0][k]), np.asarray(batches[1][k]))
+            b = None if batch_size is None else (x1[k], x2[k])
             z = scalar_gd_step(*z, lr, **hp, target="byol", stop_grad=variant.stop_grad, batch=b)
         np.testing.assert_allclose([sol.ys.enc[-1], sol.ys.pred[-1], sol.ys.tgt[-1]], z,
                                    rtol=0, atol=1e-13)
