@@ -120,10 +120,11 @@ def test_lane_on_the_saddle_stable_manifold_stays_undecided():
     sol = engine.solve_flow_batch(model, SIMSIAM, hyper, y0, t1=200.0, rtol=1e-10, atol=1e-12)
     y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
     c = {k: np.asarray(v) for k, v in classify_batch(model, SIMSIAM, hyper, y, sol.status).items()}
-    np.testing.assert_allclose(np.stack([y.enc, y.pred], 1), np.tile(saddle, (3, 1)), atol=1e-6, rtol=0)
+    # observed: within 1.1e-8 of the saddle, lam_max within 1.4e-8 of 2 eta - p_-
+    np.testing.assert_allclose(np.stack([y.enc, y.pred], 1), np.tile(saddle, (3, 1)), atol=1e-7, rtol=0)
     assert np.all(c["converged"]), c["fnorm"]
     assert np.all(c["fnorm"] < 1e-7), c["fnorm"]  # observed ~5e-10
-    np.testing.assert_allclose(c["lam_max"], 2 * eta - pm, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(c["lam_max"], 2 * eta - pm, atol=1e-7, rtol=0)
     np.testing.assert_array_equal(c["outcome"], [UNDECIDED] * 3)
     assert not np.any(c["decided"])
 
