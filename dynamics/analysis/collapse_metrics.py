@@ -35,11 +35,9 @@ def singular_values(enc, kind: str = "matrix"):
 
 
 def encoder_singular_values(model, enc):
-    """Singular values of a model's encoder, using the model's own ``singular_values`` if any."""
-    f = getattr(model, "singular_values", None)
-    if f is not None:
-        return f(enc)
-    return singular_values(enc, "scalar")
+    """Singular values of a model's encoder (:meth:`dynamics.models.Model.singular_values`;
+    the interface's default treats every element as one scalar encoder)."""
+    return model.singular_values(enc)
 
 
 def effective_rank(sv, eps: float = 1e-12):

@@ -49,12 +49,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from dynamics.flow import State, Variant
+from dynamics.models.base import Model
+from dynamics.models.permode import mode_eta_crit
+from dynamics.types import State, Variant
 
 PREDICTORS = ("trained", "symmetric", "fixed", "none", "optimal", "directpred", "directpred_code")
 
 
-def _psd_sqrt(m):
+def psd_sqrt(m):
     """Symmetric square root of a positive semi-definite matrix (eigenvalues clipped at 0)."""
     w, v = jnp.linalg.eigh(0.5 * (m + m.T))
     return (v * jnp.sqrt(jnp.clip(w, 0.0))) @ v.T
@@ -62,7 +64,7 @@ def _psd_sqrt(m):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LinearSiamese:
+class LinearSiamese(Model):
     """Linear two-view model with data correlation ``X`` and augmentation covariance ``Xp``.
 
     Attributes:
@@ -207,7 +209,7 @@ class LinearSiamese:
         """Two views of a minibatch: ``x ~ N(0, X)``, ``x_i = x + N(0, X')``; each (B, n1)."""
         n1 = self.n1
         kx, k1, k2 = jax.random.split(key, 3)
-        LX, LXp = _psd_sqrt(self.X.astype(dtype)), _psd_sqrt(self.Xp.astype(dtype))
+        LX, LXp = psd_sqrt(self.X.astype(dtype)), psd_sqrt(self.Xp.astype(dtype))
         x = jax.random.normal(kx, (batch_size, n1), dtype) @ LX
         x1 = x + jax.random.normal(k1, (batch_size, n1), dtype) @ LXp
         x2 = x + jax.random.normal(k2, (batch_size, n1), dtype) @ LXp
@@ -222,6 +224,24 @@ class LinearSiamese:
     def singular_values(self, W):
         """Singular values of ``W`` (descending), shape (..., min(n1, n2))."""
         return jnp.linalg.svd(W, compute_uv=False)
+
+    # --- closed forms ---------------------------------------------------------------------
+
+    def data_modes(self):
+        """``(d, dp)``: eigenvalues ``d_j`` of ``X`` (descending) and ``d'_j = v_j^T X' v_j``
+        on its eigenvectors; the variances of the per-mode reduction when ``X`` and ``X'``
+        commute (e.g. ``X' = sigma2 I``)."""
+        d, v = jnp.linalg.eigh(0.5 * (self.X + self.X.T))
+        d, v = d[::-1], v[:, ::-1]
+        dp = jnp.einsum("ij,ik,kj->j", v, self.Xp, v)
+        return d, dp
+
+    @property
+    def eta_crit(self):
+        """(n1,) per-mode thresholds ``d_j^2 / (4 (d_j + d'_j))`` of :meth:`data_modes`
+        (``d_j^2 / (4 (d_j + sigma2))`` when ``X' = sigma2 I``); valid when ``X`` and ``X'``
+        commute."""
+        return mode_eta_crit(*self.data_modes())
 
 
 def random_spd(key, n: int, eig_min: float = 0.5, eig_max: float = 2.0, dtype=jnp.float64):
