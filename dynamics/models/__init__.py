@@ -2,8 +2,9 @@
 (see :mod:`dynamics.models.base`)."""
 
 from dynamics.models.base import Model
+from dynamics.models.isoloss import IsoLossLinear
 from dynamics.models.linear import LinearSiamese
 from dynamics.models.permode import PerModeSiamese
 from dynamics.models.scalar import ScalarSiamese
 
-__all__ = ["LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
+__all__ = ["IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
