@@ -54,7 +54,7 @@ def test_field_gives_the_eigenvalue_ode(kind):
 
 def test_isoloss_flow_follows_the_exact_trajectory():
     """Tsit5 at rtol 1e-10 on the matrix flow vs the closed-form s(t) of every eigenvalue
-    (observed ~1e-10; tolerance 1e-8). Small and large starts go to s* = a^(-1/alpha)."""
+    (observed relative error 2.5e-10; tolerance 1e-8). Small and large starts go to s* = a^(-1/alpha)."""
     m = IsoLossLinear.isotropic(4, SIGMA2, ALPHA, "iso")
     W0 = _W0(1, scale=0.4).at[0].multiply(3.0)  # one eigenvalue above s*, the others below
     ts = jnp.linspace(0.0, 6.0, 7)
@@ -72,7 +72,8 @@ def test_isoloss_flow_follows_the_exact_trajectory():
 def test_euclidean_flow_against_scipy_and_the_implicit_solution():
     """The Euclidean loss learns more slowly from small s (rate ~ s^(1+alpha)); each eigenvalue
     of the matrix flow matches scipy's Radau on the 1-D ODE (both at rtol 1e-10; observed
-    ~1e-9, tolerance 1e-7), and the exact time to reach s(t) from s0 equals t."""
+    2.5e-11, tolerance 1e-9), and the exact time to reach s(t) from s0 equals t (observed
+    8e-10, tolerance 1e-7)."""
     m = IsoLossLinear.isotropic(4, SIGMA2, ALPHA, "euclidean")
     W0 = _W0(2, scale=0.4)
     T = 8.0
@@ -84,25 +85,30 @@ def test_euclidean_flow_against_scipy_and_the_implicit_solution():
         ref = solve_ivp(lambda t, s: _rate_by_hand(s, "euclidean"), (0, T), [s0j], method="Radau",
                         t_eval=ts, rtol=1e-10, atol=1e-14)
         got = np.array([_eig(sol.ys.enc[k])[j] for k in range(ts.size)])
-        np.testing.assert_allclose(got, ref.y[0], rtol=1e-7)
-        np.testing.assert_allclose(np.asarray(m.time_to_reach(s0j, got[1:])), ts[1:], rtol=1e-6)
+        np.testing.assert_allclose(got, ref.y[0], rtol=1e-9)
+        np.testing.assert_allclose(np.asarray(m.time_to_reach(s0j, got[1:])), ts[1:], rtol=1e-7)
     iso = IsoLossLinear.isotropic(4, SIGMA2, ALPHA, "iso")
     small = 1e-3  # the Euclidean loss takes much longer to leave a small eigenvalue
     assert float(m.time_to_reach(small, 0.3)) > 5 * float(iso.time_to_reach(small, 0.3))
 
 
 def test_engine_integrates_the_matrix_model_as_diffrax_does():
-    """The new model runs on the batched engine unchanged (explicit Dopri5, d = 12): agrees with
-    diffrax Tsit5 lane by lane (both at rtol 1e-10; observed ~1e-10, tolerance 1e-8)."""
-    m = IsoLossLinear.isotropic(4, SIGMA2, ALPHA, "iso")
-    W0 = jnp.stack([_W0(k, scale=0.3 + 0.2 * k) for k in range(4)])
+    """The new model runs on the batched engine unchanged: W is 8 x 9 (d = 72, above the
+    engine's lane-last limit, so the field is evaluated lane-first), explicit Dopri5 under the
+    policy's size cap; it agrees with diffrax Tsit5 lane by lane (both at rtol 1e-10; observed
+    6e-12 at d = 12, tolerance 1e-9) and the eigenvalues follow the exact trajectory."""
+    m = IsoLossLinear.isotropic(9, SIGMA2, ALPHA, "iso")
+    W0 = jnp.stack([_W0(k, 8, 9, scale=0.1 + 0.1 * k) for k in range(3)])
     y0 = State(W0, None)
-    kw = dict(t1=3.0, rtol=1e-10, atol=1e-12)
-    eng = solve_batch(m, SIMSIAM, Hyper(), y0, solver="dopri5", **kw)
+    kw = dict(t1=2.0, rtol=1e-10, atol=1e-12)
+    eng = solve_batch(m, SIMSIAM, Hyper(), y0, **kw)
     ref = solve_batch(m, SIMSIAM, Hyper(), y0, integrator="diffrax", solver="tsit5", **kw)
     assert np.all(eng.status == 0) and np.all(np.asarray(ref.status) == 0)
     np.testing.assert_allclose(eng.ys.enc[:, -1], np.asarray(ref.ys.enc)[:, -1], rtol=0,
-                               atol=1e-8)
+                               atol=1e-9)
+    for k in range(3):
+        want = np.asarray(m.eigenvalue_trajectory(jnp.asarray(_eig(W0[k])), 2.0))
+        np.testing.assert_allclose(_eig(eng.ys.enc[k, -1]), np.sort(want), rtol=1e-8)
 
 
 @pytest.mark.parametrize("kind", ["iso", "euclidean"])

@@ -61,24 +61,24 @@ def test_entry_point_is_the_integrators_bit_for_bit():
 
 def test_diffrax_auto_splits_lanes_by_policy_and_agrees_with_the_engine():
     """Mixed eps in one diffrax call: stiff lanes go to Kvaerno5, the rest to Tsit5, results
-    land in their lanes; they agree with the engine to the tolerances (observed ~1e-8, both at
-    rtol 1e-8; tolerance 1e-6)."""
+    land in their lanes; they agree with the engine to the tolerances (both at rtol 1e-8;
+    observed 2.2e-9, tolerance 1e-7)."""
     y0 = _lanes(4, 1)
     hyper = Hyper.loss_decay(0.05, jnp.array([1e-3, 1.0, 1e-3, 1.0]))
     m = ScalarSiamese(0.5)
     dfx = solve_batch(m, SIMSIAM, hyper, y0, integrator="diffrax", t1=10.0)
     eng = solve_batch(m, SIMSIAM, hyper, y0, t1=10.0, rtol=1e-8, atol=1e-10)
     assert np.all(np.asarray(dfx.status) == Status.OK) and np.all(eng.status == Status.OK)
-    np.testing.assert_allclose(np.asarray(dfx.ys.enc)[:, -1], eng.ys.enc[:, -1], atol=1e-6)
-    np.testing.assert_allclose(np.asarray(dfx.ys.pred)[:, -1], eng.ys.pred[:, -1], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(dfx.ys.enc)[:, -1], eng.ys.enc[:, -1], atol=1e-7)
+    np.testing.assert_allclose(np.asarray(dfx.ys.pred)[:, -1], eng.ys.pred[:, -1], atol=1e-7)
 
 
 def test_engine_integrates_the_linear_model_as_diffrax_does():
-    """LinearSiamese (d = 2 n^2 = 18) on the engine's lane-first path: Dopri5 and, below the
-    policy's size cap, Rodas4 (exact Jacobian of the 18-d field) agree with diffrax Tsit5 to
-    ~1e-9 (all at rtol 1e-10; tolerance 1e-7)."""
-    m = LinearSiamese.isotropic(3, 0.5)
-    ys = [random_state(jax.random.PRNGKey(i), m, SIMSIAM, 3) for i in range(4)]
+    """LinearSiamese (n1 = n2 = 2, W and Wp: d = 8) through the engine: Dopri5 and Rodas4
+    (exact Jacobian of the matrix field) agree with diffrax Tsit5 (all at rtol 1e-10; observed
+    1.2e-11 at n = 3; tolerance 1e-9)."""
+    m = LinearSiamese.isotropic(2, 0.5)
+    ys = [random_state(jax.random.PRNGKey(i), m, SIMSIAM, 2) for i in range(4)]
     y0 = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *ys)
     hyper = Hyper.tian(0.02, jnp.array([1.0, 1.0, 5.0, 5.0]))
     kw = dict(t1=5.0, rtol=1e-10, atol=1e-12)
@@ -88,7 +88,7 @@ def test_engine_integrates_the_linear_model_as_diffrax_does():
         eng = solve_batch(m, SIMSIAM, hyper, y0, solver=solver, **kw)
         assert np.all(eng.status == Status.OK)
         for a, b in ((eng.ys.enc, ref.ys.enc), (eng.ys.pred, ref.ys.pred)):
-            np.testing.assert_allclose(a[:, -1], np.asarray(b)[:, -1], rtol=0, atol=1e-7)
+            np.testing.assert_allclose(a[:, -1], np.asarray(b)[:, -1], rtol=0, atol=1e-9)
 
 
 def test_discrete_methods_on_both_integrators_give_the_same_stream():

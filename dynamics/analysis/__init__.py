@@ -13,8 +13,6 @@
 - :mod:`~dynamics.analysis.alignment`: commutator ``[F, Wp]``, eigen-alignment, Theorems 2-3.
 """
 
-import warnings
-
 from dynamics.analysis.alignment import (
     alignment_summary,
     commutator_norm,
@@ -61,6 +59,7 @@ from dynamics.analysis.slowfast import (
     slow_rate,
 )
 from dynamics.analysis.system import FlowSystem, System, as_system, jacobian
+from dynamics.compat import moved
 
 __all__ = [
     "Branch",
@@ -105,10 +104,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name == "classify":
-        warnings.warn("dynamics.analysis.classify is deprecated; use "
-                      "dynamics.analysis.fixed_point_kind (the collapse label of a run is "
-                      "dynamics.classify)", DeprecationWarning, stacklevel=2)
-        return fixed_point_kind
-    raise AttributeError(f"module 'dynamics.analysis' has no attribute {name!r}")
+__getattr__ = moved("dynamics.analysis", {
+    "classify": ("dynamics.analysis.fixed_point_kind (the collapse label of a run is "
+                 "dynamics.classify)", fixed_point_kind),
+})

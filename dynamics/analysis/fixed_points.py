@@ -9,7 +9,6 @@ starts run in one vmapped, jitted program.
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamics.analysis.system import as_system, flat_field, flatten, jacobian, unstack_states
+from dynamics.compat import moved
 
 _ALPHAS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01)
 
@@ -186,9 +186,4 @@ def random_starts(key, like, n: int, scale: float = 1.0, center=None):
     return jax.tree_util.tree_unflatten(treedef, new)
 
 
-def __getattr__(name):
-    if name == "classify":
-        warnings.warn("dynamics.analysis.fixed_points.classify is deprecated; use "
-                      "fixed_point_kind", DeprecationWarning, stacklevel=2)
-        return fixed_point_kind
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved(__name__, {"classify": (f"{__name__}.fixed_point_kind", fixed_point_kind)})

@@ -36,8 +36,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from dynamics.models.base import Model
-from dynamics.models.linear import psd_sqrt
+from dynamics.models.linear import LinearViews
 
 KINDS = ("iso", "euclidean")
 
@@ -54,7 +53,7 @@ def correlation_power(T, alpha):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class IsoLossLinear(Model):
+class IsoLossLinear(LinearViews):
     """Linear two-view model with the predictor ``(W W^T)^alpha`` and the Euclidean or IsoLoss.
 
     Attributes:
@@ -97,11 +96,6 @@ class IsoLossLinear(Model):
                                    alpha=lanes(self.alpha, 0))
 
     @property
-    def S(self):
-        """Second moment of one view, ``X + X'``."""
-        return self.X + self.Xp
-
-    @property
     def a(self):
         """``a = 1 + sigma2`` of the isotropic setting (the mean diagonal of ``X + X'``)."""
         return jnp.mean(jnp.diagonal(self.S, axis1=-2, axis2=-1), axis=-1)
@@ -118,30 +112,10 @@ class IsoLossLinear(Model):
 
     def loss(self, W, pred, tgt, batch):
         """Mean per-sample loss on ``batch = (x1, x2)``, arrays of shape (B, n1)."""
-        x1, x2 = batch
-        r = x1 @ self._online_map(W, tgt).T - x2 @ tgt.T
-        return 0.5 * jnp.mean(jnp.sum(r**2, axis=-1))
+        return self.sampled_view_loss(self._online_map(W, tgt), tgt, batch)
 
     def expected_loss(self, W, pred, tgt):
-        A = self._online_map(W, tgt)
-        S, X = self.S, self.X
-        return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * tgt) + 0.5 * jnp.sum((tgt @ S) * tgt)
-
-    def sample(self, key, batch_size: int, dtype=jnp.float64):
-        """Two views: ``x ~ N(0, X)``, ``x_i = x + N(0, X')``; each (B, n1)."""
-        n1 = self.X.shape[-1]
-        kx, k1, k2 = jax.random.split(key, 3)
-        LX, LXp = psd_sqrt(self.X.astype(dtype)), psd_sqrt(self.Xp.astype(dtype))
-        x = jax.random.normal(kx, (batch_size, n1), dtype) @ LX
-        x1 = x + jax.random.normal(k1, (batch_size, n1), dtype) @ LXp
-        x2 = x + jax.random.normal(k2, (batch_size, n1), dtype) @ LXp
-        return x1, x2
-
-    def encoder_norm(self, W):
-        return jnp.sqrt(jnp.sum(W**2, axis=(-2, -1)))
-
-    def singular_values(self, W):
-        return jnp.linalg.svd(W, compute_uv=False)
+        return self.view_loss(self._online_map(W, tgt), tgt)
 
     # --- closed forms (X = I, X' = sigma2 I, SimSiam with stop-gradient) -----------------
 

@@ -62,9 +62,61 @@ def psd_sqrt(m):
     return (v * jnp.sqrt(jnp.clip(w, 0.0))) @ v.T
 
 
+def sample_views(key, X, Xp, batch_size: int, dtype=jnp.float64):
+    """Two views of a minibatch: ``x ~ N(0, X)``, ``x_i = x + N(0, Xp)``; each (B, n1)."""
+    n1 = X.shape[-1]
+    kx, k1, k2 = jax.random.split(key, 3)
+    LX, LXp = psd_sqrt(X.astype(dtype)), psd_sqrt(Xp.astype(dtype))
+    x = jax.random.normal(kx, (batch_size, n1), dtype) @ LX
+    x1 = x + jax.random.normal(k1, (batch_size, n1), dtype) @ LXp
+    x2 = x + jax.random.normal(k2, (batch_size, n1), dtype) @ LXp
+    return x1, x2
+
+
+class LinearViews(Model):
+    """What every linear model on Gaussian views shares: data ``X``, augmentation ``Xp``.
+
+    Subclasses declare the fields ``X`` and ``Xp`` (n1 x n1) and build the map ``A`` the
+    online view goes through; the per-sample loss is ``1/2 || A x1 - T x2 ||^2`` with target
+    ``T``, its expectation :meth:`view_loss`.
+    """
+
+    @property
+    def n1(self) -> int:
+        return self.X.shape[-1]
+
+    @property
+    def S(self):
+        """Second moment of one view, ``X + X'``."""
+        return self.X + self.Xp
+
+    def view_loss(self, A, tgt):
+        """``E 1/2 || A x1 - T x2 ||^2 = 1/2 tr(A S A^T) - tr(A X T^T) + 1/2 tr(T S T^T)``."""
+        S, X = self.S, self.X
+        return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * tgt) + 0.5 * jnp.sum((tgt @ S) * tgt)
+
+    def sampled_view_loss(self, A, tgt, batch):
+        """The mean of ``1/2 || A x1 - T x2 ||^2`` over ``batch = (x1, x2)``, each (B, n1)."""
+        x1, x2 = batch
+        r = x1 @ A.T - x2 @ tgt.T
+        return 0.5 * jnp.mean(jnp.sum(r**2, axis=-1))
+
+    def sample(self, key, batch_size: int, dtype=jnp.float64):
+        """Two views of a minibatch: ``x ~ N(0, X)``, ``x_i = x + N(0, X')``; each (B, n1)."""
+        return sample_views(key, self.X, self.Xp, batch_size, dtype)
+
+    def encoder_norm(self, W):
+        """Frobenius norm of ``W``, used by the collapse criterion."""
+        return jnp.sqrt(jnp.sum(W**2, axis=(-2, -1)))
+
+    def singular_values(self, W):
+        """Singular values of ``W`` (descending), shape (..., min(n1, n2))."""
+        return jnp.linalg.svd(W, compute_uv=False)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LinearSiamese(Model):
+class LinearSiamese(LinearViews):
     """Linear two-view model with data correlation ``X`` and augmentation covariance ``Xp``.
 
     Attributes:
@@ -120,15 +172,6 @@ class LinearSiamese(Model):
             raise ValueError(f"sigma2 must be >= 0, got {sigma2}")
         eye = jnp.eye(n1)
         return cls(eye, sigma2 * eye, **kw)
-
-    @property
-    def n1(self) -> int:
-        return self.X.shape[-1]
-
-    @property
-    def S(self):
-        """Second moment of one view, ``X + X'``."""
-        return self.X + self.Xp
 
     @property
     def trains_predictor(self) -> bool:
@@ -195,35 +238,11 @@ class LinearSiamese(Model):
             B = x1.shape[0]
             moments = (x1.T @ x1 / B, x2.T @ x1 / B)
         Wp = self.predictor_matrix(W, pred, tgt, moments)
-        r = x1 @ (Wp @ W).T - x2 @ tgt.T
-        return 0.5 * jnp.mean(jnp.sum(r**2, axis=-1))
+        return self.sampled_view_loss(Wp @ W, tgt, batch)
 
     def expected_loss(self, W, pred, tgt):
         """Closed-form expectation of :meth:`loss` through ``X`` and ``X'``."""
-        Wp = self.predictor_matrix(W, pred, tgt)
-        S, X = self.S, self.X
-        A = Wp @ W
-        return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * tgt) + 0.5 * jnp.sum((tgt @ S) * tgt)
-
-    def sample(self, key, batch_size: int, dtype=jnp.float64):
-        """Two views of a minibatch: ``x ~ N(0, X)``, ``x_i = x + N(0, X')``; each (B, n1)."""
-        n1 = self.n1
-        kx, k1, k2 = jax.random.split(key, 3)
-        LX, LXp = psd_sqrt(self.X.astype(dtype)), psd_sqrt(self.Xp.astype(dtype))
-        x = jax.random.normal(kx, (batch_size, n1), dtype) @ LX
-        x1 = x + jax.random.normal(k1, (batch_size, n1), dtype) @ LXp
-        x2 = x + jax.random.normal(k2, (batch_size, n1), dtype) @ LXp
-        return x1, x2
-
-    # --- summaries ----------------------------------------------------------------------
-
-    def encoder_norm(self, W):
-        """Frobenius norm of ``W``, used by the collapse criterion."""
-        return jnp.sqrt(jnp.sum(W**2, axis=(-2, -1)))
-
-    def singular_values(self, W):
-        """Singular values of ``W`` (descending), shape (..., min(n1, n2))."""
-        return jnp.linalg.svd(W, compute_uv=False)
+        return self.view_loss(self.predictor_matrix(W, pred, tgt) @ W, tgt)
 
     # --- closed forms ---------------------------------------------------------------------
 

@@ -21,8 +21,7 @@ Status codes (``Status`` values, int8 per lane)::
 
 from __future__ import annotations
 
-import warnings
-
+from dynamics.compat import moved
 from dynamics.flow import FlowSystem
 from dynamics.solve import diffrax_flow, discrete, engine, lanes, policy
 from dynamics.solve.batch import SOLVE_METHODS, solve_batch
@@ -70,23 +69,16 @@ __all__ = [
     "stiff_lanes",
 ]
 
-# Old names, kept for this release: (new object, what to use instead).
+# Old names, kept for this release: (what to use instead, the object).
 _DEPRECATED = {
-    "solve_flow_batch": (
-        diffrax_flow.flow_batch, "dynamics.solve.solve_batch(..., integrator='diffrax')"),
-    "run_discrete_batch": (
-        discrete.discrete_batch,
-        "dynamics.solve.solve_batch(..., method='gd' or 'sgd', integrator='diffrax')"),
-    "_n_lanes": (lanes.n_lanes, "dynamics.solve.n_lanes"),
-    "_all_finite": (lanes.all_finite, "dynamics.solve.all_finite"),
-    "_GradientFlow": (FlowSystem, "dynamics.flow.FlowSystem"),
+    "solve_flow_batch": ("dynamics.solve.solve_batch(..., integrator='diffrax')",
+                         diffrax_flow.flow_batch),
+    "run_discrete_batch": ("dynamics.solve.solve_batch(..., method='gd' or 'sgd', "
+                           "integrator='diffrax')", discrete.discrete_batch),
+    "_n_lanes": ("dynamics.solve.n_lanes", lanes.n_lanes),
+    "_all_finite": ("dynamics.solve.all_finite", lanes.all_finite),
+    "_GradientFlow": ("dynamics.flow.FlowSystem", FlowSystem),
 }
 
 
-def __getattr__(name):
-    if name in _DEPRECATED:
-        obj, instead = _DEPRECATED[name]
-        warnings.warn(f"dynamics.solve.{name} is deprecated; use {instead}",
-                      DeprecationWarning, stacklevel=2)
-        return obj
-    raise AttributeError(f"module 'dynamics.solve' has no attribute {name!r}")
+__getattr__ = moved("dynamics.solve", _DEPRECATED)

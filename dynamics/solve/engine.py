@@ -129,20 +129,9 @@ def _register_unravel(template_lane):
 
 
 def flow_batch(
-    model,
-    variant: Variant,
-    hyper: Hyper,
-    y0: State,
-    *,
-    t1: float,
-    ts=None,
-    method: str = "auto",
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
-    max_steps: int = 100_000,
-    chunk_size: int | None = None,
-    slots: int | None = None,
-    stiff_eps: float = STIFF_EPS,
+    model, variant: Variant, hyper: Hyper, y0: State, *, t1: float, ts=None,
+    method: str = "auto", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
+    chunk_size: int | None = None, slots: int | None = None, stiff_eps: float = STIFF_EPS,
     devices: int | None = None,
 ) -> Solution:
     """Integrate the gradient flow for a batch of lanes on the engine.

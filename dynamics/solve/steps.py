@@ -13,6 +13,18 @@ import jax.numpy as jnp
 from dynamics.solve.tableaus import DP_A, DP_E, RO_A, RO_C, RO_GAMMA
 
 
+def _swap(rows, k, piv):
+    """Entries ``k`` and ``piv`` (per lane, ``piv >= k``) of the list ``rows`` exchanged."""
+    new = list(rows)
+    at_piv = rows[k]
+    for i in range(k + 1, len(rows)):
+        at_piv = jnp.where(piv == i, rows[i], at_piv)
+    for i in range(k + 1, len(rows)):
+        new[i] = jnp.where(piv == i, rows[k], rows[i])
+    new[k] = at_piv
+    return new
+
+
 def lu_factor(a):
     """LU with partial pivoting of a batch of small matrices ``a`` of shape (d, d, n).
 
@@ -26,14 +38,7 @@ def lu_factor(a):
         if k < d - 1:
             piv = jnp.argmax(jnp.stack([jnp.abs(rows[i][k]) for i in range(k, d)]), axis=0) + k
             perms.append(piv)
-            new_rows = list(rows)
-            pivrow = rows[k]
-            for i in range(k + 1, d):
-                pivrow = jnp.where(piv == i, rows[i], pivrow)
-            for i in range(k + 1, d):
-                new_rows[i] = jnp.where(piv == i, rows[k], rows[i])
-            new_rows[k] = pivrow
-            rows = new_rows
+            rows = _swap(rows, k, piv)
         inv = 1.0 / rows[k][k]
         for i in range(k + 1, d):
             m = rows[i][k] * inv
@@ -48,12 +53,7 @@ def lu_solve(lu, b):
     d = len(rows)
     x = [b[i] for i in range(d)]
     for k, piv in enumerate(perms):
-        xk = x[k]
-        for i in range(k + 1, d):
-            xk = jnp.where(piv == i, x[i], xk)
-        for i in range(k + 1, d):
-            x[i] = jnp.where(piv == i, x[k], x[i])
-        x[k] = xk
+        x = _swap(x, k, piv)
     for i in range(d):  # forward, unit lower
         for k in range(i):
             x[i] = x[i] - rows[i][k] * x[k]
