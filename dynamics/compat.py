@@ -20,3 +20,13 @@ def moved(module_name: str, table: dict):
         raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def duck_hook(obj, name: str):
+    """The optional hook ``name`` of a model that does not subclass
+    :class:`dynamics.models.Model` (the attribute, or ``None``), with a ``DeprecationWarning``:
+    such models keep working for this release with the old attribute lookup."""
+    warnings.warn(f"{type(obj).__name__} does not subclass dynamics.models.Model; its optional "
+                  f"hook {name!r} is looked up by attribute for this release only",
+                  DeprecationWarning, stacklevel=3)
+    return getattr(obj, name, None)

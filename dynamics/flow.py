@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from dynamics.compat import duck_hook
+from dynamics.models.base import Model
 from dynamics.types import VARIANTS, Hyper, State, Variant
 
 __all__ = [
@@ -91,7 +93,11 @@ def _predictor_drift(model, variant: Variant, state: State, batch):
     instead of following its gradient; the encoder still follows the loss. The interface's
     default returns ``None``: the predictor follows its gradient.
     """
-    return model.predictor_drift(state.enc, state.pred, _target(variant, state), batch)
+    args = (state.enc, state.pred, _target(variant, state), batch)
+    if isinstance(model, Model):
+        return model.predictor_drift(*args)
+    hook = duck_hook(model, "predictor_drift")
+    return None if hook is None else hook(*args)
 
 
 def vector_field(model, variant: Variant, hyper: Hyper, state: State) -> State:

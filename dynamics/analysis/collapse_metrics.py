@@ -11,6 +11,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dynamics.compat import duck_hook
+from dynamics.models.base import Model
+
 KINDS = ("matrix", "modes", "scalar")
 
 
@@ -37,7 +40,10 @@ def singular_values(enc, kind: str = "matrix"):
 def encoder_singular_values(model, enc):
     """Singular values of a model's encoder (:meth:`dynamics.models.Model.singular_values`;
     the interface's default treats every element as one scalar encoder)."""
-    return model.singular_values(enc)
+    if isinstance(model, Model):
+        return model.singular_values(enc)
+    hook = duck_hook(model, "singular_values")
+    return singular_values(enc, "scalar") if hook is None else hook(enc)
 
 
 def effective_rank(sv, eps: float = 1e-12):

@@ -9,12 +9,14 @@ Both integrators (diffrax's ``jit(vmap)`` and the engine) use these helpers.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dynamics.compat import duck_hook
 from dynamics.models.base import Model
 from dynamics.types import Hyper, LaneTree, State, broadcast_scalar_leaves
 
@@ -57,6 +59,10 @@ def broadcast_lanes(tree, n: int):
     """
     if isinstance(tree, (Model, Hyper)):
         return tree.lane_broadcast(n)
+    if dataclasses.is_dataclass(tree):  # a model written before the interface existed
+        hook = duck_hook(tree, "lane_broadcast")
+        if hook is not None:
+            return hook(n)
     return broadcast_scalar_leaves(tree, n)
 
 
