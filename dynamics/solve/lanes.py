@@ -112,6 +112,17 @@ class LaneSplit:
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
+def _shared_flags(tree, leaves, n: int):
+    """Which leaves :func:`broadcast_lanes` would broadcast (those gain a dimension)."""
+    default = isinstance(tree, Hyper) or (
+        isinstance(tree, Model) and type(tree).lane_broadcast is Model.lane_broadcast
+    )
+    if default:  # the rule of broadcast_scalar_leaves, read off without building arrays
+        return [np.ndim(x) == 0 for x in leaves]
+    wide = jax.tree_util.tree_leaves(broadcast_lanes(tree, n))
+    return [np.ndim(w) > np.ndim(x) for x, w in zip(leaves, wide)]
+
+
 def split_params(model, hyper, n: int):
     """Split ``(model, hyper)`` into per-lane leaves (lane axis 0) and leaves shared by all lanes.
 
@@ -125,9 +136,7 @@ def split_params(model, hyper, n: int):
     parts = []
     for tree in (model, hyper):
         leaves = jax.tree_util.tree_leaves(tree)
-        wide = jax.tree_util.tree_leaves(broadcast_lanes(tree, n))
-        shared = [np.ndim(w) > np.ndim(x) for x, w in zip(leaves, wide)]
-        for x, sh in zip(leaves, shared):
+        for x, sh in zip(leaves, _shared_flags(tree, leaves, n)):
             x = np.asarray(x)
             if not sh and (x.ndim == 0 or x.shape[0] != n):
                 raise ValueError(f"parameter leaf with shape {x.shape} does not have {n} lanes")
