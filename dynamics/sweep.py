@@ -27,6 +27,7 @@ from dynamics._cli import (
     number,
     write_results,
 )
+from dynamics.solve.policy import flow_solver
 
 DEFAULTS = dict(
     eps=[0.01],
@@ -121,13 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def solver_for(eps: float, choice: str, engine: str = "diffrax") -> str:
-    if choice != "auto":
-        return choice
-    if engine == "batched":
-        from dynamics.engine import STIFF_EPS
-
-        return "rodas4" if eps < STIFF_EPS else "dopri5"
-    return "tsit5" if eps >= 5e-3 else "kvaerno5"
+    """The flow method for one eps: the stiffness policy of :mod:`dynamics.solve.policy`."""
+    return flow_solver(eps, choice, "engine" if engine == "batched" else engine)
 
 
 def engine_for(args) -> str:
@@ -158,7 +154,7 @@ def run_sweep(args, progress=None):
     from dynamics.classify import Criterion, classify_batch
     from dynamics.flow import VARIANTS, Hyper, State
     from dynamics.models import ScalarSiamese
-    from dynamics.solve import STATUS_NAMES, run_discrete_batch, solve_flow_batch
+    from dynamics.solve import STATUS_NAMES, solve_batch
 
     n_th = args.n
     n_ph = args.n_phi or args.n
@@ -185,7 +181,7 @@ def run_sweep(args, progress=None):
     if args.chunk is not None:
         chunk = min(args.chunk, n_inner)
     elif engine == "batched" and set(args.method) == {"flow"}:
-        from dynamics.engine import CHUNK_SIZE
+        from dynamics.solve import CHUNK_SIZE
 
         chunk = min(CHUNK_SIZE, n_inner)
     else:
@@ -217,17 +213,16 @@ def run_sweep(args, progress=None):
                     th0 = jnp.asarray(th0)
                     y0 = State(th0, jnp.asarray(ph0), th0 if variant.has_target else None)
                     if method == "flow" and engine == "batched":
-                        from dynamics.engine import solve_flow_batch as engine_solve
-
-                        sol = engine_solve(
-                            model, variant, hyper, y0, t1=float(args.t1), method=solver,
+                        sol = solve_batch(
+                            model, variant, hyper, y0, t1=float(args.t1), solver=solver,
                             rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
                             chunk_size=chunk,
                         )
                     elif method == "flow":
-                        sol = solve_flow_batch(
-                            model, variant, hyper, y0, t1=float(args.t1), solver=solver,
-                            rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
+                        sol = solve_batch(
+                            model, variant, hyper, y0, integrator="diffrax", t1=float(args.t1),
+                            solver=solver, rtol=args.rtol, atol=args.atol,
+                            max_steps=args.max_steps,
                         )
                     else:
                         keys = None
@@ -237,9 +232,10 @@ def run_sweep(args, progress=None):
                             gidx = block_id * n_inner + jnp.asarray(idx)
                             keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(gidx)
                             batch = args.batch
-                        sol = run_discrete_batch(
-                            model, variant, hyper, y0, jnp.full_like(eta, args.lr), keys,
-                            n_steps=n_steps, batch_size=batch,
+                        sol = solve_batch(
+                            model, variant, hyper, y0, method=method, integrator="diffrax",
+                            lr=jnp.full_like(eta, args.lr), keys=keys, n_steps=n_steps,
+                            batch_size=batch,
                         )
                     y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
                     cls = classify_batch(model, variant, hyper, y, sol.status, crit)
@@ -349,7 +345,7 @@ def main(argv=None) -> int:
         return sweep_linear.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    from dynamics.engine import split_cpu_cores
+    from dynamics.runtime import split_cpu_cores
 
     try:
         split_cpu_cores()  # before any JAX computation: one device per core for the engine
@@ -370,7 +366,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     if not args.no_compile_cache:
-        from dynamics.engine import enable_compilation_cache
+        from dynamics.runtime import enable_compilation_cache
 
         enable_compilation_cache()
 

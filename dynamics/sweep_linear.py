@@ -163,7 +163,7 @@ def run_sweep(args):
     from dynamics.analysis.collapse_metrics import collapse_summary, encoder_singular_values
     from dynamics.flow import VARIANTS, Hyper, State
     from dynamics.models import LinearSiamese, PerModeSiamese
-    from dynamics.solve import STATUS_NAMES, run_discrete_batch, solve_flow_batch
+    from dynamics.solve import STATUS_NAMES, solve_batch
 
     n1 = args.n1
     n2 = n1 if args.model == "permode" else (args.n2 or n1)
@@ -232,9 +232,10 @@ def run_sweep(args):
                     hyper = Hyper.from_convention(args.convention, eta, eps, beta)
                     y0 = jax.tree_util.tree_map(lambda x: x[ii], inits)
                     if method == "flow":
-                        sol = solve_flow_batch(
-                            model, variant, hyper, y0, t1=float(args.t1), solver=solver,
-                            rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
+                        sol = solve_batch(
+                            model, variant, hyper, y0, integrator="diffrax", t1=float(args.t1),
+                            solver=solver, rtol=args.rtol, atol=args.atol,
+                            max_steps=args.max_steps,
                         )
                     else:
                         keys, batch = None, None
@@ -243,9 +244,10 @@ def run_sweep(args):
                             keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(
                                 block_id * n_inner + jnp.asarray(idx))
                             batch = args.batch
-                        sol = run_discrete_batch(
-                            model, variant, hyper, y0, jnp.full_like(eta, args.lr), keys,
-                            n_steps=n_steps, batch_size=batch,
+                        sol = solve_batch(
+                            model, variant, hyper, y0, method=method, integrator="diffrax",
+                            lr=jnp.full_like(eta, args.lr), keys=keys, n_steps=n_steps,
+                            batch_size=batch,
                         )
                     y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
                     sv = jax.vmap(encoder_singular_values)(model, y.enc)
