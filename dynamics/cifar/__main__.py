@@ -27,7 +27,7 @@ from dynamics.cifar.config import METHODS, PREDICTORS, Config
 RUN_PATTERNS = ("config.json", "metrics.json", "metrics.csv", "checkpoint.msgpack",
                 "checkpoint.json", "curves.png")
 EXTRA = 'the cifar extra (flax, optax): pip install -e ".[cifar]"'
-FIGURE_FORMATS = ("png", "pdf", "svg")
+FIGURE_FORMATS = ("png",)
 
 
 def _unit(kind):
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--compare", type=Path, nargs="+", metavar="RUN_DIR",
                    help="instead of training: plot loss, std and kNN of finished runs to --out "
-                        "(a .png/.pdf/.svg file, or a folder for compare.png; default compare.png)")
+                        "(a .png file, or a folder for compare.png; default compare.png)")
     return p
 
 
@@ -173,6 +173,8 @@ def _main(parser, a, guard) -> int:
         check_memory(estimate_memory(cfg), f"--width {cfg.width:g} with --batch-size {cfg.batch_size}")
     except ValueError as e:
         parser.error(str(e))
+    if not Path(a.data_dir).is_dir():
+        parser.error(f"--data-dir {a.data_dir} does not exist or is not a folder")
     if a.resume and a.overwrite:
         parser.error("--resume continues the run in --out; --overwrite replaces it: give one")
     out = Path(a.out) if a.out is not None else Path("runs") / cfg.method
