@@ -87,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
             "(theta0, phi0) and any lists of hyperparameters; classify every lane as "
             "collapsed / non-collapsed / undecided; write OUT/sweep.nc and a basin map per variant."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", choices=("scalar", "linear", "permode"), default="scalar",
                    help="linear / permode: the matrix model or its per-mode reduction, an "
@@ -323,7 +322,7 @@ def run_sweep(args, progress=None, plan=None):
                             batched, model, variant, hyper, y0, args.lr, keys,
                             n_steps=plan["steps"][method], batch=args.batch if keys is not None else None,
                             window=SGD_WINDOW if method == "sgd" else 0,
-                            progress=None if progress is None else (lambda f, m=m: progress.update(m * f)),
+                            progress=None if progress is None else _lane_progress(progress, m),
                         )
                         if method == "sgd":
                             cls = classify_window_batch(model, variant, hyper, window, st, wcrit)
@@ -424,6 +423,19 @@ def run_sweep(args, progress=None, plan=None):
     return ds
 
 
+def _lane_progress(bar, lanes):
+    """A ``progress(done_steps, n_steps)`` callback that moves ``bar`` by whole lanes: ``lanes``
+    in all once ``done_steps == n_steps``."""
+    shown = [0]
+
+    def update(done, total):
+        now = lanes * done // total
+        bar.update(now - shown[0])
+        shown[0] = now
+
+    return update
+
+
 def _run_segments(batched, model, variant, hyper, y0, lr, keys, *, n_steps, batch, window,
                   progress=None):
     """A gd (``keys`` None) or sgd run of ``n_steps`` as :func:`segments`; segment ``s`` of lane
@@ -450,7 +462,7 @@ def _run_segments(batched, model, variant, hyper, y0, lr, keys, *, n_steps, batc
         if window and s >= count - window:
             ends.append(y)
         if progress is not None:
-            progress(steps / n_steps)
+            progress(first + s * length, n_steps)
     status = np.where(bad, STATUS_NONFINITE, STATUS_OK).astype(np.int8)
     win = None
     if window:

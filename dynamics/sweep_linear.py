@@ -84,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
             "collapsed modes and the effective rank; write OUT/sweep_<model>.nc and an eta x eps "
             "phase diagram per variant."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", choices=("scalar",) + MODELS, default="linear",
                    help="scalar runs the basin sweep of dynamics.sweep")
