@@ -241,7 +241,8 @@ def add_integration_arguments(parser, defaults, *, convention_help, t1_help=None
                    help="relative tolerance of the adaptive solver")
     g.add_argument("--atol", type=number("atol", positive=True), default=defaults["atol"],
                    help="absolute tolerance of the adaptive solver")
-    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True),
+    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True,
+                                              maximum=MAX_DISCRETE_STEPS),
                    default=defaults["max_steps"],
                    help="solver step cap per lane (then status max_steps)")
     return g

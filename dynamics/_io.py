@@ -80,8 +80,17 @@ def save_figure(fig, path, **kwargs):
         fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
 
 
+INT32 = (-(2**31), 2**31 - 1)
+
+
 def save_dataset(ds, path):
-    """Write an xarray Dataset to netCDF atomically."""
+    """Write an xarray Dataset to netCDF atomically. NetCDF3 has no 64-bit integers: an integer
+    attribute outside the int32 range (a large seed) is written as its decimal text."""
+    big = {k: str(int(v)) for k, v in ds.attrs.items()
+           if isinstance(v, int) and not isinstance(v, bool) and not INT32[0] <= v <= INT32[1]}
+    if big:
+        ds = ds.copy()
+        ds.attrs.update(big)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="scipy")
 

@@ -194,3 +194,22 @@ def test_linear_sweep_shows_progress():
 
     ds = sweep_linear.run_sweep(args, progress=Recorder())
     assert len(seen) >= sweep_linear.PROGRESS_CHUNKS and sum(seen) == ds["status"].size
+
+
+def test_largest_seed_and_step_cap_run_and_are_recorded(tmp_path, capsys):
+    """NetCDF3 has no 64-bit integers: the largest seed used to fail at the very end, after the
+    work, with a traceback from the writer."""
+    import xarray as xr
+
+    big = str(2**63 - 1)
+    code, _, err = run(sweep.main, ["--n", "2", "--method", "sgd", "--t1", "0.5", "--variant", "simsiam",
+                                    "--seed", big, "--max-steps", str(2**31 - 1), "--no-plot",
+                                    "--quiet", "--no-compile-cache", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    assert xr.open_dataset(tmp_path / "a" / "sweep.nc").attrs["seed"] == big
+    code, _, err = run(sweep.main, ["--model", "permode", "--n1", "2", "--n-init", "1", "--t1", "0.5",
+                                    "--seed", big, "--no-plot", "--quiet", "--out", str(tmp_path / "b")],
+                       capsys)
+    assert code == 0, err
+    code, _, err = run(sweep.main, ["--max-steps", "1e18", "--out", str(tmp_path / "c")], capsys)
+    assert code == 2 and "max-steps must be <= 2147483647" in err[0]
