@@ -93,10 +93,10 @@ def _sweep_basins(quick):
     args = build_parser().parse_args(argv + ["--quiet"])
     ds = run_sweep(args)
     fig = plot.basin_map(ds, "simsiam", suptitle=(
-        f"collapse basins, scalar simsiam, {args.convention} convention, t1={args.t1:g}"))
+        f"collapse basins, scalar simsiam, {args.convention} convention, t1={ds.attrs['t1']:g}"))
     params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
                   eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
-                  n=args.n, t1=args.t1)
+                  n=args.n, t1=ds.attrs["t1"])
     return fig, params
 
 
