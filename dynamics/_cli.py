@@ -288,8 +288,8 @@ def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary:
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
     except OSError as e:
         reason = e.strerror or str(e)
-        where = ("the set there may be incomplete (no manifest)" if rs.staging is None
-                 or rs.committed else f"nothing was written; {rs.folder} is as it was before the run")
+        where = ("the set there may be incomplete (its manifest is missing)" if rs.committing
+                 else f"nothing was written; {rs.folder} is as it was before the run")
         rs.close()
         raise CliExit(1, f"error: could not write the results to {rs.folder}: {reason}; {where}") from None
     if not quiet:

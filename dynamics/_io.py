@@ -164,6 +164,7 @@ class ResultSet:
         self._lock_fd: int | None = None
         self.previous: list[str] = []
         self.committed = False
+        self.committing = False
 
     # -- opening
     def __enter__(self):
@@ -270,6 +271,7 @@ class ResultSet:
             if not self.path(n).is_file():
                 raise FileNotFoundError(f"{n} was not written before the commit")
         with deferred_signals():
+            self.committing = True
             with contextlib.suppress(FileNotFoundError):
                 self.manifest.unlink()  # from here until the new manifest the set is incomplete
             for old in self.previous:

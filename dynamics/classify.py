@@ -5,8 +5,7 @@ Rule (applied per lane to the final state ``y_T`` of a run):
 1. *converged*: the run finished (status ``ok``) and the gradient residual is small there:
    ``max |g(y_T)| <= ftol`` where ``g`` is the vector field with ``eps = 1`` (the loss gradient
    plus decay of every group; dividing the predictor's by a tiny ``eps`` would turn round-off
-   into a residual). For SGD, whose iterates keep fluctuating with a standard
-   deviation of order ``sqrt(lr / B)``, use a correspondingly looser ``ftol``.
+   into a residual). This rule is for flows and GD; SGD lanes use :func:`classify_window`.
 2. *decided*: converged, and the point is not a saddle — either the representation has
    collapsed (rule 3) or every eigenvalue of the autodiff Jacobian at ``y_T`` has real part
    ``<= jtol``. A lane parked on the stable manifold of a saddle (the basin boundary) stays

@@ -3,8 +3,10 @@
 A sweep is the Cartesian product of its axes: a grid of initial conditions ``(theta0, phi0)``
 crossed with every value given for ``--eps``, ``--eta``, ``--sigma2``, ``--beta``, every
 ``--variant`` and every ``--method``. Each lane is integrated to ``--t1`` and classified by the
-rule in :mod:`dynamics.classify`. Results go to ``OUT/sweep.nc`` (an xarray Dataset, one
-coordinate per axis, named after its symbol) and ``OUT/basins_<variant>.png``.
+rule in :mod:`dynamics.classify` (SGD lanes by the statistics of their trailing window).
+Results go to ``OUT/sweep.nc`` (an xarray Dataset, one coordinate per axis, named after its
+symbol) and ``OUT/basins_<variant>.png``, through a :class:`dynamics._io.ResultSet`: the folder
+is checked and locked before any work and the files appear together or not at all.
 """
 
 from __future__ import annotations
@@ -504,7 +506,7 @@ def basin_title(ds, variant: str) -> str:
             how.append(f"SGD, minibatch {ds.attrs['batch']}, lr {ds.attrs['lr']:g}, to t1={t1:g}, "
                        f"seed {ds.attrs['seed']}")
     return (f"collapse basins, scalar {variant}, {ds.attrs['convention']} convention\n"
-            + "; ".join(how))
+            + "\n".join(how))
 
 
 def _matrix_model(argv) -> bool:
