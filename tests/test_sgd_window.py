@@ -97,7 +97,7 @@ def sgd_sweep():
 
 def test_sgd_labels_match_the_expected_flow_and_few_are_undecided(sgd_sweep):
     """Every decided SGD lane gets the label of an independent solve of the expected flow
-    (THEORY.md 2, weight decay in the loss) by scipy's LSODA from the same start, except near
+    (docs/theory.md section 2, weight decay in the loss) by scipy's LSODA from the same start, except near
     the basin boundary: starts whose flow label changes when theta0 moves by +-0.05 (the SGD
     iterates fluctuate by about 0.007, and near the saddle SGD picks a side at random) are
     skipped. Before the window rule, 45 % of the default grid's SimSiam lanes were undecided;
