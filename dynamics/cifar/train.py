@@ -37,7 +37,7 @@ import optax
 
 from dynamics._io import atomic_write_bytes, atomic_write_text
 from dynamics.cifar.augment import eval_view, two_views
-from dynamics.cifar.config import METHODS, PREDICTORS, Config
+from dynamics.cifar.config import METHODS, PREDICTORS, Config  # noqa: F401  (re-exported)
 from dynamics.cifar.model import SiameseNet, widths
 from dynamics.cifar.monitors import (
     directpred_matrix,
