@@ -383,3 +383,30 @@ def test_alignment_and_directpred_closed_forms():
     wp = np.asarray(directpred_matrix(jnp.asarray(f, jnp.float32), 0.1))
     expect = (u * (np.sqrt(np.linspace(0.1, 2.0, 16) / 2.0) + 0.1)) @ u.T
     np.testing.assert_allclose(wp, expect, atol=1e-5)
+
+
+def test_cli_full_disk_removes_the_new_run(tmp_path, capsys, monkeypatch):
+    """The disk fills up while the first checkpoint is written: one line, exit 1, and neither
+    the run's files nor a temporary are left in the folder."""
+    import errno
+
+    import dynamics._io as io
+    import dynamics.cifar.train as train_mod
+
+    def full(path, data):
+        with io.atomic_path(path) as tmp:
+            tmp.write_bytes(data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(train_mod, "atomic_write_bytes", full)
+    folder, _, _ = write_tiny_cifar(tmp_path / "data")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:  # not reached: the CLI returns
+        raise SystemExit(cli_main(["--data-dir", str(folder), "--epochs", "12", "--width", "0.0625",
+                                   "--batch-size", "16", "--lr", "2.0", "--knn-k", "10", "--knn-every",
+                                   "100", "--blocks", "1", "1", "1", "1", "--no-progress",
+                                   "--out", str(out)]))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 1 and len(err) == 1, err
+    assert "No space left on device" in err[0] and "removed this run's files" in err[0]
+    assert [n for n in os.listdir(out) if not n.startswith(".dynamics")] == []

@@ -9,7 +9,7 @@ import xarray as xr
 from oracles import p_pm, scalar_field
 from scipy.integrate import solve_ivp
 
-from dynamics.sweep import DEFAULTS
+from dynamics.sweep import DEFAULTS, T1_DEFAULT
 
 
 def _run(*args, cwd=None):
@@ -56,7 +56,7 @@ def test_labels_match_independent_solve_of_the_theory(default_sweep):
     a = 1 + sigma2
     pp = p_pm(a, eta)[0]
     theta_star = np.sqrt(eta * pp / (1 - a * pp))
-    t1 = DEFAULTS["t1"]
+    t1 = T1_DEFAULT["flow"]
 
     def rhs(t, z):
         return scalar_field(z[0], z[1], None, sigma2=sigma2, eps=eps, eta_theta=eta, eta_phi=eta,

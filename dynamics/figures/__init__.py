@@ -77,7 +77,7 @@ def _sweep_basins(quick):
     (eta,), (sigma2,) = args.eta, args.sigma2
     fig = plot.basin_map(ds, "simsiam", suptitle=(
         f"collapse basins, scalar SimSiam with stop-gradient, eta = {eta:g}, "
-        f"sigma2 = {sigma2:g}, {args.convention} convention, t1 = {args.t1:g}\nblack: basin "
+        f"sigma2 = {sigma2:g}, {args.convention} convention, t1 = {ds.attrs['t1']:g}\nblack: basin "
         "boundary from theory (stable manifolds of the saddles)"))
     model, v = ScalarSiamese(sigma2=sigma2), VARIANTS["simsiam"]
     th, ph = ds["theta0"].values, ds["phi0"].values
@@ -100,7 +100,7 @@ def _sweep_basins(quick):
         plot.dedup_legend(ax, loc="upper left", fontsize=6)
     params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
                   eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
-                  n=args.n, t1=args.t1, overlay="stable manifolds of the saddles (theory)",
+                  n=args.n, t1=ds.attrs["t1"], overlay="stable manifolds of the saddles (theory)",
                   paper="none: the default sweep of this project")
     return fig, params
 
@@ -276,6 +276,10 @@ def _save_manifest(path: Path, manifest: dict):
 
 
 from dynamics._cli import OneLineParser as _Parser  # noqa: E402
+from dynamics._cli import number as _number  # noqa: E402
+
+#: the largest --dpi: a figure 17 inches wide is then 20400 pixels across
+MAX_DPI = 1200
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.add_argument("--quick", action="store_true", help="small settings (for tests)")
     p.add_argument("--out", default="figures", help="output directory")
-    p.add_argument("--dpi", type=int, default=130, help="PNG resolution")
+    p.add_argument("--dpi", type=_number("dpi", positive=True, integer=True, maximum=MAX_DPI),
+                   default=130, help="PNG resolution")
     return p
 
 
