@@ -44,7 +44,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import dynamics  # noqa: E402,F401  (float64)
-from dynamics import engine, solve  # noqa: E402
+from dynamics import runtime, solve  # noqa: E402
+from dynamics.solve import diffrax_flow, discrete, engine  # noqa: E402
 from dynamics.flow import VARIANTS, Hyper, State, gd_step, vector_field  # noqa: E402
 from dynamics.models import ScalarSiamese  # noqa: E402
 
@@ -111,9 +112,9 @@ class Method:
 
 def _diffrax(case, solver):
     def run(rtol):
-        sol = solve.solve_flow_batch(case["model"], case["variant"], case["hyper"], case["y0"],
-                                     t1=case["t1"], solver=solver, rtol=rtol, atol=rtol * 1e-3,
-                                     max_steps=1_000_000)
+        sol = diffrax_flow.flow_batch(case["model"], case["variant"], case["hyper"], case["y0"],
+                                      t1=case["t1"], solver=solver, rtol=rtol, atol=rtol * 1e-3,
+                                      max_steps=1_000_000)
         jax.block_until_ready(sol.ys)
         return _flat(sol.ys)
 
@@ -122,8 +123,8 @@ def _diffrax(case, solver):
 
 def _engine(case):
     def run(rtol):
-        sol = engine.solve_flow_batch(case["model"], case["variant"], case["hyper"], case["y0"],
-                                      t1=case["t1"], rtol=rtol, atol=rtol * 1e-3)
+        sol = engine.flow_batch(case["model"], case["variant"], case["hyper"], case["y0"],
+                                t1=case["t1"], rtol=rtol, atol=rtol * 1e-3)
         return _flat(sol.ys)
 
     return Method("engine (auto)", run, np.arange(case["n"]))
@@ -215,9 +216,9 @@ def _flow_methods(case, scipy_lanes, linear=False):
 
 def _reference(case):
     solve.SOLVERS.setdefault("dopri8", __import__("diffrax").Dopri8)
-    sol = solve.solve_flow_batch(case["model"], case["variant"], case["hyper"], case["y0"],
-                                 t1=case["t1"], solver="dopri8", rtol=1e-12, atol=1e-14,
-                                 max_steps=2_000_000)
+    sol = diffrax_flow.flow_batch(case["model"], case["variant"], case["hyper"], case["y0"],
+                                  t1=case["t1"], solver="dopri8", rtol=1e-12, atol=1e-14,
+                                  max_steps=2_000_000)
     assert np.all(np.asarray(sol.status) == 0), "reference solve failed"
     return _flat(sol.ys)
 
@@ -232,14 +233,14 @@ def _sgd_case(n, scipy_lanes, n_steps=1000, batch=16, lr=0.01):
     lanes = np.arange(n)
 
     def vmapped(_):
-        sol = solve.run_discrete_batch(model, variant, hyper, y0, lr, keys, n_steps=n_steps,
-                                       batch_size=batch)
+        sol = discrete.discrete_batch(model, variant, hyper, y0, lr, keys, n_steps=n_steps,
+                                      batch_size=batch)
         jax.block_until_ready(sol.ys)
         return _flat(sol.ys)
 
     def ours(_):
-        return _flat(engine.run_discrete_batch(model, variant, hyper, y0, lr, keys,
-                                               n_steps=n_steps, batch_size=batch).ys)
+        return _flat(engine.discrete_batch(model, variant, hyper, y0, lr, keys,
+                                           n_steps=n_steps, batch_size=batch).ys)
 
     step = jax.jit(lambda y, key, k: gd_step(model, variant, hyper, y, lr,
                                              model.sample(jax.random.fold_in(key, k), batch)))
@@ -255,7 +256,8 @@ def _sgd_case(n, scipy_lanes, n_steps=1000, batch=16, lr=0.01):
         return np.array(out)
 
     desc = (f"discrete SGD, scalar SimSiam, minibatch {batch} of sampled views, lr={lr}, "
-            f"{n_steps} steps, eps=0.5, eta=0.05; reference: the vmapped solve.run_discrete_batch "
+            f"{n_steps} steps, eps=0.5, eta=0.05; reference: the vmapped "
+            "dynamics.solve.discrete.discrete_batch "
             "(same random stream, so errors are 0 when the streams agree)")
     ms = [Method("python loop of jit(gd_step)", loop, sub, (None,)),
           Method("vmap(run_discrete) scan", vmapped, lanes, (None,)),
@@ -371,7 +373,7 @@ def main(argv=None):
                    help="JAX CPU devices (default: one per core; the engine runs one loop per "
                         "device, the other methods use one device as jit(vmap) does)")
     args = p.parse_args(argv)
-    engine.split_cpu_cores(args.cpu_devices)
+    runtime.split_cpu_cores(args.cpu_devices)
     if args.quick:
         args.lanes, args.scipy_lanes, args.repeats = 1024, 16, 1
     for name in ("lanes", "scipy_lanes", "repeats"):

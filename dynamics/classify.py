@@ -5,8 +5,7 @@ Rule (applied per lane to the final state ``y_T`` of a run):
 1. *converged*: the run finished (status ``ok``) and the gradient residual is small there:
    ``max |g(y_T)| <= ftol`` where ``g`` is the vector field with ``eps = 1`` (the loss gradient
    plus decay of every group; dividing the predictor's by a tiny ``eps`` would turn round-off
-   into a residual). For SGD, whose iterates keep fluctuating with a standard
-   deviation of order ``sqrt(lr / B)``, use a correspondingly looser ``ftol``.
+   into a residual). This rule is for flows and GD; SGD lanes use :func:`classify_window`.
 2. *decided*: converged, and the point is not a saddle — either the representation has
    collapsed (rule 3) or every eigenvalue of the autodiff Jacobian at ``y_T`` has real part
    ``<= jtol``. A lane parked on the stable manifold of a saddle (the basin boundary) stays
@@ -16,6 +15,24 @@ Rule (applied per lane to the final state ``y_T`` of a run):
 
 ``outcome`` combines them (``OUTCOME_NAMES``): 0 non-collapsed, 1 collapsed, 2 undecided
 (including runs that hit ``max_steps``), 3 failed (a non-finite number appeared).
+
+SGD iterates never come to rest: they fluctuate about a fixed point (and are biased away from
+it by O(lr)), so no gradient tolerance can be met there. :func:`classify_window` judges an SGD
+lane by the statistics of its last snapshots instead (the *trailing window*, states
+``y_1 .. y_W`` at equally spaced steps; ``n_k = encoder_norm`` of each):
+
+1. *collapsed*: the window mean of ``n_k`` is ``<= collapse_tol``. The collapsed state is
+   absorbing (every encoder gradient is proportional to the encoder), so a collapsed lane's
+   norm decays geometrically and stays below the threshold.
+2. *non-collapsed* (decided): the lane is stationary, its fluctuations stay clear of the
+   threshold, and it fluctuates about a stable point rather than a saddle:
+   - stationary: a least-squares line through ``n_k`` changes by at most
+     ``drift_rtol`` (relative to the window mean) across the window;
+   - noise-aware margin: ``mean(n) - z * std(n) > collapse_tol``;
+   - no saddle: every eigenvalue of the expected-loss Jacobian at the window-averaged state
+     has real part ``<= jtol`` (lanes that linger near the saddle on the basin boundary stay
+     undecided).
+3. anything else is undecided; a non-finite number anywhere makes the lane failed.
 """
 
 from __future__ import annotations
@@ -79,10 +96,77 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
 @functools.partial(jax.jit, static_argnames=("variant", "criterion"))
 def classify_batch(model, variant, hyper, y, status, criterion: Criterion = Criterion()):
     """:func:`classify` vmapped over a leading lane axis (scalar model/hyper leaves shared)."""
-    from dynamics.solve import _n_lanes, broadcast_lanes
+    from dynamics.solve import broadcast_lanes, n_lanes
 
-    n = _n_lanes(y)
+    n = n_lanes(y)
     model, hyper = broadcast_lanes(model, n), broadcast_lanes(hyper, n)
     return jax.vmap(lambda m, h, yy, s: classify(m, variant, h, yy, s, criterion))(
         model, hyper, y, status
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowCriterion:
+    """Tolerances of the trailing-window rule for SGD (see module docstring)."""
+
+    collapse_tol: float = 1e-3
+    drift_rtol: float = 0.1
+    z: float = 3.0
+    jtol: float = 1e-9
+
+
+def classify_window(model, variant, hyper, ys, status, criterion: WindowCriterion = WindowCriterion()):
+    """Classify one noisy lane from its trailing window ``ys`` (a ``State`` whose leaves have a
+    leading axis of ``W >= 2`` snapshots at equally spaced steps). Returns the keys of
+    :func:`classify` plus ``enc_mean``, ``enc_std`` (of the encoder norm over the window) and
+    ``drift`` (relative change of its fitted line across the window); ``fnorm`` and
+    ``lam_max`` are taken at the window-averaged state."""
+    flat = jax.vmap(lambda y: ravel_pytree(y)[0])(ys)
+    finite = jnp.all(jnp.isfinite(flat))
+    ys = jax.tree_util.tree_map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), ys)
+    norms = jax.vmap(lambda e: jnp.max(jnp.atleast_1d(model.encoder_norm(e))))(ys.enc)
+    w = norms.shape[0]
+    k = jnp.arange(w) - (w - 1) / 2.0
+    mean = jnp.mean(norms)
+    std = jnp.std(norms)
+    slope = jnp.sum(k * norms) / jnp.sum(k * k)
+    drift = jnp.abs(slope) * (w - 1) / jnp.where(mean > 0, mean, 1.0)
+    y_avg = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), ys)
+    unit = dataclasses.replace(hyper, eps=jnp.ones_like(jnp.asarray(hyper.eps)))
+    fnorm = jnp.max(jnp.abs(ravel_pytree(vector_field(model, variant, unit, y_avg))[0]))
+    lam_max = jnp.max(jnp.linalg.eigvals(jacobian_matrix(model, variant, hyper, y_avg)).real)
+    ok = (status == STATUS_OK) & finite
+    collapsed = ok & (mean <= criterion.collapse_tol)
+    stationary = drift <= criterion.drift_rtol
+    clear = mean - criterion.z * std > criterion.collapse_tol
+    alive = ok & ~collapsed & stationary & clear & (lam_max <= criterion.jtol)
+    decided = collapsed | alive
+    failed = (status == STATUS_NONFINITE) | ~finite
+    outcome = jnp.where(
+        failed, 3, jnp.where(~decided, 2, jnp.where(collapsed, 1, 0))
+    ).astype(jnp.int8)
+    return dict(
+        converged=ok & (collapsed | stationary),
+        decided=decided,
+        collapsed=collapsed,
+        outcome=outcome,
+        fnorm=jnp.where(finite, fnorm, jnp.inf),
+        lam_max=jnp.where(finite, lam_max, jnp.nan),
+        enc_norm=jnp.where(finite, norms[-1], jnp.inf),
+        enc_mean=jnp.where(finite, mean, jnp.inf),
+        enc_std=jnp.where(finite, std, jnp.nan),
+        drift=jnp.where(finite, drift, jnp.nan),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "criterion"))
+def classify_window_batch(model, variant, hyper, ys, status,
+                          criterion: WindowCriterion = WindowCriterion()):
+    """:func:`classify_window` vmapped over a leading lane axis (``ys`` leaves: (lanes, W, ...))."""
+    from dynamics.solve import broadcast_lanes, n_lanes
+
+    n = n_lanes(ys)
+    model, hyper = broadcast_lanes(model, n), broadcast_lanes(hyper, n)
+    return jax.vmap(lambda m, h, yy, s: classify_window(m, variant, h, yy, s, criterion))(
+        model, hyper, ys, status
     )

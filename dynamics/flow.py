@@ -22,105 +22,33 @@ The slow-fast convention with weight decay inside the loss is ``Hyper.loss_decay
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from dynamics.compat import duck_hook
+from dynamics.models.base import Model
+from dynamics.types import VARIANTS, Hyper, State, Variant
 
-class State(NamedTuple):
-    """Parameters of a two-view model: encoder, predictor and (BYOL only) target.
-
-    ``tgt`` is ``None`` for SimSiam, whose target is the encoder itself.
-    """
-
-    enc: Any
-    pred: Any
-    tgt: Any = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """Which target the loss compares against, and whether the gradient stops there.
-
-    Attributes:
-        target: ``"simsiam"`` (the target is the encoder itself) or ``"byol"`` (an EMA target).
-        stop_grad: ``True`` holds the target constant when differentiating (the methods as
-            published). ``False`` lets the gradient flow through the target branch: for SimSiam
-            into the encoder, for BYOL into the target parameters (which also keep their EMA
-            drift).
-    """
-
-    target: str = "simsiam"
-    stop_grad: bool = True
-
-    def __post_init__(self):
-        if self.target not in ("simsiam", "byol"):
-            raise ValueError(f"unknown target {self.target!r}: expected 'simsiam' or 'byol'")
-
-    @property
-    def name(self) -> str:
-        return self.target + ("" if self.stop_grad else "-nosg")
-
-    @property
-    def has_target(self) -> bool:
-        return self.target == "byol"
-
-    @classmethod
-    def from_name(cls, name: str) -> "Variant":
-        if name not in VARIANTS:
-            raise ValueError(f"unknown variant {name!r}: expected one of {', '.join(VARIANTS)}")
-        return VARIANTS[name]
-
-
-VARIANTS = {
-    v.name: v
-    for v in (
-        Variant("simsiam", True),
-        Variant("simsiam", False),
-        Variant("byol", True),
-        Variant("byol", False),
-    )
-}
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Hyper:
-    """Time scales and decays of the dynamics; every field is a pytree leaf (vmappable).
-
-    Attributes:
-        eps: predictor time scale (> 0); the predictor moves ``1/eps`` times faster.
-        eta_theta: weight decay of the encoder.
-        eta_phi: weight decay of the predictor (as it enters ``eps * dpred/dt``).
-        beta: EMA rate of the BYOL target, ``d tgt/dt = beta (enc - tgt)``. Unused by SimSiam.
-    """
-
-    eps: Any = 1.0
-    eta_theta: Any = 0.0
-    eta_phi: Any = 0.0
-    beta: Any = 1.0
-
-    @classmethod
-    def tian(cls, eta, alpha_p=1.0, beta=1.0) -> "Hyper":
-        """Tian et al. convention: ``eps = 1/alpha_p``, ``eta_theta = eta``, ``eta_phi = eps*eta``."""
-        eps = 1.0 / alpha_p
-        return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta, beta=beta)
-
-    @classmethod
-    def loss_decay(cls, eta, eps=1.0, beta=1.0) -> "Hyper":
-        """Weight decay inside the loss (the slow-fast convention): ``eta_theta = eta_phi = eta``."""
-        return cls(eps=eps, eta_theta=eta, eta_phi=eta, beta=beta)
-
-    @classmethod
-    def from_convention(cls, convention: str, eta, eps, beta=1.0) -> "Hyper":
-        if convention == "tian":
-            return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta, beta=beta)
-        if convention == "loss":
-            return cls(eps=eps, eta_theta=eta, eta_phi=eta, beta=beta)
-        raise ValueError(f"unknown convention {convention!r}: expected 'loss' or 'tian'")
+__all__ = [
+    "FlowSystem",
+    "flat_field",
+    "Hyper",
+    "State",
+    "System",
+    "VARIANTS",
+    "Variant",
+    "gd_step",
+    "initial_state",
+    "jacobian",
+    "jacobian_matrix",
+    "loss_gradients",
+    "vector_field",
+]
 
 
 def _target(variant: Variant, state: State):
@@ -158,17 +86,18 @@ def _tmap(f, *trees):
 
 
 def _predictor_drift(model, variant: Variant, state: State, batch):
-    """A model's own predictor rule, if it has one (hook for non-gradient predictors).
+    """The model's own predictor rule (:meth:`dynamics.models.Model.predictor_drift`).
 
-    A model may define ``predictor_drift(enc, pred, tgt, batch) -> tree | None``; when it
-    returns a tree, the predictor state moves by ``drift / eps`` (flow) or ``lr/eps * drift``
-    (discrete step) instead of following its gradient. DirectPred's running correlation is
-    such a rule (:mod:`dynamics.models.linear`). The encoder still follows the loss.
+    When it returns a tree (DirectPred's running correlation, :mod:`dynamics.models.linear`),
+    the predictor state moves by ``drift / eps`` (flow) or ``lr/eps * drift`` (discrete step)
+    instead of following its gradient; the encoder still follows the loss. The interface's
+    default returns ``None``: the predictor follows its gradient.
     """
-    hook = getattr(model, "predictor_drift", None)
-    if hook is None:
-        return None
-    return hook(state.enc, state.pred, _target(variant, state), batch)
+    args = (state.enc, state.pred, _target(variant, state), batch)
+    if isinstance(model, Model):
+        return model.predictor_drift(*args)
+    hook = duck_hook(model, "predictor_drift")
+    return None if hook is None else hook(*args)
 
 
 def vector_field(model, variant: Variant, hyper: Hyper, state: State) -> State:
@@ -223,14 +152,59 @@ def gd_step(model, variant: Variant, hyper: Hyper, state: State, lr, batch=None)
 def jacobian_matrix(model, variant: Variant, hyper: Hyper, state: State):
     """Jacobian of :func:`vector_field` at ``state``, as a dense matrix over the flattened state.
 
-    The flattening order is that of ``jax.flatten_util.ravel_pytree(state)``.
+    The flattening order is that of ``jax.flatten_util.ravel_pytree(state)``. The same as
+    ``jacobian(FlowSystem(model, hyper, variant), state)``.
     """
-    flat, unravel = ravel_pytree(state)
+    return jacobian(FlowSystem(model, hyper, variant), state)
+
+
+# --- a dynamical system as a pytree ---------------------------------------------------------
+
+
+class System(abc.ABC):
+    """A dynamical system ``d state/dt = field(state)`` that is also a pytree.
+
+    Its array leaves (a model's data, the hyperparameters) are traced, so one compiled program
+    (an integrator, a Newton solve, a Jacobian) serves every parameter value of the same
+    shapes. :class:`FlowSystem` is a model's gradient flow;
+    :class:`dynamics.analysis.slowfast.ReducedSystem` is its slow reduction.
+    """
+
+    @abc.abstractmethod
+    def field(self, state):
+        """The time derivative at ``state`` (a pytree shaped like ``state``)."""
+
+    def replace(self, **kw):
+        return dataclasses.replace(self, **kw)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FlowSystem(System):
+    """The flow ``d state/dt = vector_field(model, variant, hyper, state)``."""
+
+    model: Any
+    hyper: Hyper
+    variant: Variant = dataclasses.field(default=Variant(), metadata=dict(static=True))
+
+    def field(self, state: State) -> State:
+        return vector_field(self.model, self.variant, self.hyper, state)
+
+
+def flat_field(system: System, like):
+    """``(f, unravel)``: the field as a map of flat vectors, for states shaped like ``like``."""
+    _, unravel = ravel_pytree(like)
 
     def f(z):
-        return ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
+        return ravel_pytree(system.field(unravel(z)))[0]
 
-    return jax.jacfwd(f)(flat)
+    return f, unravel
+
+
+def jacobian(system: System, state):
+    """Dense Jacobian of ``system.field`` at ``state`` (flattened in ``ravel_pytree`` order)."""
+    f, _ = flat_field(system, state)
+    return jax.jacfwd(f)(ravel_pytree(state)[0])
 
 
 TARGET_STARTS = ("online", "zero")

@@ -24,18 +24,23 @@ import datetime
 import itertools
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from dynamics._cli import (
+    MAX_SEED,
     OneLineParser,
     add_integration_arguments,
     add_swept_arguments,
+    check_memory,
     check_sweep_lists,
+    discrete_steps,
+    guarded,
     number,
+    open_results,
     write_results,
 )
+from dynamics._io import memory_limit
 from dynamics.sweep import _git_revision, solver_for
 
 MODELS = ("linear", "permode")
@@ -79,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
             "collapsed modes and the effective rank; write OUT/sweep_<model>.nc and an eta x eps "
             "phase diagram per variant."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", choices=("scalar",) + MODELS, default="linear",
                    help="scalar runs the basin sweep of dynamics.sweep")
@@ -102,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=d["init_scale"], help="W0 entries ~ N(0, scale^2 / n1)")
     g.add_argument("--pred-scale", type=number("pred-scale", nonneg=True),
                    default=d["pred_scale"], help="Wp0 entries ~ N(0, scale^2 / n2)")
-    g.add_argument("--seed", type=number("seed", nonneg=True, integer=True), default=d["seed"],
+    g.add_argument("--seed", type=number("seed", nonneg=True, integer=True, maximum=MAX_SEED),
+                   default=d["seed"],
                    help="seed of X's eigenvectors, the initial states and SGD (same seed, same result)")
     g = add_integration_arguments(
         p, d, convention_help="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta"
@@ -112,14 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--collapse-tol", type=number("collapse-tol", positive=True),
                    default=d["collapse_tol"], help="a mode is collapsed when its singular value is below this")
     g = p.add_argument_group("output")
-    g.add_argument("--out", default=d["out"], help="output directory")
+    g.add_argument("--out", default=d["out"], help="output folder")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier sweep of this model in --out (else such a folder is refused)")
     g.add_argument("--chunk", type=number("chunk", positive=True, integer=True),
                    default=d["chunk"], help="lanes per compiled batch (bounds memory)")
     g.add_argument("--phase", nargs=2, choices=PHASE_AXES, metavar=("Y", "X"), default=("eps", "eta"),
                    help=f"axes of the phase diagram, from {', '.join(PHASE_AXES)}; the other "
                         "axes are averaged over")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG phase diagrams")
-    g.add_argument("--quiet", action="store_true", help="no summary")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 
@@ -153,8 +160,48 @@ def _init_states(model_name, n_init, n1, n2, init_scale, pred_scale, seed, has_t
     return State(W, Wp, W if has_target else None)
 
 
-def run_sweep(args):
-    """Run the sweep described by parsed ``args``; return an xarray Dataset."""
+#: float64 copies of one lane's state an adaptive solve holds (stages, error estimate, buffers)
+STATE_COPIES = 16
+#: bytes per sgd minibatch element and input dimension (x, two noises, with temporaries)
+SAMPLE_BYTES = 4 * 3 * 8
+FIGURE_BYTES = 400_000
+#: a sweep runs in at least this many lane chunks, so that its progress bar moves
+PROGRESS_CHUNKS = 4
+
+
+def plan_sweep(*, model: str, n1: int, n2: int, n_lanes: int, n_inner: int, methods, t1: float,
+               lr: float, batch: int, chunk: int, memory: int | None = None) -> dict:
+    """Check that a matrix-model sweep can run before any work; return its plan.
+
+    Returns ``{"steps", "chunk", "file_bytes"}``: gd/sgd steps a lane, the lanes per compiled
+    call (``chunk`` lowered until one call fits in a quarter of the memory, and to a quarter
+    of a method's lanes so that progress shows), the estimated file size.
+
+    Raises:
+        ValueError: one line naming the value and the limit it breaks.
+    """
+    memory = memory_limit() if memory is None else int(memory)
+    r = min(n1, n2)
+    state = n2 * n1 * 2 + n2 * n2 if model == "linear" else 3 * n1
+    data = 2 * n1 * n1 if model == "linear" else 2 * n1
+    per_lane = 8 * (data + STATE_COPIES * state)
+    if "sgd" in methods:
+        per_lane += batch * n1 * SAMPLE_BYTES
+    what = f"--n1 {n1}" + (f" --n2 {n2}" if model == "linear" and n2 != n1 else "")
+    if "sgd" in methods:
+        what += f" with --batch {batch}"
+    check_memory(per_lane, f"{what} (one lane)", memory)
+    check_memory(n_lanes * (r + 8) * 8 * 2, f"{n_lanes} lanes of {r} singular values", memory)
+    steps = {m: discrete_steps(t1, lr) for m in methods if m != "flow"}
+    fit = max(1, (memory // 4) // per_lane)
+    chunk = max(1, min(int(chunk), fit, -(-n_inner // PROGRESS_CHUNKS)))
+    return dict(steps=steps, chunk=chunk, file_bytes=n_lanes * (r + 8) * 8)
+
+
+def run_sweep(args, progress=None, plan=None):
+    """Run the sweep described by parsed ``args``; return an xarray Dataset. ``plan`` is
+    :func:`plan_sweep`'s result (computed here when ``None``); ``progress`` has an
+    ``update(lanes)`` method (a tqdm bar)."""
     import jax
     import jax.numpy as jnp
     import xarray as xr
@@ -163,7 +210,7 @@ def run_sweep(args):
     from dynamics.analysis.collapse_metrics import collapse_summary, encoder_singular_values
     from dynamics.flow import VARIANTS, Hyper, State
     from dynamics.models import LinearSiamese, PerModeSiamese
-    from dynamics.solve import STATUS_NAMES, run_discrete_batch, solve_flow_batch
+    from dynamics.solve import STATUS_NAMES, solve_batch
 
     n1 = args.n1
     n2 = n1 if args.model == "permode" else (args.n2 or n1)
@@ -187,8 +234,12 @@ def run_sweep(args):
                     np.arange(args.n_init), indexing="ij"), -1,
     ).reshape(-1, 5)
     n_inner = grid.shape[0]
-    chunk = min(args.chunk, n_inner)
-    n_steps = max(1, int(round(args.t1 / args.lr)))
+    if plan is None:
+        plan = plan_sweep(model=args.model, n1=n1, n2=n2, n_lanes=int(np.prod(shape)),
+                          n_inner=n_inner, methods=args.method, t1=args.t1, lr=args.lr,
+                          batch=args.batch, chunk=args.chunk)
+    chunk = min(plan["chunk"], n_inner)
+    n_steps = next(iter(plan["steps"].values()), max(1, int(round(args.t1 / args.lr))))
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 3)
     eps_arr = np.asarray(args.eps, float)
     solvers = sorted({solver_for(e, args.solver) for e in eps_arr})
@@ -232,9 +283,10 @@ def run_sweep(args):
                     hyper = Hyper.from_convention(args.convention, eta, eps, beta)
                     y0 = jax.tree_util.tree_map(lambda x: x[ii], inits)
                     if method == "flow":
-                        sol = solve_flow_batch(
-                            model, variant, hyper, y0, t1=float(args.t1), solver=solver,
-                            rtol=args.rtol, atol=args.atol, max_steps=args.max_steps,
+                        sol = solve_batch(
+                            model, variant, hyper, y0, integrator="diffrax", t1=float(args.t1),
+                            solver=solver, rtol=args.rtol, atol=args.atol,
+                            max_steps=args.max_steps,
                         )
                     else:
                         keys, batch = None, None
@@ -243,9 +295,10 @@ def run_sweep(args):
                             keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(
                                 block_id * n_inner + jnp.asarray(idx))
                             batch = args.batch
-                        sol = run_discrete_batch(
-                            model, variant, hyper, y0, jnp.full_like(eta, args.lr), keys,
-                            n_steps=n_steps, batch_size=batch,
+                        sol = solve_batch(
+                            model, variant, hyper, y0, method=method, integrator="diffrax",
+                            lr=jnp.full_like(eta, args.lr), keys=keys, n_steps=n_steps,
+                            batch_size=batch,
                         )
                     y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
                     sv = jax.vmap(encoder_singular_values)(model, y.enc)
@@ -255,6 +308,8 @@ def run_sweep(args):
                     if args.model == "linear":
                         cm_block[part] = np.asarray(_commutator_lanes(model, variant, y))[:m]
                     st_block[part] = np.asarray(sol.status)[:m]
+                    if progress is not None:
+                        progress.update(m)
             inner_shape = shape[2:]
             sv_out[iv, im] = sv_block.reshape(inner_shape + (r,))
             fnorm_out[iv, im] = fn_block.reshape(inner_shape)
@@ -433,6 +488,10 @@ def phase_figure(ds, variant: str, method: str, y: str = "eps", x: str = "eta"):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    return guarded(parser.prog, lambda guard: _main(parser, args, guard))
+
+
+def _main(parser, args, guard) -> int:
     if args.model == "scalar":
         parser.error("--model scalar is handled by dynamics.sweep")
     lo, hi = args.x_eig
@@ -443,19 +502,39 @@ def main(argv=None) -> int:
     check_sweep_lists(parser, args)
     if args.phase[0] == args.phase[1]:
         parser.error(f"--phase needs two different axes, got {args.phase[0]} twice")
+    n2 = args.n1 if args.model == "permode" else (args.n2 or args.n1)
+    n_inner = len(args.eps) * len(args.eta) * len(args.sigma2) * len(args.beta) * args.n_init
+    n_lanes = len(args.variant) * len(args.method) * n_inner
+    try:
+        plan = plan_sweep(model=args.model, n1=args.n1, n2=n2, n_lanes=n_lanes, n_inner=n_inner,
+                          methods=args.method, t1=args.t1, lr=args.lr, batch=args.batch,
+                          chunk=args.chunk)
+    except ValueError as e:
+        parser.error(str(e))
+    n_figs = 0 if args.no_plot else len(args.variant) * len(args.method)
+    m = args.model
+    open_results(guard, args.out, f"sweep-{m}", (f"sweep_{m}.nc", f"phase_{m}_*.png"),
+                 overwrite=args.overwrite, min_free=plan["file_bytes"] + n_figs * FIGURE_BYTES)
+    from tqdm import tqdm
 
+    if not args.quiet:
+        what = [f"{n_lanes} lanes, n1 = {args.n1}"]
+        for meth, n in plan["steps"].items():
+            what.append(f"{meth}: {n} steps a lane (t1 {args.t1:g} / lr {args.lr:g})")
+        print("sweep: " + "; ".join(what), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    ds = run_sweep(args)
+    with tqdm(total=n_lanes, unit="lane", delay=0.0, mininterval=0.5, disable=args.quiet,
+              file=sys.stderr, desc="sweep") as bar:
+        ds = run_sweep(args, progress=bar, plan=plan)
     elapsed = time.perf_counter() - t0
-    out = Path(args.out)
     figures = []
     if not args.no_plot:
         for v in ds.variant.values:
-            for m in ds.method.values:
-                suffix = "" if len(ds.method) == 1 else f"_{m}"
-                figures.append((out / f"phase_{args.model}_{v}{suffix}.png",
-                                lambda v=str(v), m=str(m): phase_figure(ds, v, m, *args.phase)))
-    write_results(ds, out / f"sweep_{args.model}.nc", figures, quiet=args.quiet,
+            for meth in ds.method.values:
+                suffix = "" if len(ds.method) == 1 else f"_{meth}"
+                figures.append((f"phase_{m}_{v}{suffix}.png",
+                                lambda v=str(v), meth=str(meth): phase_figure(ds, v, meth, *args.phase)))
+    write_results(guard, ds, f"sweep_{m}.nc", figures, quiet=args.quiet,
                   summary=summarize(ds), n_lanes=ds["status"].size, elapsed=elapsed,
                   kind="phase diagram")
     return 0

@@ -168,6 +168,38 @@ def test_continuation_finds_eta_crit(sigma2):
         assert np.all((full.params >= 0.01) & (full.params <= 0.5))
 
 
+@pytest.mark.parametrize("convention", ["tian", "loss"])
+def test_continuation_in_eta_at_small_eps_follows_the_convention(convention):
+    """At eps = 0.1 the two conventions share the fold eta_crit = 1/(4a) and the branch's p =
+    p_pm(eta) (set by the encoder's equation alone), but not its encoder: Tian's
+    eta_phi = eps eta gives theta^2 = eps p^2 (THEORY.md 4), weight decay in the loss gives
+    theta^2 = eta p / (1 - a p). Away from the fold (where the branch is steep) the corrector
+    solves to rounding: observed 4e-16, checked to 1e-12."""
+    sigma2, eps, eta0 = 0.5, 0.1, 0.05
+    a = 1 + sigma2
+    pp, _ = p_pm(a, eta0)
+
+    def theta2(eta, p):
+        return eps * p**2 if convention == "tian" else eta * p / (1 - a * p)
+
+    hyper = Hyper.from_convention(convention, eta0, eps)
+    system = FlowSystem(ScalarSiamese(sigma2), hyper, SIMSIAM)
+    start = State(np.sqrt(theta2(eta0, pp)), pp)
+    br = continue_branch(system, start, eta0, eta_param(convention), bounds=(0.01, 0.5),
+                         param_name="eta")
+    assert len(br.folds) == 1
+    eta_c, z_c = br.folds[0]
+    assert abs(eta_c - 1 / (4 * a)) < 1e-6
+    np.testing.assert_allclose(z_c[1], 1 / (2 * a), atol=1e-4, rtol=0)
+    far = np.abs(br.params - eta_c) > 1e-3
+    assert far.sum() > 10
+    for eta, z in zip(br.params[far], br.states[far]):
+        pp_, pm_ = p_pm(a, eta)
+        p = pp_ if abs(z[1] - pp_) < abs(z[1] - pm_) else pm_
+        np.testing.assert_allclose(z[1], p, atol=1e-12, rtol=0)
+        np.testing.assert_allclose(z[0] ** 2, theta2(eta, p), atol=1e-12, rtol=0)
+
+
 # --- slow-fast ---------------------------------------------------------------------------------
 
 SF_A, SF_ETA = 1.5, 0.05
@@ -209,6 +241,50 @@ def test_reduced_system_is_order_eps_close(sf_system):
     # tight enough to fail for an O(1) or O(eps^2) discrepancy.
     assert 0.9 < out["slope"] < 1.1, out
     assert out["distance"][-1] < 1e-4
+
+
+def test_reduced_system_tian_convention_moves_the_manifold_with_eps():
+    """Tian convention (eta_phi = eps eta, ``eta_phi_of_eps``): the manifold and its reduced
+    flow change with eps, and every full and reduced run from theta0 = 1 must end at that eps's
+    fixed point theta* = sqrt(eps) p_+ (THEORY.md 4; the fixed point lies on the critical
+    manifold, so it is the reduced flow's too), the full predictor at p_+. Over t = 200 the
+    slowest rate 2 eta = 0.1 leaves ~1e-9; observed errors 5e-8 (full) and 2.3e-7 (reduced),
+    tolerance 1e-6. A reduced system shared by every eps would end at one theta* for all."""
+    eps = np.array([0.04, 0.01])
+    system = FlowSystem(ScalarSiamese(SF_A - 1), Hyper.tian(SF_ETA, 1 / eps[0]), SIMSIAM)
+    out = compare_full_reduced(system, State(jnp.array(1.0), None), jnp.array(0.0), eps,
+                               jnp.linspace(0.0, 200.0, 41), eta_phi_of_eps=lambda e: e * SF_ETA)
+    assert np.all(out["status"] == 0)
+    pp, _ = p_pm(SF_A, SF_ETA)
+    np.testing.assert_allclose(out["full"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out["reduced"].enc[:, -1], np.sqrt(eps) * pp, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(out["full"].pred[:, -1], pp, atol=1e-6, rtol=0)
+
+
+def test_relaxation_rate_is_the_slowest_predictor_direction():
+    """With several predictor directions the rate is the *smallest* -Re eigenvalue of
+    d(pred')/d(pred). Per-mode model: that Jacobian is diagonal, -(a_j theta_j^2 + eta_phi)/eps.
+    Matrix model: d(Wp')/d(Wp) = -(W (X + X') W^T (x) I + eta_phi) / eps, so the rate is
+    (lambda_min(W (X + X') W^T) + eta_phi)/eps. Rounding only (eigvals of a 9 x 9 matrix for
+    the second): observed 4e-16 relative, checked to 1e-13."""
+    eps, eta = 0.01, 0.05
+    modes = PerModeSiamese(jnp.array([1.0, 0.7, 1.4]), jnp.array([0.3, 0.5, 0.2]))
+    theta = jnp.array([0.3, 1.2, 0.7])
+    state = State(theta, jnp.array([0.2, -0.4, 0.9]))
+    sys_m = FlowSystem(modes, Hyper.loss_decay(eta, eps), SIMSIAM)
+    rates = (np.asarray(modes.a) * np.asarray(theta) ** 2 + eta) / eps
+    assert rates.max() > 5 * rates.min()
+    np.testing.assert_allclose(relaxation_rate(sys_m, state), rates.min(), rtol=1e-13)
+
+    model = LinearSiamese(jnp.diag(jnp.array([1.5, 1.0, 0.5])), 0.3 * jnp.eye(3))
+    W = jnp.array([[1.2, 0.1, 0.0], [0.0, 0.3, 0.2], [0.1, 0.0, 0.8]])
+    Wp = jax.random.normal(jax.random.PRNGKey(4), (3, 3))
+    sys_l = FlowSystem(model, Hyper.loss_decay(eta, eps), SIMSIAM)
+    M = np.asarray(W @ (model.X + model.Xp) @ W.T)
+    lam = np.linalg.eigvalsh(M)
+    assert lam.max() > 5 * lam.min()
+    np.testing.assert_allclose(relaxation_rate(sys_l, State(W, Wp)), (lam.min() + eta) / eps,
+                               rtol=1e-13)
 
 
 def test_slow_eigenvalue_converges(sf_system):

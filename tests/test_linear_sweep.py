@@ -71,3 +71,36 @@ def test_bad_input(args, message, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_modes_below_their_saddle_node_survive_at_the_closed_form(small_sweep):
+    """The survival side of the phase diagram. A mode j (data variance d_j, a_j = d_j + sigma2)
+    that survives sits at its non-trivial fixed point: with weight decay in the loss,
+    phi = p_+ = (d_j + sqrt(d_j^2 - 4 a_j eta)) / (2 a_j) and theta^2 = eta p_+ / (d_j - a_j p_+)
+    = p_+^2, so its singular value is p_+ (THEORY.md 3, per mode). So every singular value at
+    t1 is either collapsed or the p_+ of a mode below its threshold, and every mode below its
+    threshold survives from at least one of the 3 initial states (observed: from all 3 in the
+    matrix model, from 2 or 3 per-mode): a bug that collapses every mode fails here. Runs at
+    rtol 1e-7 over t1 = 300: observed error 1e-12 (matrix) and 7e-9 (per-mode), checked to 1e-6."""
+    _, _, ds = small_sweep
+    assert ds.attrs["convention"] == "loss"
+    d = np.array([1.5, 1.0, 0.5])  # the x_eig grid of SMALL (default --x-eig 0.5 1.5, n1 = 3)
+    a = d + 0.5
+    eta_crit = d**2 / (4 * a)
+    np.testing.assert_allclose(eta_crit, ETA_CRIT, rtol=1e-15)
+    sv = ds["sv"].squeeze(drop=True)  # dims (eta, init, mode)
+    # the collapse count is the number of singular values below collapse_tol = 1e-3
+    np.testing.assert_array_equal(ds["n_collapsed"].squeeze(drop=True).values,
+                                  (sv.values <= 1e-3).sum(-1))
+    for eta in ds.eta.values:
+        below = eta_crit > eta
+        live = ((d + np.sqrt(d**2 - 4 * a * eta, where=below, out=np.zeros(3))) / (2 * a))[below]
+        vals = sv.sel(eta=eta).values  # (init, mode)
+        for row in vals:
+            alive = row[row > 1e-3]
+            assert alive.size <= live.size, (eta, row)
+            if alive.size:
+                err = np.min(np.abs(alive[:, None] - live[None, :]), axis=1)
+                assert np.all(err < 1e-6), (eta, row, live)
+        for p in live:
+            assert np.any(np.abs(vals - p) < 1e-6), (eta, p, vals)

@@ -11,14 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from oracles import p_pm, scalar_field
+from oracles import p_pm, scalar_field, scalar_gd_step
 
 import dynamics as d
 from dynamics.flow import State, Variant, initial_state
 
 TOL = 1e-12
-RNG = np.random.default_rng(0)
-POINTS = RNG.uniform(-1.5, 1.5, size=(6, 3))
+# fixed sample points (their own generator: no test's inputs depend on which tests ran before)
+POINTS = np.random.default_rng(0).uniform(-1.5, 1.5, size=(6, 3))
 HYPERS = [
     dict(sigma2=0.5, eps=1.0, eta_theta=0.05, eta_phi=0.05, beta=1.0),
     dict(sigma2=0.2, eps=0.01, eta_theta=0.1, eta_phi=0.001, beta=0.4),
@@ -118,7 +118,7 @@ def test_su_post_flows_are_the_fields_at_zero_noise():
     stop-gradient theta' = -(phi theta - theta)(phi - 1) (THEORY.md 2). These are the autodiff
     fields at sigma2 = 0, eta = 0, eps = 1."""
     model, hyper = d.ScalarSiamese(sigma2=0.0), d.Hyper(eps=1.0)
-    for th, ph in RNG.uniform(-2, 2, size=(5, 2)):
+    for th, ph in np.random.default_rng(1).uniform(-2, 2, size=(5, 2)):
         y = State(jnp.asarray(th), jnp.asarray(ph))
         r = ph * th - th
         sg = d.vector_field(model, d.VARIANTS["simsiam"], hyper, y)
@@ -159,7 +159,7 @@ def test_invariant_law_with_decay_in_the_loss():
     model = d.ScalarSiamese(0.5)
     for eps, eta in ((1.0, 0.05), (0.25, 0.1), (0.01, 0.02)):
         hyper = d.Hyper.loss_decay(eta, eps)
-        for th, ph in RNG.uniform(-1.5, 1.5, size=(4, 2)):
+        for th, ph in np.random.default_rng(2).uniform(-1.5, 1.5, size=(4, 2)):
             f = d.vector_field(model, d.VARIANTS["simsiam"], hyper, State(jnp.asarray(th), jnp.asarray(ph)))
             dI = 2 * ph * f.pred - 2 / eps * th * f.enc
             np.testing.assert_allclose(dI, -2 / eps * eta * (ph**2 - th**2), atol=1e-10 / eps)
@@ -215,3 +215,23 @@ def test_saddle_node_at_eta_crit():
         assert len(roots) == 2
         np.testing.assert_allclose(np.sort(roots), np.sort(p_pm(a, eta)), atol=2 * (phi[1] - phi[0]))
     assert np.all(phi_dot(eta_crit * (1 + 1e-3)) < 0)
+
+
+@pytest.mark.parametrize("name", list(d.VARIANTS))
+def test_gd_step_matches_hand_written_step(name):
+    """One discrete step (expected gradient, and on a sampled minibatch) against the oracle of
+    tests/oracles.py: BYOL's EMA has momentum 1 - beta lr and follows the *updated* encoder.
+    A few float64 operations on O(1) numbers: 1e-12 as for the field."""
+    variant = d.VARIANTS[name]
+    rng = np.random.default_rng(10)
+    points = rng.uniform(-1.5, 1.5, size=(4, 3))
+    for hp, point in itertools.product(HYPERS, points):
+        model, hyper, y = _field(variant, hp, point)
+        for lr, batch in ((0.05, None), (0.01, model.sample(jax.random.PRNGKey(5), 8))):
+            got = d.gd_step(model, variant, hyper, y, lr, batch)
+            want = scalar_gd_step(*point, lr, **hp, target=variant.target,
+                                  stop_grad=variant.stop_grad, batch=batch)
+            np.testing.assert_allclose(got.enc, want[0], rtol=0, atol=TOL)
+            np.testing.assert_allclose(got.pred, want[1], rtol=0, atol=TOL)
+            if variant.has_target:
+                np.testing.assert_allclose(got.tgt, want[2], rtol=0, atol=TOL)

@@ -9,7 +9,7 @@ import xarray as xr
 from oracles import p_pm, scalar_field
 from scipy.integrate import solve_ivp
 
-from dynamics.sweep import DEFAULTS
+from dynamics.sweep import DEFAULTS, T1_DEFAULT
 
 
 def _run(*args, cwd=None):
@@ -56,7 +56,7 @@ def test_labels_match_independent_solve_of_the_theory(default_sweep):
     a = 1 + sigma2
     pp = p_pm(a, eta)[0]
     theta_star = np.sqrt(eta * pp / (1 - a * pp))
-    t1 = DEFAULTS["t1"]
+    t1 = T1_DEFAULT["flow"]
 
     def rhs(t, z):
         return scalar_field(z[0], z[1], None, sigma2=sigma2, eps=eps, eta_theta=eta, eta_phi=eta,
@@ -137,3 +137,42 @@ def test_help_documents_every_flag():
                  "--convention", "--t1", "--n"):
         assert flag in r.stdout
     assert "default" in r.stdout
+
+
+@pytest.mark.parametrize("eta, eps", [(0.05, 0.1), (0.1, 0.01), (0.0, 2.0)])
+def test_tian_convention_is_tian_with_alpha_p_one_over_eps(eta, eps):
+    from dynamics.flow import Hyper
+
+    got = Hyper.from_convention("tian", eta, eps)
+    want = Hyper.tian(eta, 1.0 / eps)
+    for field in ("eps", "eta_theta", "eta_phi", "beta"):
+        np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-15)
+    loss = Hyper.from_convention("loss", eta, eps)
+    assert (loss.eps, loss.eta_theta, loss.eta_phi) == (eps, eta, eta)
+    with pytest.raises(ValueError, match="unknown convention 'tyan'"):
+        Hyper.from_convention("tyan", eta, eps)
+
+
+def test_tian_convention_sweep_ends_at_tian_fixed_point():
+    """``--convention tian`` at eps = 0.1: a non-collapsed lane ends at phi = p_+ and
+    theta^2 = eps p_+^2 (THEORY.md 4), not at the loss convention's theta^2 = eta p_+/(1 - a p_+)
+    (0.37 against 0.037 here). Run in-process on a 4 x 4 grid; convergence at rate 2 eta = 0.1
+    over t1 = 300 leaves exp(-30) ~ 1e-13, so the end state is as good as the solver (rtol
+    1e-8): 7e-8 observed, tolerance 1e-6."""
+    from dynamics.sweep import build_parser, run_sweep
+
+    eps, eta, sigma2 = 0.1, 0.05, 0.5
+    args = build_parser().parse_args(
+        ["--n", "4", "--eps", str(eps), "--eta", str(eta), "--sigma2", str(sigma2),
+         "--variant", "simsiam", "--convention", "tian", "--t1", "300"])
+    ds = run_sweep(args).squeeze()
+    assert ds.attrs["convention"] == "tian"
+    np.testing.assert_allclose(float(ds["eta_phi"]), eps * eta, rtol=1e-15)
+    assert np.all(ds["status"].values == "ok")
+    pp = p_pm(1 + sigma2, eta)[0]
+    outcome = ds["outcome"].values
+    live = outcome == 0
+    assert 0 < live.sum() < live.size - 1  # both basins are in the grid
+    np.testing.assert_allclose(np.abs(ds["theta"].values[live]), np.sqrt(eps) * pp, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ds["phi"].values[live], pp, atol=1e-6, rtol=0)
+    assert np.all(np.abs(ds["theta"].values[outcome == 1]) < 1e-3)

@@ -1,7 +1,10 @@
 """Analyses that work for any model through its vector field (scalar, per-mode, matrix).
 
+- :mod:`~dynamics.analysis.system`: a system or a model's flow, flattening (the system types
+  themselves are :class:`dynamics.flow.System` and :class:`dynamics.flow.FlowSystem`).
 - :mod:`~dynamics.analysis.fixed_points`: multi-start Newton, de-duplication, autodiff spectra,
-  classification.
+  the fixed-point type (:func:`fixed_point_kind`; a run's collapse label is
+  :mod:`dynamics.classify`).
 - :mod:`~dynamics.analysis.continuation`: pseudo-arclength continuation in one parameter,
   saddle-node location, bifurcation-diagram datasets.
 - :mod:`~dynamics.analysis.slowfast`: critical manifold, reduced slow system, full-vs-reduced
@@ -10,7 +13,6 @@
 - :mod:`~dynamics.analysis.alignment`: commutator ``[F, Wp]``, eigen-alignment, Theorems 2-3.
 """
 
-from dynamics.analysis._system import FlowSystem, as_system, jacobian
 from dynamics.analysis.alignment import (
     alignment_summary,
     commutator_norm,
@@ -42,9 +44,9 @@ from dynamics.analysis.continuation import (
 )
 from dynamics.analysis.fixed_points import (
     FixedPoint,
-    classify,
     eigenvalues,
     find_fixed_points,
+    fixed_point_kind,
     newton,
     random_starts,
 )
@@ -56,16 +58,18 @@ from dynamics.analysis.slowfast import (
     slow_eigenvalues,
     slow_rate,
 )
+from dynamics.analysis.system import FlowSystem, System, as_system, jacobian
+from dynamics.compat import moved
 
 __all__ = [
     "Branch",
     "FixedPoint",
     "FlowSystem",
+    "System",
     "ReducedSystem",
     "alignment_summary",
     "bifurcation_diagram",
     "as_system",
-    "classify",
     "collapse_summary",
     "collapsed_fraction",
     "commutator_norm",
@@ -78,6 +82,7 @@ __all__ = [
     "eta_param",
     "feature_correlation",
     "find_fixed_points",
+    "fixed_point_kind",
     "frobenius_norm",
     "hyper_param",
     "jacobian",
@@ -97,3 +102,9 @@ __all__ = [
     "theorem2_H",
     "theorem3_K",
 ]
+
+
+__getattr__ = moved("dynamics.analysis", {
+    "classify": ("dynamics.analysis.fixed_point_kind (the collapse label of a run is "
+                 "dynamics.classify)", fixed_point_kind),
+})

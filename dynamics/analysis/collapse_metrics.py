@@ -11,6 +11,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dynamics.compat import duck_hook
+from dynamics.models.base import Model
+
 KINDS = ("matrix", "modes", "scalar")
 
 
@@ -35,11 +38,12 @@ def singular_values(enc, kind: str = "matrix"):
 
 
 def encoder_singular_values(model, enc):
-    """Singular values of a model's encoder, using the model's own ``singular_values`` if any."""
-    f = getattr(model, "singular_values", None)
-    if f is not None:
-        return f(enc)
-    return singular_values(enc, "scalar")
+    """Singular values of a model's encoder (:meth:`dynamics.models.Model.singular_values`;
+    the interface's default treats every element as one scalar encoder)."""
+    if isinstance(model, Model):
+        return model.singular_values(enc)
+    hook = duck_hook(model, "singular_values")
+    return singular_values(enc, "scalar") if hook is None else hook(enc)
 
 
 def effective_rank(sv, eps: float = 1e-12):

@@ -25,10 +25,11 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from dynamics.analysis._system import as_system, flatten
-from dynamics.analysis.fixed_points import classify
+import xarray as xr
 from jax.flatten_util import ravel_pytree
+
+from dynamics.analysis.fixed_points import fixed_point_kind
+from dynamics.analysis.system import as_system, flatten
 
 
 # --- parameter maps -------------------------------------------------------------------------
@@ -55,6 +56,10 @@ class eta_param:
         return system.replace(hyper=dataclasses.replace(h, eta_theta=eta, eta_phi=eta_phi))
 
 
+def _field_names(obj) -> set[str]:
+    return {f.name for f in dataclasses.fields(obj)}
+
+
 @dataclasses.dataclass(frozen=True)
 class hyper_param:
     """``param(system, value)`` setting one field of the system's :class:`~dynamics.flow.Hyper`."""
@@ -62,7 +67,7 @@ class hyper_param:
     name: str
 
     def __call__(self, system, value):
-        if not hasattr(system.hyper, self.name):
+        if self.name not in _field_names(system.hyper):
             raise ValueError(f"Hyper has no field {self.name!r}")
         return system.replace(hyper=dataclasses.replace(system.hyper, **{self.name: value}))
 
@@ -74,7 +79,7 @@ class model_param:
     name: str
 
     def __call__(self, system, value):
-        if not hasattr(system.model, self.name):
+        if self.name not in _field_names(system.model):
             raise ValueError(f"model {type(system.model).__name__} has no field {self.name!r}")
         return system.replace(model=dataclasses.replace(system.model, **{self.name: value}))
 
@@ -202,7 +207,7 @@ class Branch:
         params: (M,) parameter values along the branch, in the order visited.
         states: (M, n) flat fixed points (``ravel_pytree`` order of the starting state).
         eigenvalues: (M, n) Jacobian eigenvalues at each point (decreasing real part).
-        kinds: (M,) classification of each point (:func:`classify`).
+        kinds: (M,) classification of each point (:func:`~dynamics.analysis.fixed_points.fixed_point_kind`).
         folds: list of ``(param, flat_state)`` saddle-nodes located on the branch.
         unravel: maps a flat state back to a model state.
         residuals: (M,) max-norm of the field at each point.
@@ -219,8 +224,6 @@ class Branch:
 
     def to_dataset(self):
         """The bifurcation diagram as an ``xarray.Dataset`` (dims ``point``, ``component``, ``mode``)."""
-        import xarray as xr
-
         n = self.states.shape[1]
         return xr.Dataset(
             {
@@ -339,7 +342,7 @@ def continue_branch(
         ev = np.linalg.eigvals(J)
         eigs.append(ev[np.lexsort((-ev.imag, -ev.real))])
     eigs = np.array(eigs)
-    kinds = np.array([classify(ev) for ev in eigs])
+    kinds = np.array([fixed_point_kind(ev) for ev in eigs])
     return Branch(
         params=Y[:, -1],
         states=Y[:, :-1],

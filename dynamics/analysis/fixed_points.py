@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynamics.analysis._system import as_system, flat_field, flatten, jacobian, unstack_states
+from dynamics.analysis.system import as_system, flat_field, flatten, jacobian, unstack_states
+from dynamics.compat import moved
 
 _ALPHAS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01)
 
@@ -27,7 +28,7 @@ class FixedPoint(NamedTuple):
         state: the fixed point as a model state.
         residual: max-norm of the vector field there.
         eigenvalues: eigenvalues of the Jacobian, sorted by decreasing real part (complex array).
-        kind: see :func:`classify`.
+        kind: see :func:`fixed_point_kind`.
         count: how many starts converged to it.
     """
 
@@ -38,8 +39,9 @@ class FixedPoint(NamedTuple):
     count: int
 
 
-def classify(eigenvalues, tol: float = 1e-8) -> str:
-    """Type of a fixed point from its Jacobian eigenvalues.
+def fixed_point_kind(eigenvalues, tol: float = 1e-8) -> str:
+    """Type of a fixed point from its Jacobian eigenvalues (not the collapse label of a run:
+    that is :mod:`dynamics.classify`).
 
     ``"non-hyperbolic"`` if some eigenvalue has ``|Re| <= tol * max(1, max|lambda|)``;
     otherwise ``"stable node"`` / ``"stable focus"`` (all ``Re < 0``, focus when some eigenvalue
@@ -48,7 +50,7 @@ def classify(eigenvalues, tol: float = 1e-8) -> str:
     """
     ev = np.asarray(eigenvalues, dtype=complex).ravel()
     if ev.size == 0:
-        raise ValueError("classify needs at least one eigenvalue, got an empty array")
+        raise ValueError("fixed_point_kind needs at least one eigenvalue, got an empty array")
     scale = max(1.0, float(np.abs(ev).max()))
     re = ev.real
     if np.any(np.abs(re) <= tol * scale):
@@ -125,7 +127,7 @@ def find_fixed_points(
     """Fixed points reached by Newton from ``starts``, de-duplicated and classified.
 
     Args:
-        system: a :class:`~dynamics.analysis.FlowSystem` (or any object with ``field``), or a
+        system: a :class:`~dynamics.analysis.FlowSystem` (or any :class:`~dynamics.flow.System`), or a
             model together with ``variant`` and ``hyper``.
         starts: a state whose leaves carry a leading axis of starting points
             (see :func:`random_starts`).
@@ -164,7 +166,7 @@ def find_fixed_points(
     for k, (i, s) in enumerate(zip(idx, unstack_states(picked))):
         ev = np.linalg.eigvals(Js[k])
         ev = ev[np.lexsort((-ev.imag, -ev.real))]
-        out.append(FixedPoint(s, float(res[i]), ev, classify(ev, classify_tol), counts[k]))
+        out.append(FixedPoint(s, float(res[i]), ev, fixed_point_kind(ev, classify_tol), counts[k]))
     order = np.argsort([np.linalg.norm(Z[i]) for i in idx], kind="stable")
     return [out[i] for i in order]
 
@@ -182,3 +184,6 @@ def random_starts(key, like, n: int, scale: float = 1.0, center=None):
         for k, x, c in zip(keys, leaves, c_leaves)
     ]
     return jax.tree_util.tree_unflatten(treedef, new)
+
+
+__getattr__ = moved(__name__, {"classify": (f"{__name__}.fixed_point_kind", fixed_point_kind)})

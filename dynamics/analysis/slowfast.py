@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dynamics.analysis._system import FlowSystem, as_system, flatten
-from dynamics.flow import Hyper, State, Variant, vector_field
+from dynamics.analysis.system import as_system, flatten
+from dynamics.flow import FlowSystem, System, vector_field
 from dynamics.solve import solve_system
+from dynamics.types import Hyper, State, Variant
 
 
 def _pred_field(model, variant, hyper, enc, tgt):
@@ -40,7 +41,7 @@ def _pred_field(model, variant, hyper, enc, tgt):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class ReducedSystem:
+class ReducedSystem(System):
     """The slow system on the critical manifold of a model's flow.
 
     States are ``State(enc, None, tgt)`` (``tgt`` is ``None`` for SimSiam).

@@ -8,11 +8,28 @@ whatever ``jax_enable_x64`` says. Modules: :mod:`.data` (safe loader of the
 CLI: ``python -m dynamics.cifar --help``.
 """
 
-from dynamics.cifar.augment import augment_one, two_views
-from dynamics.cifar.data import Cifar10, CifarDataError, load_batch, load_cifar10, write_batch
-from dynamics.cifar.model import SiameseNet, widths
-from dynamics.cifar.monitors import eigen_alignment, knn_accuracy, linear_probe, neg_cosine, normalized_std
-from dynamics.cifar.train import Config, TrainState, init_state, make_train_step, siamese_loss, train
+import importlib
+
+# Where each public name lives. Imported on first use, so that ``python -m dynamics.cifar
+# --help`` and the argument checks run without the ``cifar`` extra (flax, optax).
+_HOMES = {
+    "augment_one": "augment", "two_views": "augment",
+    "Cifar10": "data", "CifarDataError": "data", "load_batch": "data", "load_cifar10": "data",
+    "write_batch": "data",
+    "SiameseNet": "model", "widths": "model",
+    "eigen_alignment": "monitors", "knn_accuracy": "monitors", "linear_probe": "monitors",
+    "neg_cosine": "monitors", "normalized_std": "monitors",
+    "Config": "config",
+    "TrainState": "train", "init_state": "train", "make_train_step": "train",
+    "siamese_loss": "train", "train": "train",
+}
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"dynamics.cifar.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'dynamics.cifar' has no attribute {name!r}")
+
 
 __all__ = [
     "Cifar10",

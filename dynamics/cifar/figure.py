@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from dynamics.cifar.train import atomic_write_bytes
+from dynamics._io import atomic_write_bytes
 
 
 def _label(cfg: dict) -> str:

@@ -23,9 +23,7 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dynamics._io import atomic_write_bytes, atomic_write_text
 from dynamics.cifar.augment import eval_view, two_views
+from dynamics.cifar.config import METHODS, PREDICTORS, Config  # noqa: F401  (re-exported)
 from dynamics.cifar.model import SiameseNet, widths
 from dynamics.cifar.monitors import (
     directpred_matrix,
@@ -50,71 +50,6 @@ from dynamics.cifar.monitors import (
 )
 
 F32 = jnp.float32
-METHODS = ("simsiam", "byol")
-PREDICTORS = ("mlp", "linear", "none", "directpred")
-
-
-@dataclass(frozen=True)
-class Config:
-    """One training run. ``lr`` is the base rate; the step uses ``lr * batch_size / 256``."""
-
-    method: str = "simsiam"
-    epochs: int = 10
-    batch_size: int = 128
-    width: float = 0.25
-    lr: float = 0.03
-    momentum: float = 0.9
-    wd: float = 5e-4
-    predictor: str = "mlp"
-    stop_grad: bool = True
-    predictor_lr_ratio: float = 1.0
-    fixed_predictor_lr: bool = False
-    ema: float = 0.99
-    dp_rho: float = 0.3
-    dp_eps: float = 0.1
-    subset: int | None = None
-    test_subset: int | None = None
-    knn_k: int = 200
-    knn_t: float = 0.1
-    knn_every: int = 1
-    probe: bool = True
-    seed: int = 0
-    blocks: tuple[int, ...] = (2, 2, 2, 2)
-    compute_dtype: str = "float32"
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` (one line, naming the value) for an inconsistent config."""
-        if self.method not in METHODS:
-            raise ValueError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
-        if self.predictor not in PREDICTORS:
-            raise ValueError(f"predictor {self.predictor!r} is not one of {', '.join(PREDICTORS)}")
-        for name in ("epochs", "batch_size", "knn_k", "knn_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("width", "lr", "predictor_lr_ratio", "knn_t"):
-            v = getattr(self, name)
-            if not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive finite number, got {v}")
-        if not (self.wd >= 0 and math.isfinite(self.wd)):
-            raise ValueError(f"wd must be >= 0, got {self.wd}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not 0 <= self.ema <= 1:
-            raise ValueError(f"ema must be in [0, 1], got {self.ema}")
-        if not 0 <= self.dp_rho < 1:
-            raise ValueError(f"dp_rho must be in [0, 1), got {self.dp_rho}")
-        if self.method == "byol" and not self.stop_grad:
-            raise ValueError("no-stop-grad applies to simsiam only (BYOL's target is an EMA, never differentiated)")
-        for name in ("subset", "test_subset"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"compute_dtype {self.compute_dtype!r} is not float32 or bfloat16")
-        if not self.blocks or any(b < 1 for b in self.blocks) or len(self.blocks) != 4:
-            raise ValueError(f"blocks must be 4 positive ints, got {self.blocks}")
-        if self.subset is not None and self.subset < self.batch_size:
-            raise ValueError(f"subset {self.subset} is smaller than batch_size {self.batch_size}")
 
 
 @flax.struct.dataclass
@@ -310,22 +245,7 @@ def extract_features(feature_fn, state: TrainState, images: np.ndarray, batch: i
     return np.concatenate(out).astype(np.float32)
 
 
-# ---------------------------------------------------------------- files (atomic writes)
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
+# ---------------------------------------------------------------- files (atomic writes, dynamics._io)
 
 CSV_FIELDS = ("epoch", "step", "loss", "z_std", "z_std_ref", "z_top", "knn", "lr", "diag_fraction", "commutator", "seconds")
 

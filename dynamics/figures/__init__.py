@@ -114,6 +114,10 @@ def _save_manifest(path: Path, manifest: dict):
 
 
 from dynamics._cli import OneLineParser as _Parser  # noqa: E402
+from dynamics._cli import number as _number  # noqa: E402
+
+#: the largest --dpi: a figure 17 inches wide is then 20400 pixels across
+MAX_DPI = 1200
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.add_argument("--quick", action="store_true", help="small settings (for tests)")
     p.add_argument("--out", default="figures", help="output directory")
-    p.add_argument("--dpi", type=int, default=130, help="PNG resolution")
+    p.add_argument("--dpi", type=_number("dpi", positive=True, integer=True, maximum=MAX_DPI),
+                   default=130, help="PNG resolution")
     return p
 
 

@@ -37,7 +37,7 @@ def data(quick=False):
         theory.append((fps, mans))
     params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
                   eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
-                  n=args.n, t1=args.t1, overlay="stable manifolds of the saddles (theory)",
+                  n=args.n, t1=float(ds.attrs["t1"]), overlay="stable manifolds of the saddles (theory)",
                   paper="none: the default sweep of this project")
     return dict(ds=ds, theory=theory, box=box, params=params)
 

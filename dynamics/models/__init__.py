@@ -1,7 +1,10 @@
-"""The toy systems, each defined by its loss (see :mod:`dynamics.models.scalar`)."""
+"""The toy systems, each defined by its loss through the :class:`Model` interface
+(see :mod:`dynamics.models.base`)."""
 
+from dynamics.models.base import Model
+from dynamics.models.isoloss import IsoLossLinear
 from dynamics.models.linear import LinearSiamese
 from dynamics.models.permode import PerModeSiamese
 from dynamics.models.scalar import ScalarSiamese
 
-__all__ = ["LinearSiamese", "PerModeSiamese", "ScalarSiamese"]
+__all__ = ["IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]

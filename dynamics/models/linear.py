@@ -49,20 +49,74 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from dynamics.flow import State, Variant
+from dynamics.models.base import Model
+from dynamics.models.permode import mode_eta_crit
+from dynamics.types import State, Variant
 
 PREDICTORS = ("trained", "symmetric", "fixed", "none", "optimal", "directpred", "directpred_code")
 
 
-def _psd_sqrt(m):
+def psd_sqrt(m):
     """Symmetric square root of a positive semi-definite matrix (eigenvalues clipped at 0)."""
     w, v = jnp.linalg.eigh(0.5 * (m + m.T))
     return (v * jnp.sqrt(jnp.clip(w, 0.0))) @ v.T
 
 
+def sample_views(key, X, Xp, batch_size: int, dtype=jnp.float64):
+    """Two views of a minibatch: ``x ~ N(0, X)``, ``x_i = x + N(0, Xp)``; each (B, n1)."""
+    n1 = X.shape[-1]
+    kx, k1, k2 = jax.random.split(key, 3)
+    LX, LXp = psd_sqrt(X.astype(dtype)), psd_sqrt(Xp.astype(dtype))
+    x = jax.random.normal(kx, (batch_size, n1), dtype) @ LX
+    x1 = x + jax.random.normal(k1, (batch_size, n1), dtype) @ LXp
+    x2 = x + jax.random.normal(k2, (batch_size, n1), dtype) @ LXp
+    return x1, x2
+
+
+class LinearViews(Model):
+    """What every linear model on Gaussian views shares: data ``X``, augmentation ``Xp``.
+
+    Subclasses declare the fields ``X`` and ``Xp`` (n1 x n1) and build the map ``A`` the
+    online view goes through; the per-sample loss is ``1/2 || A x1 - T x2 ||^2`` with target
+    ``T``, its expectation :meth:`view_loss`.
+    """
+
+    @property
+    def n1(self) -> int:
+        return self.X.shape[-1]
+
+    @property
+    def S(self):
+        """Second moment of one view, ``X + X'``."""
+        return self.X + self.Xp
+
+    def view_loss(self, A, tgt):
+        """``E 1/2 || A x1 - T x2 ||^2 = 1/2 tr(A S A^T) - tr(A X T^T) + 1/2 tr(T S T^T)``."""
+        S, X = self.S, self.X
+        return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * tgt) + 0.5 * jnp.sum((tgt @ S) * tgt)
+
+    def sampled_view_loss(self, A, tgt, batch):
+        """The mean of ``1/2 || A x1 - T x2 ||^2`` over ``batch = (x1, x2)``, each (B, n1)."""
+        x1, x2 = batch
+        r = x1 @ A.T - x2 @ tgt.T
+        return 0.5 * jnp.mean(jnp.sum(r**2, axis=-1))
+
+    def sample(self, key, batch_size: int, dtype=jnp.float64):
+        """Two views of a minibatch: ``x ~ N(0, X)``, ``x_i = x + N(0, X')``; each (B, n1)."""
+        return sample_views(key, self.X, self.Xp, batch_size, dtype)
+
+    def encoder_norm(self, W):
+        """Frobenius norm of ``W``, used by the collapse criterion."""
+        return jnp.sqrt(jnp.sum(W**2, axis=(-2, -1)))
+
+    def singular_values(self, W):
+        """Singular values of ``W`` (descending), shape (..., min(n1, n2))."""
+        return jnp.linalg.svd(W, compute_uv=False)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class LinearSiamese:
+class LinearSiamese(LinearViews):
     """Linear two-view model with data correlation ``X`` and augmentation covariance ``Xp``.
 
     Attributes:
@@ -118,15 +172,6 @@ class LinearSiamese:
             raise ValueError(f"sigma2 must be >= 0, got {sigma2}")
         eye = jnp.eye(n1)
         return cls(eye, sigma2 * eye, **kw)
-
-    @property
-    def n1(self) -> int:
-        return self.X.shape[-1]
-
-    @property
-    def S(self):
-        """Second moment of one view, ``X + X'``."""
-        return self.X + self.Xp
 
     @property
     def trains_predictor(self) -> bool:
@@ -193,35 +238,29 @@ class LinearSiamese:
             B = x1.shape[0]
             moments = (x1.T @ x1 / B, x2.T @ x1 / B)
         Wp = self.predictor_matrix(W, pred, tgt, moments)
-        r = x1 @ (Wp @ W).T - x2 @ tgt.T
-        return 0.5 * jnp.mean(jnp.sum(r**2, axis=-1))
+        return self.sampled_view_loss(Wp @ W, tgt, batch)
 
     def expected_loss(self, W, pred, tgt):
         """Closed-form expectation of :meth:`loss` through ``X`` and ``X'``."""
-        Wp = self.predictor_matrix(W, pred, tgt)
-        S, X = self.S, self.X
-        A = Wp @ W
-        return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * tgt) + 0.5 * jnp.sum((tgt @ S) * tgt)
+        return self.view_loss(self.predictor_matrix(W, pred, tgt) @ W, tgt)
 
-    def sample(self, key, batch_size: int, dtype=jnp.float64):
-        """Two views of a minibatch: ``x ~ N(0, X)``, ``x_i = x + N(0, X')``; each (B, n1)."""
-        n1 = self.n1
-        kx, k1, k2 = jax.random.split(key, 3)
-        LX, LXp = _psd_sqrt(self.X.astype(dtype)), _psd_sqrt(self.Xp.astype(dtype))
-        x = jax.random.normal(kx, (batch_size, n1), dtype) @ LX
-        x1 = x + jax.random.normal(k1, (batch_size, n1), dtype) @ LXp
-        x2 = x + jax.random.normal(k2, (batch_size, n1), dtype) @ LXp
-        return x1, x2
+    # --- closed forms ---------------------------------------------------------------------
 
-    # --- summaries ----------------------------------------------------------------------
+    def data_modes(self):
+        """``(d, dp)``: eigenvalues ``d_j`` of ``X`` (descending) and ``d'_j = v_j^T X' v_j``
+        on its eigenvectors; the variances of the per-mode reduction when ``X`` and ``X'``
+        commute (e.g. ``X' = sigma2 I``)."""
+        d, v = jnp.linalg.eigh(0.5 * (self.X + self.X.T))
+        d, v = d[::-1], v[:, ::-1]
+        dp = jnp.einsum("ij,ik,kj->j", v, self.Xp, v)
+        return d, dp
 
-    def encoder_norm(self, W):
-        """Frobenius norm of ``W``, used by the collapse criterion."""
-        return jnp.sqrt(jnp.sum(W**2, axis=(-2, -1)))
-
-    def singular_values(self, W):
-        """Singular values of ``W`` (descending), shape (..., min(n1, n2))."""
-        return jnp.linalg.svd(W, compute_uv=False)
+    @property
+    def eta_crit(self):
+        """(n1,) per-mode thresholds ``d_j^2 / (4 (d_j + d'_j))`` of :meth:`data_modes`
+        (``d_j^2 / (4 (d_j + sigma2))`` when ``X' = sigma2 I``); valid when ``X`` and ``X'``
+        commute."""
+        return mode_eta_crit(*self.data_modes())
 
 
 def random_spd(key, n: int, eig_min: float = 0.5, eig_max: float = 2.0, dtype=jnp.float64):

@@ -23,12 +23,20 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from dynamics.flow import State
+from dynamics.models.base import Model
+from dynamics.models.scalar import FixedPoints, saddle_node_eta, saddle_node_fixed_points
+from dynamics.types import State
+
+
+def mode_eta_crit(d, dp):
+    """Per-mode saddle-node weight decay ``d_j^2 / (4 (d_j + d'_j))`` (THEORY.md section 3):
+    mode ``j`` collapses from every start once ``eta`` exceeds it."""
+    return saddle_node_eta(d, d + dp)
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class PerModeSiamese:
+class PerModeSiamese(Model):
     """``n`` decoupled scalar modes.
 
     Attributes:
@@ -106,6 +114,19 @@ class PerModeSiamese:
     def singular_values(self, theta):
         """Singular values of the equivalent ``W`` (descending)."""
         return -jnp.sort(-jnp.abs(theta), axis=-1)
+
+    # --- closed forms (each mode is the scalar model with data variance d_j) -------------
+
+    @property
+    def eta_crit(self):
+        """(n,) per-mode thresholds ``d_j^2 / (4 a_j)``, ``a_j = d_j + d'_j``."""
+        return mode_eta_crit(self.d, self.dp)
+
+    def fixed_points(self, eta, eps=1.0, convention: str = "tian") -> FixedPoints:
+        """Per-mode non-trivial fixed points (SimSiam, stop-gradient, ``eta > 0``), each (n,):
+        ``phi_pm = (d +- sqrt(d^2 - 4 a eta)) / (2a)``, ``theta^2 = eps phi^2`` (Tian) or
+        ``phi^2`` (decay in the loss); NaN for modes past their :attr:`eta_crit`."""
+        return saddle_node_fixed_points(self.d, self.a, eta, eps, convention)
 
 
 def to_pst(state: State):

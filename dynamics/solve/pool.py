@@ -1,0 +1,199 @@
+"""The engine's pooled per-lane loop: a fixed set of working slots, refilled as lanes finish.
+
+Every lane carries its own time ``t``, step ``h``, step counter and done flag; one
+``lax.while_loop`` steps ``slots`` lanes at a time. A lane that reaches its end (or fails) leaves
+its slot; once a few slots are free they are refilled with the pool's pending lanes, so a lane
+that needs few steps never waits for the slowest one (plain ``vmap`` runs every lane in lockstep
+until the slowest finishes).
+
+Error control: the per-lane error is the RMS over state components of
+``err_i / (atol + rtol * max(|y_i|, |y_new_i|))``; a step is accepted when it is <= 1.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from dynamics.solve.steps import dopri5_step, initial_step, inv_root, rms, rodas4_step
+from dynamics.solve.tableaus import ORDER
+from dynamics.types import Status
+
+#: consecutive non-finite trial steps before a lane is declared non-finite
+MAX_BAD = 30
+STATUS_OK, STATUS_MAX_STEPS, STATUS_NONFINITE = (
+    int(Status.OK), int(Status.MAX_STEPS), int(Status.NONFINITE)
+)
+
+
+def where_lanes(mask, a, b):
+    """``where`` with a (w,) lane mask against leaves whose lane axis is 0."""
+    return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+
+
+def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *, method,
+                    save_all, slots):
+    """Integrate a pool of lanes with ``slots`` working lanes that are refilled as lanes finish.
+
+    ``f(p, y)`` / ``jac(p, y)``: batched field and Jacobian for lane parameters ``p`` (pytree,
+    lane axis 0) and states ``y`` (d, w). ``params`` and ``y0`` (d, n) describe the pool; only
+    its first ``n_valid`` lanes are integrated. ``t_save`` (S,) increasing, last = t1 > 0.
+
+    Every iteration steps all slots once; a slot whose lane is done writes its result into the
+    pool's outputs and loads the next pending lane. So a lane that needs few steps never waits
+    for the slowest lane of its chunk, and the loop ends when the last lane is done.
+
+    Returns ``(ys, status, num_steps)``: ys (S or 1, d, n), status int8 (n,), num_steps (n,).
+    """
+    d, n = y0.shape
+    w = slots
+    dtype = y0.dtype
+    S = t_save.shape[0]
+    t1 = t_save[-1]
+    order = ORDER[method]
+    n_out = S if save_all else 1
+    nan = jnp.array(jnp.nan, dtype)
+    tmap = jax.tree_util.tree_map
+
+    # per-lane starting step for the whole pool: two field evaluations per lane
+    f0_pool = f(params, y0)
+    h0_pool = initial_step(lambda y: f(params, y), y0, f0_pool, t1, rtol, atol, order)
+    hit0 = t_save[0] <= 0.0  # a save at t = 0 is the initial state
+    idx0 = jnp.where(hit0, 1, 0).astype(jnp.int32)
+
+    out_ys = jnp.full((n_out, d, n), nan)
+    if save_all:
+        out_ys = out_ys.at[0].set(jnp.where(hit0, y0, nan))
+    first = jnp.arange(w)
+    lane = jnp.where(first < n_valid, first, -1).astype(jnp.int32)
+    safe = jnp.clip(lane, 0, n - 1)
+    slot_buf = jnp.full((n_out, d, w), nan)
+    if save_all:
+        slot_buf = slot_buf.at[0].set(jnp.where(hit0, y0[:, safe], nan))
+    zeros_w = jnp.zeros((w,), jnp.int32)
+    carry = dict(
+        lane=lane,
+        ended=jnp.zeros((w,), bool),
+        st=jnp.zeros((w,), jnp.int8),
+        p=tmap(lambda x: x[safe], params),
+        t=jnp.zeros((w,), dtype),
+        h=h0_pool[safe],
+        y=y0[:, safe],
+        fy=f0_pool[:, safe],
+        idx=jnp.broadcast_to(idx0, (w,)),
+        steps=zeros_w,
+        bad=zeros_w,
+        buf=slot_buf,
+        next=jnp.minimum(jnp.asarray(w, jnp.int32), n_valid),
+        out_ys=out_ys,
+        out_status=jnp.zeros((n,), jnp.int8),
+        out_steps=jnp.zeros((n,), jnp.int32),
+    )
+    safety, fmin, fmax = 0.9, 0.2, 10.0
+    rows = jnp.arange(w)
+    # finished lanes wait in their slots until this many have piled up (or no lane is left
+    # running); then results are written out and the slots refilled, all at once
+    flush_at = max(1, w // 16)
+
+    def flush_refill(c):
+        ended = c["ended"]
+        dest = jnp.where(ended, c["lane"], n)  # index n: dropped
+        out_ys = c["out_ys"].at[:, :, dest].set(c["buf"], mode="drop")
+        out_status = c["out_status"].at[dest].set(c["st"], mode="drop")
+        out_steps = c["out_steps"].at[dest].set(c["steps"], mode="drop")
+        rank = jnp.cumsum(ended, dtype=jnp.int32) - 1
+        new_lane = c["next"] + rank
+        load = ended & (new_lane < n_valid)
+        src = jnp.clip(new_lane, 0, n - 1)
+        y_load = y0[:, src]
+        buf_fresh = jnp.full_like(c["buf"], nan)
+        if save_all:
+            buf_fresh = buf_fresh.at[0].set(jnp.where(hit0, y_load, nan))
+        return dict(
+            lane=jnp.where(load, new_lane, jnp.where(ended, -1, c["lane"])).astype(jnp.int32),
+            ended=jnp.zeros_like(ended),
+            st=c["st"],
+            p=tmap(lambda cur, pool: where_lanes(load, pool[src], cur), c["p"], params),
+            t=jnp.where(load, 0.0, c["t"]),
+            h=jnp.where(load, h0_pool[src], c["h"]),
+            y=jnp.where(load, y_load, c["y"]),
+            fy=jnp.where(load, f0_pool[:, src], c["fy"]),
+            idx=jnp.where(load, idx0, c["idx"]),
+            steps=jnp.where(load, 0, c["steps"]),
+            bad=jnp.where(load, 0, c["bad"]),
+            buf=jnp.where(load, buf_fresh, c["buf"]),
+            next=c["next"] + jnp.sum(load, dtype=jnp.int32),
+            out_ys=out_ys,
+            out_status=out_status,
+            out_steps=out_steps,
+        )
+
+    def cond(c):
+        return jnp.any(c["lane"] >= 0)
+
+    def body(c):
+        t, y, fy, p = c["t"], c["y"], c["fy"], c["p"]
+        live = (c["lane"] >= 0) & ~c["ended"]
+        t_next = t_save[jnp.minimum(c["idx"], S - 1)]
+        gap = t_next - t
+        clip = c["h"] >= gap
+        h = jnp.where(live & clip, gap, c["h"])
+        fp = lambda yy: f(p, yy)  # noqa: E731
+        if method == "dopri5":
+            y_new, f_new, err = dopri5_step(fp, y, fy, h)
+        else:
+            y_new, err = rodas4_step(fp, lambda yy: jac(p, yy), y, fy, h)
+            f_new = fp(y_new)
+        sc = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y_new))
+        en = rms(err / sc)
+        finite = jnp.isfinite(en) & jnp.all(jnp.isfinite(f_new), axis=0)
+        accept = (en <= 1.0) & finite & live
+        # en is clamped into [1e-30, 1e30] so the fast root stays on normal floats
+        fac = safety * inv_root(jnp.where(finite, jnp.clip(en, 1e-30, 1e30), 1.0), order)
+        fac = jnp.clip(fac, fmin, fmax)
+        fac = jnp.where(finite, fac, fmin)
+        fac = jnp.where(accept, fac, jnp.minimum(fac, 1.0))
+        h_prop = h * fac
+        # a step cut short to hit a save time says nothing about the step the lane can take
+        h_prop = jnp.where(accept & clip, jnp.clip(h_prop, c["h"], c["h"] * fmax), h_prop)
+        hit = accept & clip
+        t_new = jnp.where(accept, jnp.where(clip, t_next, t + h), t)
+        idx = c["idx"]
+        buf = c["buf"]
+        if save_all:
+            row = jnp.minimum(idx, S - 1)
+            old = buf[row, :, rows].T  # (d, w)
+            buf = buf.at[row, :, rows].set(jnp.where(hit, y_new, old).T)
+        idx_new = idx + hit.astype(jnp.int32)
+        finished = hit & (idx_new >= S)
+        if not save_all:
+            buf = buf.at[0].set(jnp.where(finished, y_new, buf[0]))
+        steps = c["steps"] + live.astype(jnp.int32)
+        bad = jnp.where(finite, 0, c["bad"] + 1)
+        tiny = (h < 1e-14 * jnp.maximum(1.0, jnp.abs(t))) & ~accept
+        nonfinite = live & ~finished & ((bad >= MAX_BAD) | tiny)
+        maxed = live & ~finished & ~nonfinite & (steps >= max_steps)
+        end = finished | nonfinite | maxed
+        st = jnp.where(nonfinite, STATUS_NONFINITE, jnp.where(maxed, STATUS_MAX_STEPS, STATUS_OK))
+        ended = c["ended"] | end
+        c = dict(
+            c,
+            ended=ended,
+            st=jnp.where(end, st.astype(jnp.int8), c["st"]),
+            t=t_new,
+            h=jnp.where(live, h_prop, c["h"]),
+            y=jnp.where(accept, y_new, y),
+            fy=jnp.where(accept, f_new, fy),
+            idx=idx_new,
+            steps=steps,
+            bad=bad,
+            buf=buf,
+        )
+        running = jnp.sum((c["lane"] >= 0) & ~ended, dtype=jnp.int32)
+        n_ended = jnp.sum(ended, dtype=jnp.int32)
+        go = (n_ended >= flush_at) | ((running == 0) & (n_ended > 0))
+        return jax.lax.cond(go, flush_refill, lambda c_: c_, c)
+
+    out = jax.lax.while_loop(cond, body, carry)
+    return out["out_ys"], out["out_status"], out["out_steps"]

@@ -1,0 +1,204 @@
+"""The shared vocabulary on the ground floor: states, variants, hyperparameters, status codes.
+
+Everything here is plain data. Models, the dynamics (:mod:`dynamics.flow`), the integrators
+(:mod:`dynamics.solve`), the analyses and the sweeps all stand on this module, and it imports
+nothing of the package.
+
+Lane-shaped aliases: a *batched* call integrates ``n`` independent trajectories (lanes) at once;
+every leaf of a batched state, and every per-lane parameter, carries a leading lane axis of length
+``n``. The aliases below name those shapes in signatures (``jaxtyping`` notation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+# --- lane-shaped aliases --------------------------------------------------------------------
+
+#: One number per lane, shape (n,).
+LaneScalar = Float[Array, " lanes"]
+#: Any per-lane array: a leading lane axis, then the leaf's own shape.
+LaneArray = Float[Array, "lanes *shape"]
+#: A pytree (e.g. a :class:`State`) whose every leaf carries the lane axis.
+LaneTree = PyTree[LaneArray]
+#: A per-lane :class:`Status` code, int8 of shape (n,).
+LaneStatus = Int[Array, " lanes"]
+#: A per-lane boolean mask, shape (n,).
+LaneMask = Bool[Array, " lanes"]
+
+
+def broadcast_scalar_leaves(tree, n: int):
+    """``tree`` with every scalar (0-d) leaf given a leading lane axis of length ``n``.
+
+    Leaves with ``ndim >= 1`` are assumed to carry the lane axis already and are left alone.
+    """
+    return jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(x, (n,)) if jnp.ndim(x) == 0 else jnp.asarray(x), tree
+    )
+
+
+# --- state ----------------------------------------------------------------------------------
+
+
+class State(NamedTuple):
+    """Parameters of a two-view model: encoder, predictor and (BYOL only) target.
+
+    ``tgt`` is ``None`` for SimSiam, whose target is the encoder itself.
+    """
+
+    enc: Any
+    pred: Any
+    tgt: Any = None
+
+
+# --- where the stop-gradient acts -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """Which target the loss compares against, and whether the gradient stops there.
+
+    Attributes:
+        target: ``"simsiam"`` (the target is the encoder itself) or ``"byol"`` (an EMA target).
+        stop_grad: ``True`` holds the target constant when differentiating (the methods as
+            published). ``False`` lets the gradient flow through the target branch: for SimSiam
+            into the encoder, for BYOL into the target parameters (which also keep their EMA
+            drift).
+    """
+
+    target: str = "simsiam"
+    stop_grad: bool = True
+
+    def __post_init__(self):
+        if self.target not in ("simsiam", "byol"):
+            raise ValueError(f"unknown target {self.target!r}: expected 'simsiam' or 'byol'")
+
+    @property
+    def name(self) -> str:
+        return self.target + ("" if self.stop_grad else "-nosg")
+
+    @property
+    def has_target(self) -> bool:
+        return self.target == "byol"
+
+    @classmethod
+    def from_name(cls, name: str) -> "Variant":
+        if name not in VARIANTS:
+            raise ValueError(f"unknown variant {name!r}: expected one of {', '.join(VARIANTS)}")
+        return VARIANTS[name]
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("simsiam", True),
+        Variant("simsiam", False),
+        Variant("byol", True),
+        Variant("byol", False),
+    )
+}
+
+
+# --- time scales and decays -----------------------------------------------------------------
+
+#: The two weight-decay conventions (THEORY.md section 1): ``"loss"`` puts the decay inside
+#: the loss (``eta_phi = eta``), ``"tian"`` is Tian et al.'s (``eta_phi = eps * eta``).
+CONVENTIONS = ("loss", "tian")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """Time scales and decays of the dynamics; every field is a pytree leaf (vmappable).
+
+    Attributes:
+        eps: predictor time scale (> 0); the predictor moves ``1/eps`` times faster.
+        eta_theta: weight decay of the encoder.
+        eta_phi: weight decay of the predictor (as it enters ``eps * dpred/dt``).
+        beta: EMA rate of the BYOL target, ``d tgt/dt = beta (enc - tgt)``. Unused by SimSiam.
+    """
+
+    eps: Any = 1.0
+    eta_theta: Any = 0.0
+    eta_phi: Any = 0.0
+    beta: Any = 1.0
+
+    @classmethod
+    def tian(cls, eta, alpha_p=1.0, beta=1.0) -> "Hyper":
+        """Tian et al. convention: ``eps = 1/alpha_p``, ``eta_theta = eta``, ``eta_phi = eps*eta``."""
+        eps = 1.0 / alpha_p
+        return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta, beta=beta)
+
+    @classmethod
+    def loss_decay(cls, eta, eps=1.0, beta=1.0) -> "Hyper":
+        """Weight decay inside the loss (the slow-fast convention): ``eta_theta = eta_phi = eta``."""
+        return cls(eps=eps, eta_theta=eta, eta_phi=eta, beta=beta)
+
+    @classmethod
+    def from_convention(cls, convention: str, eta, eps, beta=1.0) -> "Hyper":
+        if convention == "tian":
+            return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta, beta=beta)
+        if convention == "loss":
+            return cls(eps=eps, eta_theta=eta, eta_phi=eta, beta=beta)
+        raise ValueError(
+            f"unknown convention {convention!r}: expected {' or '.join(map(repr, CONVENTIONS))}"
+        )
+
+    def lane_broadcast(self, n: int) -> "Hyper":
+        """These hyperparameters with a lane axis of length ``n`` on every scalar field."""
+        return broadcast_scalar_leaves(self, n)
+
+
+# --- per-lane results -----------------------------------------------------------------------
+
+
+class Status(enum.IntEnum):
+    """Per-lane status of a batched solve (stored as int8).
+
+    OK: the lane reached its end time and every number is finite.
+    MAX_STEPS: an adaptive solver used up ``max_steps`` before the end time.
+    NONFINITE: a NaN/inf appeared (a diverging lane, or a failed implicit solve).
+    """
+
+    OK = 0
+    MAX_STEPS = 1
+    NONFINITE = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def labels(cls) -> tuple[str, ...]:
+        """Labels indexed by code: ``("ok", "max_steps", "nonfinite")``."""
+        return tuple(s.label for s in cls)
+
+
+class Outcome(enum.IntEnum):
+    """Collapse label of one lane of a sweep (stored as int8).
+
+    NON_COLLAPSED: converged to a stable fixed point with a non-zero encoder.
+    COLLAPSED: converged, and the encoder is (numerically) zero.
+    UNDECIDED: not converged, parked near a saddle, or the solver hit ``max_steps``.
+    FAILED: a non-finite number appeared.
+    """
+
+    NON_COLLAPSED = 0
+    COLLAPSED = 1
+    UNDECIDED = 2
+    FAILED = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def labels(cls) -> tuple[str, ...]:
+        """Labels indexed by code: ``("non-collapsed", "collapsed", "undecided", "failed")``."""
+        return tuple(o.label for o in cls)

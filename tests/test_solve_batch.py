@@ -1,0 +1,156 @@
+"""The one batched entry point, its stiffness policy, and the old paths that still work."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dynamics  # noqa: F401  (float64)
+from dynamics.models import LinearSiamese, ScalarSiamese
+from dynamics.models.linear import random_state
+from dynamics.solve import Status, policy, solve_batch
+from dynamics.solve.diffrax_flow import flow_batch as diffrax_flow_batch
+from dynamics.solve.engine import flow_batch as engine_flow_batch
+from dynamics.types import Hyper, State, VARIANTS
+
+SIMSIAM = VARIANTS["simsiam"]
+
+
+def _lanes(n, seed):
+    rng = np.random.default_rng(seed)
+    return State(jnp.asarray(rng.uniform(-1.5, 1.5, n)), jnp.asarray(rng.uniform(-1.0, 2.0, n)))
+
+
+def test_policy_is_one_rule_for_both_integrators():
+    """The thresholds the sweeps have always used: engine rodas4 below eps = 0.3, diffrax
+    kvaerno5 below eps = 5e-3; an explicit choice wins; large states stay explicit."""
+    assert [policy.flow_solver(e) for e in (0.29, 0.3)] == ["rodas4", "dopri5"]
+    assert [policy.flow_solver(e, integrator="diffrax") for e in (4e-3, 5e-3)] == ["kvaerno5",
+                                                                                   "tsit5"]
+    assert policy.flow_solver(1e-4, "dopri5") == "dopri5"
+    hyper = Hyper(eps=jnp.array([1.0, 0.01, 0.5, 0.001]))
+    (m1, l1), (m2, l2) = policy.engine_groups(hyper, 4, d=2)
+    assert (m1, l1.tolist(), m2, l2.tolist()) == ("rodas4", [1, 3], "dopri5", [0, 2])
+    (_, big), (_, rest) = policy.engine_groups(hyper, 4, d=policy.MAX_ROSENBROCK_DIM + 1)
+    assert big.size == 0 and rest.tolist() == [0, 1, 2, 3]
+    from dynamics.sweep import solver_for  # the sweep delegates to the policy
+
+    assert solver_for(0.01, "auto", "batched") == "rodas4"
+    assert solver_for(0.01, "auto") == "tsit5" and solver_for(1e-3, "auto") == "kvaerno5"
+
+
+def test_entry_point_is_the_integrators_bit_for_bit():
+    """solve_batch adds no arithmetic: the same bits as the integrator functions it calls."""
+    y0 = _lanes(6, 0)
+    hyper = Hyper.loss_decay(0.05, jnp.array([1.0, 0.01, 1.0, 0.01, 0.5, 0.5]))
+    m = ScalarSiamese(0.5)
+    a = solve_batch(m, SIMSIAM, hyper, y0, t1=10.0)
+    b = engine_flow_batch(m, SIMSIAM, hyper, y0, t1=10.0)
+    np.testing.assert_array_equal(a.ys.enc, b.ys.enc)
+    np.testing.assert_array_equal(a.status, b.status)
+    c = solve_batch(m, SIMSIAM, hyper, y0, integrator="diffrax", t1=10.0, solver="kvaerno5")
+    d = diffrax_flow_batch(m, SIMSIAM, hyper, y0, t1=10.0, solver="kvaerno5", rtol=1e-8,
+                           atol=1e-10, max_steps=16384)
+    np.testing.assert_array_equal(np.asarray(c.ys.enc), np.asarray(d.ys.enc))
+
+
+def test_diffrax_auto_splits_lanes_by_policy_and_agrees_with_the_engine():
+    """Mixed eps in one diffrax call: stiff lanes go to Kvaerno5, the rest to Tsit5, results
+    land in their lanes; they agree with the engine to the tolerances (both at rtol 1e-8;
+    observed 2.2e-9, tolerance 1e-7)."""
+    y0 = _lanes(4, 1)
+    hyper = Hyper.loss_decay(0.05, jnp.array([1e-3, 1.0, 1e-3, 1.0]))
+    m = ScalarSiamese(0.5)
+    dfx = solve_batch(m, SIMSIAM, hyper, y0, integrator="diffrax", t1=10.0)
+    eng = solve_batch(m, SIMSIAM, hyper, y0, t1=10.0, rtol=1e-8, atol=1e-10)
+    assert np.all(np.asarray(dfx.status) == Status.OK) and np.all(eng.status == Status.OK)
+    np.testing.assert_allclose(np.asarray(dfx.ys.enc)[:, -1], eng.ys.enc[:, -1], atol=1e-7)
+    np.testing.assert_allclose(np.asarray(dfx.ys.pred)[:, -1], eng.ys.pred[:, -1], atol=1e-7)
+
+
+def test_engine_integrates_the_linear_model_as_diffrax_does():
+    """LinearSiamese (n1 = n2 = 2, W and Wp: d = 8) through the engine: Dopri5 and Rodas4
+    (exact Jacobian of the matrix field) agree with diffrax Tsit5 (all at rtol 1e-10; observed
+    1.2e-11 at n = 3; tolerance 1e-9)."""
+    m = LinearSiamese.isotropic(2, 0.5)
+    ys = [random_state(jax.random.PRNGKey(i), m, SIMSIAM, 2) for i in range(4)]
+    y0 = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *ys)
+    hyper = Hyper.tian(0.02, jnp.array([1.0, 1.0, 5.0, 5.0]))
+    kw = dict(t1=5.0, rtol=1e-10, atol=1e-12)
+    ref = solve_batch(m, SIMSIAM, hyper, y0, integrator="diffrax", solver="tsit5",
+                      max_steps=100_000, **kw)
+    for solver in ("dopri5", "rodas4"):
+        eng = solve_batch(m, SIMSIAM, hyper, y0, solver=solver, **kw)
+        assert np.all(eng.status == Status.OK)
+        for a, b in ((eng.ys.enc, ref.ys.enc), (eng.ys.pred, ref.ys.pred)):
+            np.testing.assert_allclose(a[:, -1], np.asarray(b)[:, -1], rtol=0, atol=1e-9)
+
+
+def test_discrete_methods_on_both_integrators_give_the_same_stream():
+    """SGD: step k of a lane samples with fold_in(key, k) on both paths, so results agree
+    to rounding (the engine runs the same program, chunked)."""
+    y0 = _lanes(5, 2)
+    m, hyper = ScalarSiamese(0.5), Hyper.loss_decay(0.05, 0.5)
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    kw = dict(method="sgd", lr=0.01, n_steps=40, keys=keys, batch_size=8)
+    a = solve_batch(m, SIMSIAM, hyper, y0, **kw)
+    b = solve_batch(m, SIMSIAM, hyper, y0, integrator="diffrax", **kw)
+    np.testing.assert_allclose(a.ys.enc, np.asarray(b.ys.enc), rtol=1e-13, atol=1e-15)
+    gd = solve_batch(m, SIMSIAM, hyper, y0, method="gd", lr=0.01, n_steps=40)
+    assert gd.ys.enc.shape == (5, 1) and not np.allclose(gd.ys.enc, a.ys.enc)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(method="adam", t1=1.0), "'adam'"),
+        (dict(integrator="scipy", t1=1.0), "'scipy'"),
+        (dict(), "t1"),
+        (dict(t1=1.0, lr=0.1), "lr=0.1"),
+        (dict(method="sgd", lr=0.1, n_steps=3), "keys"),
+        (dict(method="gd", t1=1.0), "t1"),
+        (dict(t1=1.0, solver="kvaerno5"), "'kvaerno5'"),
+        (dict(t1=1.0, integrator="diffrax", solver="rodas4"), "'rodas4'"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors_naming_the_value(kwargs, needle):
+    with pytest.raises(ValueError) as e:
+        solve_batch(ScalarSiamese(0.5), SIMSIAM, Hyper(), _lanes(2, 0), **kwargs)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_old_paths_warn_and_give_the_new_objects():
+    from dynamics.solve import engine as new_engine
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        from dynamics import engine, solve
+
+        assert engine.solve_flow_batch is new_engine.flow_batch
+        assert engine.STIFF_EPS == policy.STIFF_EPS
+        assert solve.solve_flow_batch is diffrax_flow_batch
+    assert len(w) == 3 and all(issubclass(x.category, DeprecationWarning) for x in w)
+    assert "dynamics.solve.engine.flow_batch" in str(w[0].message)
+
+
+def test_unwritable_compile_cache_warns_once_and_the_run_goes_on(tmp_path):
+    """A cache path under a regular file cannot be created: one line on stderr, no cache,
+    and the computation still runs (issue of a read-only or full cache disk)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = ("import jax, jax.numpy as jnp; from dynamics import runtime; "
+            "print(runtime.enable_compilation_cache()); print(runtime.enable_compilation_cache()); "
+            "print(float(jax.jit(lambda x: jnp.sin(x) * 2)(1.0)))")
+    env = dict(os.environ, DYNAMICS_COMPILE_CACHE=str(blocker / "cache"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    assert out[:2] == ["None", "None"] and abs(float(out[2]) - 2 * np.sin(1.0)) < 1e-12
+    lines = [x for x in r.stderr.splitlines() if "compile cache" in x]
+    assert len(lines) == 1 and str(blocker / "cache") in lines[0]
