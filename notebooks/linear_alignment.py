@@ -41,8 +41,8 @@ import numpy as np
 
 import dynamics
 from dynamics import plot
-from dynamics.figures import linear as FL
-from dynamics.figures import scalar
+from dynamics.figures import tian3
+from dynamics.figures.compute import euler_lanes
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models.linear import LinearSiamese, random_state
 
@@ -54,8 +54,8 @@ hyper = Hyper.tian(eta, alpha_p)
 y0 = random_state(jax.random.PRNGKey(seed), model, v, n, scale=0.8)
 lanes = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], y0)
 hyper_l = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], hyper)
-ts, ys = FL.euler_lanes(model, v, hyper_l, lanes, jnp.asarray([lr]), n_steps=int(T / lr),
-                        save_every=20)
+ts, ys = euler_lanes(model, v, hyper_l, lanes, jnp.asarray([lr]), n_steps=int(T / lr),
+                     save_every=20)
 ts = np.concatenate([[0.0], np.asarray(ts)[0]])
 W = np.concatenate([np.asarray(y0.enc)[None], np.asarray(ys.enc)[0]])
 Wp = np.concatenate([np.asarray(y0.pred)[None], np.asarray(ys.pred)[0]])
@@ -131,8 +131,8 @@ assert np.max(dev) < 10 * lr * np.linalg.norm(M[0]), np.max(dev) / np.linalg.nor
 # (`tau = 1`); the background is that flow at the same `eta` (Tian et al. Fig. 3).
 
 # %%
-d = scalar.tian_fig3_data(etas=(eta,), sigma2=sigma2, alpha_p=alpha_p, p_range=(-0.6, 1.2),
-                          s_range=(0.0, max(1.0, float(s_eig.max()) * 1.1)), n=30 if QUICK else 50)
+d = tian3.data(etas=(eta,), sigma2=sigma2, alpha_p=alpha_p, p_range=(-0.6, 1.2),
+               s_range=(0.0, max(1.0, float(s_eig.max()) * 1.1)), n=30 if QUICK else 50)
 pan = d["panels"][0]
 fig, ax = plt.subplots(figsize=(6.5, 5))
 plot.draw_field(ax, pan["P"], pan["S"], pan["dP"], pan["dS"])

@@ -40,7 +40,7 @@ import numpy as np
 import dynamics
 from dynamics import plot
 from dynamics.figures import compute as C
-from dynamics.figures import scalar
+from dynamics.figures import basins
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 
@@ -129,8 +129,8 @@ plt.show()
 
 # %%
 eps_list = (1.0, 0.1) if QUICK else (1.0, 0.1, 0.01)
-d = scalar.basin_data(eps=eps_list, eta=eta, sigma2=sigma2, n=n_grid, t1=t1)
-fig = plot.basins_with_boundary(d)
+d = basins.data(eps=eps_list, eta=eta, sigma2=sigma2, n=n_grid, t1=t1)
+fig = basins.draw(d)
 plt.show()
 
 # %% [markdown]

@@ -35,7 +35,7 @@ import numpy as np
 import dynamics
 from dynamics import plot
 from dynamics.figures import compute as C
-from dynamics.figures import scalar
+from dynamics.figures import slowfast
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 
@@ -131,8 +131,8 @@ assert abs(-fast[-1] - rate) < 0.1 * rate, (fast[-1], rate)
 # The same figure as `python -m dynamics.figures slowfast`.
 
 # %%
-d = scalar.slowfast_data(eps=eps_list, eta=eta, sigma2=sigma2, t1=t1)
-fig = plot.slowfast_figure(d)
+d = slowfast.data(eps=eps_list, eta=eta, sigma2=sigma2, t1=t1)
+fig = slowfast.draw(d)
 plt.show()
 # checked: the reduction error shrinks with eps from the start away from the boundary (A)
 assert np.all(np.diff(d["err"][:, 0]) < 0), d["err"][:, 0]

@@ -159,12 +159,12 @@ def test_basin_boundary_from_theory_separates_the_simulated_basins():
 
 
 def test_same_seed_same_result():
-    from dynamics.figures.linear import tian_fig7_data
+    from dynamics.figures import tian7
 
     kw = dict(n=2, repeats=2, T=0.4, etas=(0.01,), betas=(1.0,))
-    a, b = tian_fig7_data(seed=3, **kw), tian_fig7_data(seed=3, **kw)
+    a, b = tian7.data(seed=3, **kw), tian7.data(seed=3, **kw)
     np.testing.assert_array_equal(a["corr"], b["corr"])
-    c = tian_fig7_data(seed=4, **kw)
+    c = tian7.data(seed=4, **kw)
     assert not np.array_equal(a["wnorm"], c["wnorm"])
 
 
@@ -213,9 +213,9 @@ def test_tian5_small_beta_raises_lambda_min_K_early():
     lambda_min(K) larger. Observed (n = 8 and the quick n = 4): the order beta = 0.1 > 0.4 > 1 > 4
     holds at every saved time in about [2, 3.5], and for the mean over t in [0, 5] with gaps
     of at least 0.017 (hence the 0.01 margin); at t = 0 all runs share one state (tau = 0), so their K agree exactly."""
-    from dynamics.figures.linear import tian_fig5_data
+    from dynamics.figures import tian5
 
-    d = tian_fig5_data(n=4, T=6.0, etas=(0.04,))
+    d = tian5.data(n=4, T=6.0, etas=(0.04,))
     ts = d["ts"]
     runs = [r for r in d["runs"] if r["sweep"] == "beta"]
     assert [r["beta"] for r in runs] == [0.1, 0.4, 1.0, 4.0]
@@ -276,9 +276,9 @@ def test_tian7_target_stays_correlated_with_the_online_weights():
     """Tian et al. Fig. 7 (Wa(0) = 0, sigma = 0.03): the correlation between Wa and W stays high
     (the paper: ~0.9 even for gamma_a near 1 and large eta). Observed minimum of the mean over
     runs: 0.975 at beta = 0.1, eta = 0.1; the paper's gamma_a = 0.996 is beta = 0.4 here."""
-    from dynamics.figures.linear import tian_fig7_data
+    from dynamics.figures import tian7
 
-    d = tian_fig7_data(n=4, repeats=3, T=20.0, etas=(0.0, 0.1), betas=(0.1, 0.4))
+    d = tian7.data(n=4, repeats=3, T=20.0, etas=(0.0, 0.1), betas=(0.1, 0.4))
     assert d["gammas"] == [0.999, 0.996]
     m = d["corr"].mean(axis=2)
     assert np.all(m > 0.9), m.min()
@@ -307,9 +307,9 @@ def test_tian4_branches_meet_at_the_fold_point():
     """The two non-trivial roots p_pm = (1 +- sqrt(1 - 4 a eta)) / (2a) average to the fold
     point's p = 1/(2a) at every eta < eta_c = 1/(4a), where they meet; past eta_c only p = 0 is
     left. Roots are bisected to ~1e-16 on the grid, so 1e-9 is loose."""
-    from dynamics.figures.scalar import tian_fig4_data
+    from dynamics.figures import tian4
 
-    d = tian_fig4_data(n_eta=11)
+    d = tian4.data(n_eta=11)
     a = d["a"]
     assert d["eta_crit"] == pytest.approx(1 / (4 * a), rel=1e-15)
     for eta in np.unique([e for e, _, _ in d["bif"]]):
@@ -319,3 +319,28 @@ def test_tian4_branches_meet_at_the_fold_point():
             assert nz[1] - nz[0] == pytest.approx(np.sqrt(1 - 4 * a * eta) / a, abs=1e-9)
         elif eta > d["eta_crit"]:
             assert nz == [], (eta, nz)
+
+
+def test_old_figure_names_warn_and_return_the_moved_objects():
+    """The names the figure modules replaced keep working for one release: each access warns
+    (DeprecationWarning naming the new home) and returns the object that now lives there."""
+    from dynamics import plot
+    from dynamics.figures import basins, compute, linear, phase, scalar, slowfast, tian3, tian7
+
+    cases = [
+        (plot, "tian_fig3", tian3.draw, "dynamics.figures.tian3"),
+        (plot, "basins_with_boundary", basins.draw, "dynamics.figures.basins"),
+        (plot, "phase_diagrams", phase.draw, "dynamics.figures.phase"),
+        (scalar, "basin_data", basins.data, "dynamics.figures.basins.data"),
+        (scalar, "slowfast_data", slowfast.data, "dynamics.figures.slowfast.data"),
+        (scalar, "seed_grid", compute.seed_grid, "dynamics.figures.compute.seed_grid"),
+        (linear, "tian_fig7_data", tian7.data, "dynamics.figures.tian7.data"),
+        (linear, "ScaledTarget", compute.ScaledTarget, "dynamics.figures.compute.ScaledTarget"),
+    ]
+    for module, old, new, where in cases:
+        with pytest.warns(DeprecationWarning, match=where):
+            assert getattr(module, old) is new
+    with pytest.raises(AttributeError):
+        plot.no_such_layout
+    with pytest.raises(AttributeError):
+        scalar.no_such_data

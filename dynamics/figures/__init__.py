@@ -1,10 +1,10 @@
 """``python -m dynamics.figures``: regenerate the paper figures into ``figures/``.
 
 Every figure is registered in :data:`FIGURES` with a builder ``build(quick) -> (fig, params)``.
-Figures rewritten against their papers live in one module each, data and layout together,
-registered with ``@register(name, caption)`` (``post_toy``, ``tian8``, ``tian9``, ``tian10``,
-``wd_conventions``); the others compute their data in ``dynamics.figures.scalar`` /
-``.linear`` and draw it with a :mod:`dynamics.plot` function. Each run writes ``NAME.png`` and
+Each figure is one module of this package, named after it, with its data (``data(...)``), its
+layout (``draw(data)``) and its builder registered by ``@register(name, caption)``; what several
+figures compute lives in :mod:`dynamics.figures.compute`, reusable drawing (basin maps, phase
+portraits, phase diagrams) in :mod:`dynamics.plot`. Each run writes ``NAME.png`` and
 ``NAME.pdf`` atomically and records, in ``OUT/manifest.json``, the command, parameters
 (the paper's, and any deliberate difference) and caption of every file.
 
@@ -25,190 +25,28 @@ import sys
 import time
 from pathlib import Path
 
-from dynamics.figures._registry import FIGURES, FigureSpec, register
+from dynamics.figures.registry import FIGURES, FigureSpec, register
 
 __all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "register", "write_figure"]
 
 
-def _basins(quick):
-    from dynamics import plot
-    from dynamics.figures import scalar
-
-    kw = dict(eps=(1.0, 0.1), n=12) if quick else dict(eps=(1.0, 0.1, 0.01), n=64)
-    d = scalar.basin_data(**kw)
-    return plot.basins_with_boundary(d), d["params"]
-
-
-def _tian3(quick):
-    from dynamics import plot
-    from dynamics.figures import scalar
-
-    d = scalar.tian_fig3_data(n=24 if quick else 60)
-    return plot.tian_fig3(d), d["params"]
-
-
-def _tian4(quick):
-    from dynamics import plot
-    from dynamics.figures import scalar
-
-    d = scalar.tian_fig4_data(n_eta=21 if quick else 101)
-    return plot.tian_fig4(d), d["params"]
-
-
-def _slowfast(quick):
-    from dynamics import plot
-    from dynamics.figures import scalar
-
-    d = scalar.slowfast_data(eps=(0.3, 0.03) if quick else (0.3, 0.1, 0.03, 0.01, 0.003))
-    return plot.slowfast_figure(d), d["params"]
-
-
-def _sweep_basins(quick):
-    from dynamics import plot
-    from dynamics.figures import compute as C
-    from dynamics.figures.scalar import seed_grid
-    from dynamics.flow import VARIANTS, Hyper
-    from dynamics.models import ScalarSiamese
-    from dynamics.sweep import build_parser, run_sweep
-
-    argv = ["--eps", "1", "0.01", "--variant", "simsiam"] + (["--n", "12"] if quick else [])
-    args = build_parser().parse_args(argv + ["--quiet"])
-    ds = run_sweep(args)
-    (eta,), (sigma2,) = args.eta, args.sigma2
-    fig = plot.basin_map(ds, "simsiam", suptitle=(
-        f"collapse basins, scalar SimSiam with stop-gradient, eta = {eta:g}, "
-        f"sigma2 = {sigma2:g}, {args.convention} convention, t1 = {ds.attrs['t1']:g}\nblack: basin "
-        "boundary from theory (stable manifolds of the saddles)"))
-    model, v = ScalarSiamese(sigma2=sigma2), VARIANTS["simsiam"]
-    th, ph = ds["theta0"].values, ds["phi0"].values
-    box = (float(th[0]), float(th[-1]), float(ph[0]), float(ph[-1]))
-    for ax, e in zip(fig.axes, ds["eps"].values):
-        hyper = Hyper.from_convention(args.convention, eta, float(e))
-        fps = C.fixed_points(model, v, hyper, seed_grid(box[:2], box[2:]))
-        first = True
-        for p in fps:
-            if p["kind"] != "saddle":
-                continue
-            for m in C.stable_manifold(model, v, hyper, p, bound=3.0):
-                ax.plot(m[:, 0], m[:, 1], color="k", lw=1.8,
-                        label="theory: basin boundary" if first else None)
-                first = False
-        plot.draw_fixed_points(ax, [p["z"][0] for p in fps], [p["z"][1] for p in fps],
-                               [p["kind"] for p in fps], size=7)
-        ax.set_xlim(box[:2])
-        ax.set_ylim(box[2:])
-        plot.dedup_legend(ax, loc="upper left", fontsize=6)
-    params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
-                  eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
-                  n=args.n, t1=ds.attrs["t1"], overlay="stable manifolds of the saddles (theory)",
-                  paper="none: the default sweep of this project")
-    return fig, params
-
-
-def _tian5(quick):
-    from dynamics import plot
-    from dynamics.figures import linear
-
-    kw = dict(n=4, T=60.0) if quick else {}
-    d = linear.tian_fig5_data(**kw)
-    return plot.tian_fig5(d), d["params"]
-
-
-def _tian7(quick):
-    from dynamics import plot
-    from dynamics.figures import linear
-
-    kw = dict(n=4, repeats=3, T=20.0) if quick else {}
-    d = linear.tian_fig7_data(**kw)
-    return plot.tian_fig7(d), d["params"]
-
-
-def _phase(quick):
-    import numpy as np
-
-    from dynamics import plot
-    from dynamics.figures import linear
-
-    if quick:
-        kw = dict(n1=2, etas=(0.0, 0.1, 0.2, 0.3), epss=(1.0, 0.1), betas=(0.3, 3.0), n_init=1,
-                  t1=50.0)
-    else:
-        kw = {}
-    d = linear.phase_diagram_data(**kw)
-    return plot.phase_diagrams(d), d["params"]
-
-
-_LINEAR = [
-    FigureSpec(
-        "tian5",
-        "Tian et al. (2021) Fig. 5: linear BYOL with a symmetric predictor, target from "
-        "W_a(0) = 0, Euler step 0.01, sweeps of eta (beta = 0.4) and of beta (eta = 0.04): "
-        "lambda_min(K), predictor eigenvalues p_j(t), eigenvalues s_j(t) of W W^T; early on a "
-        "smaller beta keeps lambda_min(K) larger.",
-        _tian5,
-    ),
-    FigureSpec(
-        "tian7",
-        "Tian et al. (2021) Fig. 7: full matrix BYOL from W_a(0) = 0, sigma = 0.03, "
-        "correlation between W_a and W over time for EMA coefficients gamma_a = 0.999, 0.996 "
-        "(the paper's), 0.99, 0.9 and weight decays eta in {0, 0.01, 0.1}; mean and standard "
-        "deviation over 10 runs, as in the paper.",
-        _tian7,
-    ),
-    FigureSpec(
-        "phase",
-        "Collapse phase diagrams of the linear model (dynamics.sweep --model linear): mean "
-        "collapsed-mode fraction over (eta, eps) for SimSiam and (eta, beta) for BYOL, with "
-        "each mode's saddle-node eta_c = d_j^2 / (4 (d_j + sigma2)).",
-        _phase,
-    ),
-]
-
-
-for _spec in (
-    FigureSpec(
-        "basins",
-        "Collapse basins of scalar SimSiam over (theta0, phi0) for several predictor time "
-        "scales eps, with and without stop-gradient, with the theoretical basin boundary "
-        "(stable manifold of the saddle) and the fixed points overlaid.",
-        _basins,
-    ),
-    FigureSpec(
-        "tian3",
-        "Tian et al. (2021) Fig. 3: (p, s) phase planes of one mode for eta in "
-        "{0, 0.01, 1}: flow lines, nullclines, invariant parabola, fixed points by stability.",
-        _tian3,
-    ),
-    FigureSpec(
-        "tian4",
-        "Tian et al. (2021) Fig. 4: 1-D predictor dynamics on the invariant parabola in "
-        "three regimes of eta, and the saddle-node bifurcation diagram in eta with its fold "
-        "point (eta_c, p) = (1/(4a), 1/(2a)).",
-        _tian4,
-    ),
-    FigureSpec(
-        "slowfast",
-        "Slow-fast scalar SimSiam (weight decay in the loss): full basin boundaries for "
-        "shrinking eps against the reduced flow's, full vs reduced trajectories, the "
-        "reduction error against eps (O(eps) once both flows end in the same basin, with a "
-        "start-dependent constant that is large near the boundary), and the predictor's "
-        "relaxation rate against the slow eigenvalues; it vanishes at theta = 0 without decay.",
-        _slowfast,
-    ),
-    FigureSpec(
-        "sweep_basins_simsiam",
-        "The default sweep's basin map (python -m dynamics.sweep --eps 1 0.01): scalar "
-        "SimSiam with stop-gradient, eta = 0.15, sigma2 = 0.5, decay in the loss, a slow "
-        "(eps = 1) against a fast (eps = 0.01) predictor, with the theory's basin boundary "
-        "(stable manifolds of the saddles) and fixed points overlaid.",
-        _sweep_basins,
-    ),
-    *_LINEAR,
-):
-    register(_spec.name, _spec.caption)(_spec.build)
-
-# figures written as one module each (data and drawing together) register themselves
-from dynamics.figures import post_toy, tian8, tian9, tian10, wd_conventions  # noqa: E402,F401
+# each figure is one module (data and drawing together) that registers itself; the import
+# order is the order of FIGURES (and of a full run)
+from dynamics.figures import (  # noqa: E402,F401
+    basins,
+    tian3,
+    tian4,
+    slowfast,
+    sweep_basins_simsiam,
+    tian5,
+    tian7,
+    phase,
+    post_toy,
+    tian8,
+    tian9,
+    tian10,
+    wd_conventions,
+)
 
 
 def _git_revision() -> str:

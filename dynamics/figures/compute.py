@@ -1,13 +1,17 @@
-"""Arrays behind the figures: fields on grids, fixed points, stable manifolds, trajectories.
+"""Arrays behind the figures: fields on grids, fixed points, stable manifolds, trajectories,
+and, for the linear model, Euler runs over lanes of hyperparameters.
 
 Everything here is computed from the model's loss through :mod:`dynamics.flow` (vector field
 and autodiff Jacobian); the plotting functions in :mod:`dynamics.plot` only draw the results.
-Functions are jitted once per (variant, shape) and reused across panels.
+Functions are jitted once per (variant, shape) and reused across panels. The figure modules
+of :mod:`dynamics.figures` share these; what only one figure needs stays in its module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import diffrax
 import jax
@@ -15,22 +19,34 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dynamics.flow import State, Variant, jacobian_matrix, vector_field
-from dynamics.solve import solve_flow
+from dynamics.analysis import FlowSystem, find_fixed_points, relaxation_rate
+from dynamics.analysis.alignment import lambda_min_sym, theorem3_K
+from dynamics.analysis.slowfast import ReducedSystem
+from dynamics.flow import Hyper, State, Variant, jacobian_matrix, vector_field
+from dynamics.models.linear import random_state
+from dynamics.solve import run_discrete, solve_flow, solve_system
 
 __all__ = [
+    "ScaledTarget",
     "classify_point",
     "critical_predictor",
     "eigen_at",
     "eigvals_at",
+    "euler_lanes",
     "expected_loss",
     "field_at",
     "fixed_points",
     "grid_field",
+    "hyper_lanes",
+    "init_lanes",
+    "lambda_min_K",
     "make_state",
     "predictor_rate",
     "reduced_trajectories",
+    "seed_grid",
     "stable_manifold",
+    "symmetric_part",
+    "target_scale",
     "trajectories",
 ]
 
@@ -81,6 +97,13 @@ def grid_field(model, variant, hyper, theta, phi, tgt=None):
 # --- fixed points ---------------------------------------------------------------------------
 
 
+def seed_grid(theta_range, phi_range, n=9):
+    """An ``n x n`` grid of ``(theta, phi)`` seeds (rows of an (n*n, 2) array) for Newton."""
+    th = np.linspace(*theta_range, n)
+    ph = np.linspace(*phi_range, n)
+    return np.stack(np.meshgrid(th, ph), -1).reshape(-1, 2)
+
+
 @functools.partial(jax.jit, static_argnames=("variant",))
 def eigvals_at(model, variant, hyper, z):
     """Eigenvalues (complex) and eigenvectors of the Jacobian at flattened states ``z`` (N, d)."""
@@ -127,8 +150,6 @@ def fixed_points(model, variant, hyper, seeds, ftol=1e-10, dedupe=1e-6):
     eigenvectors, "kind": classify_point(...)}`` sorted by the flattened coordinates; ``kind``
     ignores neutral directions, so points on a line of fixed points are still labelled.
     """
-    from dynamics.analysis import FlowSystem, find_fixed_points
-
     seeds, _ = _pad_rows(np.asarray(seeds, float))  # padding repeats a seed: deduplicated
     starts = make_state(variant, seeds[:, 0], seeds[:, 1],
                         seeds[:, 2] if variant.has_target else None)
@@ -242,9 +263,6 @@ def expected_loss(model, variant, y: State):
 
 
 def _reduced(model, variant, hyper):
-    from dynamics.analysis import FlowSystem
-    from dynamics.analysis.slowfast import ReducedSystem
-
     return ReducedSystem.of(FlowSystem(model, hyper, variant), jnp.asarray(1.0 / model.a))
 
 
@@ -264,20 +282,15 @@ def critical_predictor(model, variant, hyper, enc):
 def predictor_rate(model, variant, hyper, enc):
     """Relaxation rate of the fast predictor at fixed encoder, ``-d pred'/d pred``
     (``(a theta^2 + eta_phi) / eps`` for the scalar model; ``analysis.slowfast.relaxation_rate``)."""
-    from dynamics.analysis import FlowSystem
-    from dynamics.analysis.slowfast import _relaxation_rate
-
     system = FlowSystem(model, hyper, variant)
     enc = np.asarray(enc, float)
     states = make_state(variant, enc.reshape(-1), np.zeros(enc.size))
-    rate = jax.vmap(lambda y: _relaxation_rate(system, y))(states)
+    rate = jax.vmap(lambda y: relaxation_rate(system, y))(states)
     return np.asarray(rate).reshape(enc.shape)
 
 
 @functools.partial(jax.jit, static_argnames=("n_save",))
 def _reduced_solve(reduced, enc0, t1, n_save):
-    from dynamics.solve import solve_system
-
     ts = jnp.linspace(0.0, t1, n_save)
     sol = jax.vmap(lambda e: solve_system(reduced, State(e, None, None), t1, ts=ts, rtol=1e-8,
                                           atol=1e-10, max_steps=100_000))(enc0)
@@ -294,3 +307,78 @@ def reduced_trajectories(model, variant, hyper, enc0, *, t1, n_save=400):
     ts, enc = _reduced_solve(reduced, jnp.asarray(enc0), jnp.asarray(float(t1)), n_save)
     enc = np.asarray(enc)[:n]
     return np.asarray(ts), enc, critical_predictor(model, variant, hyper, enc)
+
+
+# --- the linear model: Euler runs over lanes of hyperparameters -------------------------------
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ScaledTarget:
+    """A model whose target is ``tau`` times the given one: ``L(W, Wp, tau * target)``.
+
+    With the SimSiam variant (stop-gradient, target = encoder) this is Tian et al.'s
+    ``Wa = tau W`` assumption of Theorem 3, written as a loss.
+    """
+
+    base: Any
+    tau: Any = 1.0
+
+    @property
+    def trains_predictor(self):
+        return self.base.trains_predictor
+
+    def expected_loss(self, W, pred, tgt):
+        return self.base.expected_loss(W, pred, self.tau * tgt)
+
+    def encoder_norm(self, W):
+        return self.base.encoder_norm(W)
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "n_steps", "save_every"))
+def euler_lanes(model, variant, hyper, y0, lr, *, n_steps, save_every):
+    """Explicit Euler on the expected flow, vmapped over a lane axis of ``hyper``, ``y0``, ``lr``.
+
+    ``model`` is shared by all lanes. Returns ``(ts (T,) per lane, State (N, T, ...))``.
+    """
+
+    def one(h, y, l):
+        sol = run_discrete(model, variant, h, y, l, n_steps, save_every=save_every)
+        return sol.ts, sol.ys
+
+    return jax.vmap(one)(hyper, y0, lr)
+
+
+def hyper_lanes(eta, eps, beta, convention):
+    """A ``Hyper`` with one lane per broadcast element of ``eta``, ``eps``, ``beta``."""
+    eta, eps, beta = np.broadcast_arrays(np.asarray(eta, float), np.asarray(eps, float),
+                                         np.asarray(beta, float))
+    h = Hyper.from_convention(convention, jnp.asarray(eta), jnp.asarray(eps), jnp.asarray(beta))
+    return h
+
+
+def init_lanes(model, variant, n, keys, scale, target0="online", pred_scale=None):
+    """One random initial state of the linear model per key (``models.linear.random_state``)."""
+    return jax.vmap(lambda k: random_state(k, model, variant, n, scale=scale,
+                                           pred_scale=pred_scale, target0=target0))(keys)
+
+
+def symmetric_part(m):
+    """``(m + m^T) / 2`` over the last two axes."""
+    return 0.5 * (m + np.swapaxes(m, -1, -2))
+
+
+@jax.jit
+def lambda_min_K(F, P, sigma2, alpha_p, tau, eta):
+    """``lambda_min(K)`` of Theorem 3 over (run, time) axes, ``K`` from dynamics.analysis."""
+
+    def one(Fi, Pi, ti, ei):
+        return lambda_min_sym(theorem3_K(Fi, Pi, sigma2, alpha_p, ti, ei))
+
+    over_time = jax.vmap(one, in_axes=(0, 0, 0, None))
+    return jax.vmap(over_time)(F, P, tau, eta)
+
+
+def target_scale(W, Wa):
+    """Least-squares scalar with ``Wa ~ tau W``: ``tr(Wa W^T) / tr(W W^T)``."""
+    return np.einsum("...ij,...ij->...", Wa, W) / np.maximum(np.einsum("...ij,...ij->...", W, W), 1e-300)

@@ -20,11 +20,13 @@ Closed forms drawn and checked:
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
 
 from dynamics import plot
 from dynamics.figures import compute as C
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 
@@ -80,9 +82,6 @@ def data(theta0=0.1, phi0=0.6, t1=200.0, n_save=801, n_grid=41, box=(-1.5, 1.5, 
 def draw(d):
     """2 x 3 panels: parameters over time, |theta| (log), conserved quantities; the two phase
     planes with their collapse basins, and both basins together."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
     pr, ts, runs, lim = d["params"], d["ts"], d["runs"], d["limits"]
     cols = {"sg": "#1f77b4", "nosg": "#d62728"}
     names = {"sg": "with stop-grad", "nosg": "without stop-grad"}

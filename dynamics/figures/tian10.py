@@ -21,11 +21,12 @@ Panels, as in the paper: (left) the ``(w, w_p)`` field with the target frozen at
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
 from dynamics.figures import compute as C
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
 
@@ -123,8 +124,6 @@ def _kinds(model, v, hyper, pts):
 
 
 def draw(d):
-    import matplotlib.pyplot as plt
-
     pr, a, box = d["params"], d["a"], d["box"]
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 5.6))
     L = d["left"]

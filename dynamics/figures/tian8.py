@@ -4,7 +4,7 @@ Their Eqn. 62 is the non-symmetrised flow with a time-independent target scale `
 (``Wa = tau W``, Assumption 1) and isotropic data (``X = I``, ``X' = sigma2 I``), in the setting
 ``F = Wp^T Wp``, i.e. Theorem 1's invariant ``W W^T - Wp^T Wp / alpha_p = e^{-2 eta t} C`` with
 ``C = 0`` (``alpha_p = 1``). Here it is the linear model with a trained predictor, target
-``tau W`` under stop-gradient (:class:`dynamics.figures.linear.ScaledTarget`), started on
+``tau W`` under stop-gradient (:class:`dynamics.figures.compute.ScaledTarget`), started on
 ``C = 0`` by taking ``W(0) = (Wp(0)^T Wp(0))^{1/2}``; the flow keeps ``C = 0`` (up to the
 Euler step's O(h) drift, which the figure reports).
 
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
-from dynamics.figures._registry import register
-from dynamics.figures.linear import ScaledTarget, hyper_lanes, euler_lanes
+from dynamics.figures.registry import register
+from dynamics.figures.compute import ScaledTarget, euler_lanes, hyper_lanes
 from dynamics.flow import VARIANTS, State
+from dynamics.models import linear as lin
 
 __all__ = ["build", "data", "draw", "p_plus"]
 
@@ -36,8 +38,6 @@ def p_plus(tau, eta, a):
 
 def data(n=8, sigma2=0.5, etas=(0.001, 0.01, 0.05), taus=(0.5, 1.0, 1.5), scale=0.6, lr=0.01,
          T=200.0, seed=0, save_every=50):
-    from dynamics.models import linear as lin
-
     base = lin.LinearSiamese.isotropic(n, sigma2, predictor="trained")
     v = VARIANTS["simsiam"]
     a = 1.0 + sigma2
@@ -81,8 +81,6 @@ def data(n=8, sigma2=0.5, etas=(0.001, 0.01, 0.05), taus=(0.5, 1.0, 1.5), scale=
 
 
 def draw(d):
-    import matplotlib.pyplot as plt
-
     pr, ts = d["params"], d["ts"]
     etas, taus = d["etas"], d["taus"]
     fig, axes = plt.subplots(len(etas), 2, figsize=(12.5, 3.3 * len(etas) + 1.0), squeeze=False)

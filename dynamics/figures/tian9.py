@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
-from dynamics.figures._registry import register
-from dynamics.figures.linear import ScaledTarget, hyper_lanes, lambda_min_K, euler_lanes
+from dynamics.figures.registry import register
+from dynamics.figures.compute import ScaledTarget, euler_lanes, hyper_lanes, lambda_min_K
 from dynamics.flow import VARIANTS, State
+from dynamics.models import linear as lin
 
 __all__ = ["build", "data", "draw"]
 
@@ -30,8 +32,6 @@ COLLAPSED_S = 1e-6   # largest eigenvalue of F = W W^T below this at T: collapse
 
 def data(n=8, sigma2=0.5, etas=(0.0, 0.01, 0.05, 0.2), taus=(0.5, 1.0, 1.5), scale=0.03,
          lr=0.01, T=150.0, seed=0, save_every=20):
-    from dynamics.models import linear as lin
-
     base = lin.LinearSiamese.isotropic(n, sigma2, predictor="symmetric")
     v = VARIANTS["simsiam"]
     a = 1.0 + sigma2
@@ -70,8 +70,6 @@ def data(n=8, sigma2=0.5, etas=(0.0, 0.01, 0.05, 0.2), taus=(0.5, 1.0, 1.5), sca
 
 
 def draw(d):
-    import matplotlib.pyplot as plt
-
     pr, ts, a = d["params"], d["ts"], d["a"]
     taus, etas = d["taus"], d["etas"]
     fig, axes = plt.subplots(2, len(taus), figsize=(5.2 * len(taus), 8.4), squeeze=False)

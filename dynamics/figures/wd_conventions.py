@@ -15,10 +15,12 @@ predictor lets fewer starts collapse in Tian's convention, but the encoder it ke
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
-from dynamics.figures._registry import register
+from dynamics.figures.registry import register
+from dynamics.sweep import build_parser, run_sweep
 
 __all__ = ["build", "data", "draw", "theta_star"]
 
@@ -43,8 +45,6 @@ def theta_star(convention, eps, eta, sigma2):
 def data(eps=(1.0, 0.3, 0.1, 0.03, 0.01), eta=0.15, sigma2=0.5, n=32, t1=200.0):
     """Sweeps (``dynamics.sweep``) of both conventions over ``eps``: collapsed fraction and the
     final ``|theta|`` of the lanes that did not collapse."""
-    from dynamics.sweep import build_parser, run_sweep
-
     out, commands = {}, []
     for conv in CONVENTIONS:
         argv = ["--variant", "simsiam", "--convention", conv, "--eps", *map(str, eps),
@@ -74,8 +74,6 @@ def data(eps=(1.0, 0.3, 0.1, 0.03, 0.01), eta=0.15, sigma2=0.5, n=32, t1=200.0):
 
 
 def draw(d):
-    import matplotlib.pyplot as plt
-
     pr, eps = d["params"], d["eps"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.6))
     style = {"loss": dict(color="#1b9e77", marker="o"), "tian": dict(color="#d95f02", marker="s")}
