@@ -32,8 +32,8 @@ from dynamics.analysis import (
 )
 from dynamics.analysis.alignment import commutator_norm
 from dynamics.flow import Hyper, State, Variant
-from linear_common import field
 from dynamics.models import LinearSiamese, PerModeSiamese, ScalarSiamese
+from tests.linear_common import field
 
 SIMSIAM = Variant("simsiam", True)
 
