@@ -140,8 +140,8 @@ def test_old_paths_warn_and_give_the_new_objects():
 
 
 
-# Every old name the tests used before the solve package, with its new home: each still gives
-# the same object and warns once, naming what to use instead.
+# Every old name the tests used before the solve package and the analysis renames, with its
+# new home: each still gives the same object and warns once, naming what to use instead.
 OLD_NAMES = [
     ("dynamics.engine", "solve_flow_batch", "dynamics.solve.engine", "flow_batch"),
     ("dynamics.engine", "run_discrete_batch", "dynamics.solve.engine", "discrete_batch"),
@@ -152,6 +152,9 @@ OLD_NAMES = [
     ("dynamics.solve", "run_discrete_batch", "dynamics.solve.discrete", "discrete_batch"),
     ("dynamics.solve", "_n_lanes", "dynamics.solve.lanes", "n_lanes"),
     ("dynamics.solve", "_all_finite", "dynamics.solve.lanes", "all_finite"),
+    ("dynamics.analysis", "classify", "dynamics.analysis", "fixed_point_kind"),
+    ("dynamics.analysis.fixed_points", "classify", "dynamics.analysis.fixed_points",
+     "fixed_point_kind"),
 ]
 
 
