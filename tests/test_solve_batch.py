@@ -166,6 +166,7 @@ def test_each_old_name_warns_and_is_the_new_object(old_module, old, new_module, 
     assert got is want
     assert len(w) == 1 and "; use dynamics." in str(w[0].message)
 
+
 def test_unwritable_compile_cache_warns_once_and_the_run_goes_on(tmp_path):
     """A cache path under a regular file cannot be created: one line on stderr, no cache,
     and the computation still runs (issue of a read-only or full cache disk)."""
