@@ -13,6 +13,28 @@ suite. A clean run of the same test files comes first: a test that fails without
 says nothing about the mutations.
 
 The table is data: when code moves, retarget a row by editing its file and snippet only.
+
+Last full run (every row caught; failing tests, and the clearest miss against its check)::
+
+    classify-phi                       2   label 1 where 0 is expected (exact comparison)
+    classify-no-saddle                 1   saddle lane decided (exact comparison)
+    tian-convention-swapped            3   eta_phi off by 0.099 at rtol 1e-15
+    eta-param-swapped                  2   branch off by 0.34 at atol 1e-12
+    byol-ema-rate                      7   GD step off by 0.24 at atol 1e-12
+    byol-ema-old-encoder               5   GD step off by 6.3e-3 at atol 1e-12
+    gd-predictor-step                 10   GD step off by 19 at atol 1e-12
+    unroll-key-offset                  1   unrolled SGD off by 7.0e-3 at atol 1e-14
+    relaxation-max                     1   rate off by 161 at rtol 1e-13
+    reduced-shared-manifold            1   manifold off by 0.061 at atol 1e-6
+    critical-manifold-wrong-equation   5   manifold off by 0.43 at rtol 1e-13
+    dopri5-stage-typo                 11   fixed-step order 0.61 (bound > 4.7)
+    dopri5-weight-typo                10   end state off by 2.2e-3 at atol 5e-9
+    dopri5-error-typo                  7   lanes hit max_steps; order and work-precision fail
+    rodas4-typo                       11   fixed-step order 1.34 (bound > 3.2)
+    nosg-target-sign                   6   field off by 3.6 at atol 1e-12
+    noise-std-as-variance              1   SGD seed mean off by 0.059, bound 3.7e-3
+    linear-sweep-second-moment         2   surviving modes miss the closed form
+    linear-sweep-count-all             2   collapsed-mode count off by 2 (exact)
 """
 
 from __future__ import annotations
