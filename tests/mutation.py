@@ -13,6 +13,28 @@ suite. A clean run of the same test files comes first: a test that fails without
 says nothing about the mutations.
 
 The table is data: when code moves, retarget a row by editing its file and snippet only.
+
+Last full run (every row caught; failing tests, and the clearest miss against its check)::
+
+    classify-phi                       2   label 1 where 0 is expected (exact comparison)
+    classify-no-saddle                 1   saddle lane decided (exact comparison)
+    tian-convention-swapped            3   eta_phi off by 0.099 at rtol 1e-15
+    eta-param-swapped                  2   branch off by 0.34 at atol 1e-12
+    byol-ema-rate                      7   GD step off by 0.24 at atol 1e-12
+    byol-ema-old-encoder               5   GD step off by 6.3e-3 at atol 1e-12
+    gd-predictor-step                 10   GD step off by 19 at atol 1e-12
+    unroll-key-offset                  1   unrolled SGD off by 7.0e-3 at atol 1e-14
+    relaxation-max                     1   rate off by 161 at rtol 1e-13
+    reduced-shared-manifold            1   manifold off by 0.061 at atol 1e-6
+    critical-manifold-wrong-equation   5   manifold off by 0.43 at rtol 1e-13
+    dopri5-stage-typo                 11   fixed-step order 0.61 (bound > 4.7)
+    dopri5-weight-typo                10   end state off by 2.2e-3 at atol 5e-9
+    dopri5-error-typo                  7   lanes hit max_steps; order and work-precision fail
+    rodas4-typo                       11   fixed-step order 1.34 (bound > 3.2)
+    nosg-target-sign                   6   field off by 3.6 at atol 1e-12
+    noise-std-as-variance              1   SGD seed mean off by 0.059, bound 3.7e-3
+    linear-sweep-second-moment         2   surviving modes miss the closed form
+    linear-sweep-count-all             2   collapsed-mode count off by 2 (exact)
 """
 
 from __future__ import annotations
@@ -64,7 +86,7 @@ MUTATIONS = [
       ["tests/test_classify.py", "tests/test_scalar_dynamics.py", "-k", "classify or collapse or saddle"]),
     M("tian-convention-swapped",
       "Hyper.from_convention('tian') gives eta_phi = eta",
-      [("dynamics/flow.py",
+      [("dynamics/types.py",
         'if convention == "tian":\n            return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta,',
         'if convention == "tian":\n            return cls(eps=eps, eta_theta=eta, eta_phi=eta,')],
       ["tests/test_sweep_cli.py", "tests/test_analysis.py", "-k", "tian or convention or continuation"]),
@@ -95,7 +117,7 @@ MUTATIONS = [
        "-k", "gd_step or discrete or order_one or hand_written or source_post"]),
     M("unroll-key-offset",
       "the engine's unrolled discrete loop samples step k with fold_in(key, k + 1)",
-      [("dynamics/engine.py",
+      [("dynamics/solve/engine.py",
         "batch = None if batch_size is None else m.sample(jax.random.fold_in(key, k), batch_size)",
         "batch = None if batch_size is None else m.sample(jax.random.fold_in(key, k + 1), batch_size)")],
       ["tests/test_engine.py", "-k", "discrete"]),
@@ -119,21 +141,21 @@ MUTATIONS = [
       ["tests/test_analysis.py", "-k", "relaxation or critical or reduced or slow"]),
     M("dopri5-stage-typo",
       "Dormand-Prince coefficient typo in a stage (a43 = 32/9 -> 32/8)",
-      [("dynamics/engine.py", "(44 / 45, -56 / 15, 32 / 9),", "(44 / 45, -56 / 15, 32 / 8),")],
+      [("dynamics/solve/tableaus.py", "(44 / 45, -56 / 15, 32 / 9),", "(44 / 45, -56 / 15, 32 / 8),")],
       ENGINE_ACCURACY),
     M("dopri5-weight-typo",
       "Dormand-Prince coefficient typo in the 5th-order weights (b3 = 500/1113 -> 500/1131)",
-      [("dynamics/engine.py",
+      [("dynamics/solve/tableaus.py",
         "(35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),",
         "(35 / 384, 0.0, 500 / 1131, 125 / 192, -2187 / 6784, 11 / 84),")],
       ENGINE_ACCURACY),
     M("dopri5-error-typo",
       "Dormand-Prince coefficient typo in the error estimate (e4 = 71/1920 -> 71/1290)",
-      [("dynamics/engine.py", "    71 / 1920,\n", "    71 / 1290,\n")],
+      [("dynamics/solve/tableaus.py", "    71 / 1920,\n", "    71 / 1290,\n")],
       ENGINE_ACCURACY),
     M("rodas4-typo",
       "Rodas4 coefficient typo (a21 = 1.544 -> 1.545)",
-      [("dynamics/engine.py", "    (1.544,),\n", "    (1.545,),\n")],
+      [("dynamics/solve/tableaus.py", "    (1.544,),\n", "    (1.545,),\n")],
       ENGINE_ACCURACY),
     M("nosg-target-sign",
       "sign flip of the target-branch gradient in BYOL without stop-gradient",

@@ -14,7 +14,6 @@ from dynamics.analysis import (
     FlowSystem,
     ReducedSystem,
     bifurcation_diagram,
-    classify,
     collapse_summary,
     compare_full_reduced,
     continue_branch,
@@ -22,6 +21,7 @@ from dynamics.analysis import (
     eigen_alignment,
     eta_param,
     find_fixed_points,
+    fixed_point_kind,
     random_starts,
     reduction_map,
     relaxation_rate,
@@ -32,8 +32,8 @@ from dynamics.analysis import (
 )
 from dynamics.analysis.alignment import commutator_norm
 from dynamics.flow import Hyper, State, Variant
-from linear_common import field
 from dynamics.models import LinearSiamese, PerModeSiamese, ScalarSiamese
+from tests.linear_common import field
 
 SIMSIAM = Variant("simsiam", True)
 
@@ -103,15 +103,15 @@ def test_fixed_points_per_mode_are_products_of_scalar_ones():
         assert fp.kind == ("saddle" if at_saddle else "stable node")
 
 
-def test_classify():
-    assert classify([-1.0, -2.0]) == "stable node"
-    assert classify([-1 + 1j, -1 - 1j]) == "stable focus"
-    assert classify([1.0, 2.0]) == "unstable node"
-    assert classify([0.5 + 2j, 0.5 - 2j]) == "unstable focus"
-    assert classify([1.0, -2.0]) == "saddle"
-    assert classify([-1.0, 1e-12]) == "non-hyperbolic"
+def test_fixed_point_kind():
+    assert fixed_point_kind([-1.0, -2.0]) == "stable node"
+    assert fixed_point_kind([-1 + 1j, -1 - 1j]) == "stable focus"
+    assert fixed_point_kind([1.0, 2.0]) == "unstable node"
+    assert fixed_point_kind([0.5 + 2j, 0.5 - 2j]) == "unstable focus"
+    assert fixed_point_kind([1.0, -2.0]) == "saddle"
+    assert fixed_point_kind([-1.0, 1e-12]) == "non-hyperbolic"
     with pytest.raises(ValueError, match="empty"):
-        classify([])
+        fixed_point_kind([])
 
 
 def test_fixed_points_matrix_model_are_non_hyperbolic():

@@ -9,13 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from oracles import p_pm, scalar_field
 from scipy.integrate import solve_ivp
 
 import dynamics as d
-from dynamics import engine
 from dynamics.classify import classify_batch
 from dynamics.flow import State
+from dynamics.solve import engine
+from tests.oracles import p_pm, scalar_field
 
 SIMSIAM, NOSG = d.VARIANTS["simsiam"], d.VARIANTS["simsiam-nosg"]
 NON_COLLAPSED, COLLAPSED, UNDECIDED = 0, 1, 2
@@ -49,7 +49,7 @@ def su_runs():
     y0 = State(jnp.asarray([0.1]), jnp.asarray([0.6]))
     out = {}
     for v in (SIMSIAM, NOSG):
-        sol = engine.solve_flow_batch(model, v, hyper, y0, t1=200.0, rtol=1e-10, atol=1e-14)
+        sol = engine.flow_batch(model, v, hyper, y0, t1=200.0, rtol=1e-10, atol=1e-14)
         y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
         out[v.name] = y, {k: np.asarray(val) for k, val in
                           classify_batch(model, v, hyper, y, sol.status).items()}
@@ -117,7 +117,7 @@ def test_lane_on_the_saddle_stable_manifold_stays_undecided():
 
     model, hyper = d.ScalarSiamese(sigma2), d.Hyper.tian(eta, 1.0)
     y0 = State(jnp.asarray(starts[:, 0]), jnp.asarray(starts[:, 1]))
-    sol = engine.solve_flow_batch(model, SIMSIAM, hyper, y0, t1=200.0, rtol=1e-10, atol=1e-12)
+    sol = engine.flow_batch(model, SIMSIAM, hyper, y0, t1=200.0, rtol=1e-10, atol=1e-12)
     y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
     c = {k: np.asarray(v) for k, v in classify_batch(model, SIMSIAM, hyper, y, sol.status).items()}
     # observed: within 1.1e-8 of the saddle, lam_max within 1.4e-8 of 2 eta - p_-

@@ -15,7 +15,7 @@ from dynamics.analysis import FlowSystem, find_fixed_points, random_starts
 from dynamics.models import LinearSiamese, PerModeSiamese, ScalarSiamese
 from dynamics.models.linear import random_orthogonal
 from dynamics.types import Hyper, State, VARIANTS
-from oracles import p_pm
+from tests.oracles import p_pm
 
 SIMSIAM = VARIANTS["simsiam"]
 

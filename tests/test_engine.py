@@ -12,12 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from oracles import scalar_field, scalar_gd_step
 from scipy.integrate import solve_ivp
 
-from dynamics import engine, solve
+from dynamics import runtime, solve
+from dynamics.solve import diffrax_flow, engine, steps
 from dynamics.flow import VARIANTS, Hyper, State, initial_state
 from dynamics.models import ScalarSiamese
+from tests.oracles import scalar_field, scalar_gd_step
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -42,9 +43,9 @@ def test_agrees_with_diffrax_on_random_lanes(name, eps):
     y0 = _lanes(variant, eps.size, seed=1)
     model = ScalarSiamese(0.5)
     hyper = Hyper.loss_decay(jnp.full(eps.shape, 0.05), jnp.asarray(eps), 1.0)
-    sol = engine.solve_flow_batch(model, variant, hyper, y0, t1=20.0, rtol=RTOL, atol=ATOL)
-    ref = solve.solve_flow_batch(model, variant, hyper, y0, t1=20.0, solver="kvaerno5",
-                                 rtol=1e-9, atol=1e-11, max_steps=100_000)
+    sol = engine.flow_batch(model, variant, hyper, y0, t1=20.0, rtol=RTOL, atol=ATOL)
+    ref = diffrax_flow.flow_batch(model, variant, hyper, y0, t1=20.0, solver="kvaerno5",
+                                  rtol=1e-9, atol=1e-11, max_steps=100_000)
     assert np.all(sol.status == solve.STATUS_OK) and np.all(np.asarray(ref.status) == 0)
     for a, b in zip(sol.ys, ref.ys):
         if a is not None:
@@ -61,8 +62,8 @@ def test_invariant_decays_as_closed_form_tian():
     y0 = _lanes(variant, alpha_p.size, seed=2)
     hyper = Hyper.tian(jnp.asarray(eta), jnp.asarray(alpha_p))
     ts = np.linspace(0.0, 10.0, 6)
-    sol = engine.solve_flow_batch(ScalarSiamese(0.5), variant, hyper, y0, t1=10.0, ts=ts,
-                                  rtol=RTOL, atol=ATOL)
+    sol = engine.flow_batch(ScalarSiamese(0.5), variant, hyper, y0, t1=10.0, ts=ts,
+                            rtol=RTOL, atol=ATOL)
     assert np.all(sol.status == 0)
     np.testing.assert_array_equal(sol.ts[0], ts)
     np.testing.assert_array_equal(sol.ys.enc[:, 0], np.asarray(y0.enc))
@@ -79,8 +80,8 @@ def test_diverging_lane_is_nonfinite_and_others_are_unaffected():
     model = ScalarSiamese(0.5)
 
     def run(eta):
-        return engine.solve_flow_batch(model, variant, Hyper(0.01, jnp.asarray(eta), 0.05), y0,
-                                       t1=50.0)
+        return engine.flow_batch(model, variant, Hyper(0.01, jnp.asarray(eta), 0.05), y0,
+                                 t1=50.0)
 
     sol = run([0.05, 0.05, -60.0, 0.05, 0.05])  # lane 2: theta grows like exp(60 t)
     np.testing.assert_array_equal(sol.status, [0, 0, solve.STATUS_NONFINITE, 0, 0])
@@ -96,8 +97,8 @@ def test_too_few_steps_gives_max_steps_for_that_lane_only():
     variant = VARIANTS["simsiam"]
     y0 = _lanes(variant, 2, seed=4)
     hyper = Hyper.loss_decay(0.05, jnp.asarray([1.0, 1e-4]))
-    sol = engine.solve_flow_batch(ScalarSiamese(0.5), variant, hyper, y0, t1=50.0,
-                                  method="dopri5", max_steps=1500)
+    sol = engine.flow_batch(ScalarSiamese(0.5), variant, hyper, y0, t1=50.0,
+                            method="dopri5", max_steps=1500)
     np.testing.assert_array_equal(sol.status, [solve.STATUS_OK, solve.STATUS_MAX_STEPS])
     assert sol.num_steps[1] == 1500 and sol.num_steps[0] < 1500
     assert np.isfinite(sol.ys.enc[0, 0]) and np.isnan(sol.ys.enc[1, 0])
@@ -111,12 +112,12 @@ def test_chunks_and_slots_do_not_change_results():
     y0 = _lanes(variant, eps.size, seed=5)
     hyper = Hyper.loss_decay(0.05, jnp.asarray(eps))
     args = (ScalarSiamese(0.5), variant, hyper, y0)
-    base = engine.solve_flow_batch(*args, t1=20.0)
-    other = engine.solve_flow_batch(*args, t1=20.0, chunk_size=3, slots=2)
+    base = engine.flow_batch(*args, t1=20.0)
+    other = engine.flow_batch(*args, t1=20.0, chunk_size=3, slots=2)
     np.testing.assert_allclose(other.ys.enc, base.ys.enc, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(other.ys.pred, base.ys.pred, rtol=1e-12, atol=1e-15)
     assert np.all(other.status == 0) and np.all(base.status == 0)
-    again = engine.solve_flow_batch(*args, t1=20.0)  # same call, same bits
+    again = engine.flow_batch(*args, t1=20.0)  # same call, same bits
     np.testing.assert_array_equal(again.ys.enc, base.ys.enc)
 
 
@@ -132,9 +133,9 @@ def test_discrete_sgd_matches_hand_written_steps_for_every_unroll_and_chunk():
     model, hyper = ScalarSiamese(0.5), Hyper.loss_decay(0.05, 0.5, beta=0.7)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(7), i))(jnp.arange(n))
     args = (model, variant, hyper, y0, lr, keys)
-    a = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs)
-    b = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4)
-    c = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4, chunk_size=4)
+    a = engine.discrete_batch(*args, n_steps=n_steps, batch_size=bs)
+    b = engine.discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4)
+    c = engine.discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4, chunk_size=4)
     x1, x2 = (np.asarray(x) for x in jax.vmap(lambda key: jax.vmap(
         lambda k: model.sample(jax.random.fold_in(key, k), bs))(jnp.arange(n_steps)))(keys))
     want = []
@@ -153,7 +154,7 @@ def test_discrete_sgd_matches_hand_written_steps_for_every_unroll_and_chunk():
                                              other.ys.tgt[:, 0]], 1), got, rtol=0, atol=1e-14)
     assert np.all(a.status == 0) and np.all(b.status == 0)
     np.testing.assert_allclose(a.ts[:, 0], n_steps * lr)
-    again = engine.run_discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4)
+    again = engine.discrete_batch(*args, n_steps=n_steps, batch_size=bs, unroll=4)
     np.testing.assert_array_equal(again.ys.enc, b.ys.enc)  # same seed, same bits
 
 
@@ -174,7 +175,7 @@ def test_bad_input_one_line_error_naming_the_value(kwargs, needle):
     kw = dict(t1=1.0)
     kw.update(kwargs)
     with pytest.raises(ValueError) as e:
-        engine.solve_flow_batch(ScalarSiamese(0.5), variant, Hyper(), _lanes(variant, 2, 0), **kw)
+        engine.flow_batch(ScalarSiamese(0.5), variant, Hyper(), _lanes(variant, 2, 0), **kw)
     msg = str(e.value)
     assert "\n" not in msg and needle in msg
 
@@ -182,14 +183,14 @@ def test_bad_input_one_line_error_naming_the_value(kwargs, needle):
 _TWO_DEVICES = r"""
 import json, sys, numpy as np, jax, jax.numpy as jnp
 import dynamics
-from dynamics import engine
 from dynamics.flow import VARIANTS, Hyper, State
+from dynamics.solve import engine
 from dynamics.models import ScalarSiamese
 assert jax.local_device_count() == 2
 v = VARIANTS["simsiam"]
 th, ph, eps = (np.asarray(x) for x in json.loads(sys.argv[1]))
-sol = engine.solve_flow_batch(ScalarSiamese(0.5), v, Hyper.loss_decay(0.05, jnp.asarray(eps)),
-                              State(jnp.asarray(th), jnp.asarray(ph)), t1=20.0, chunk_size=4)
+sol = engine.flow_batch(ScalarSiamese(0.5), v, Hyper.loss_decay(0.05, jnp.asarray(eps)),
+                        State(jnp.asarray(th), jnp.asarray(ph)), t1=20.0, chunk_size=4)
 print(json.dumps([sol.ys.enc[:, 0].tolist(), sol.status.tolist()]))
 """
 
@@ -199,8 +200,8 @@ def test_lanes_split_over_two_devices_give_the_same_result():
     variant = VARIANTS["simsiam"]
     eps = np.array([1.0, 0.01, 1.0, 0.01, 0.01, 1.0, 1.0])
     y0 = _lanes(variant, eps.size, seed=8)
-    sol = engine.solve_flow_batch(ScalarSiamese(0.5), variant, Hyper.loss_decay(0.05, jnp.asarray(eps)),
-                                  y0, t1=20.0, devices=1)
+    sol = engine.flow_batch(ScalarSiamese(0.5), variant, Hyper.loss_decay(0.05, jnp.asarray(eps)),
+                            y0, t1=20.0, devices=1)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                DYNAMICS_COMPILE_CACHE="0")
     arg = json.dumps([np.asarray(y0.enc).tolist(), np.asarray(y0.pred).tolist(), eps.tolist()])
@@ -214,9 +215,9 @@ def test_lanes_split_over_two_devices_give_the_same_result():
 
 def test_compilation_cache_switch(tmp_path, monkeypatch):
     monkeypatch.setenv("DYNAMICS_COMPILE_CACHE", "0")
-    assert engine.enable_compilation_cache(str(tmp_path)) is None
-    code = ("import jax, jax.numpy as jnp; from dynamics import engine; "
-            "print(engine.enable_compilation_cache()); jax.jit(lambda x: jnp.sin(x) * 2)(1.0)")
+    assert runtime.enable_compilation_cache(str(tmp_path)) is None
+    code = ("import jax, jax.numpy as jnp; from dynamics import runtime; "
+            "print(runtime.enable_compilation_cache()); jax.jit(lambda x: jnp.sin(x) * 2)(1.0)")
     env = dict(os.environ, DYNAMICS_COMPILE_CACHE=str(tmp_path / "c"))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        timeout=120)
@@ -229,7 +230,7 @@ def test_compilation_cache_switch(tmp_path, monkeypatch):
 def test_fast_inverse_root_matches_power(q):
     # the step-size controller's x ** (-1/q), over the whole range it is used on
     x = np.logspace(-30, 30, 20001)
-    got = np.asarray(engine._inv_root(jnp.asarray(x), q))
+    got = np.asarray(steps.inv_root(jnp.asarray(x), q))
     want = x ** (-1.0 / q)
     assert np.max(np.abs(got / want - 1.0)) < 1e-4
 
@@ -300,8 +301,8 @@ def test_fixed_step_convergence_order(method, name):
     errs = []
     for n in ns:
         ts = _save_grid(n)
-        sol = engine.solve_flow_batch(model, variant, hyper, y0, t1=float(ts[-1]), ts=ts,
-                                      method=method, rtol=1e6, atol=1e6)
+        sol = engine.flow_batch(model, variant, hyper, y0, t1=float(ts[-1]), ts=ts,
+                                method=method, rtol=1e6, atol=1e6)
         assert np.all(sol.num_steps[:2] <= ACC_S + 3), sol.num_steps  # N + 3 + the padding steps
         errs.append(_end_error(sol, name, index=n))
     errs = np.array(errs)  # (N, lane)
@@ -331,8 +332,8 @@ def test_work_precision(method, name):
     ts = _save_grid(1)
     errs, steps = [], []
     for rtol in rtols:
-        sol = engine.solve_flow_batch(model, variant, hyper, y0, t1=float(ts[-1]), ts=ts,
-                                      method=method, rtol=rtol, atol=rtol * 1e-2)
+        sol = engine.flow_batch(model, variant, hyper, y0, t1=float(ts[-1]), ts=ts,
+                                method=method, rtol=rtol, atol=rtol * 1e-2)
         assert np.all(sol.status == 0)
         errs.append(_end_error(sol, name, index=1))
         steps.append(sol.num_steps - (ACC_S - 2))  # minus the padding steps

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import dynamics  # noqa: F401  (float64)
-from linear_common import field, solve_tight
 from dynamics.flow import Hyper, State, Variant, gd_step
 from dynamics.models.linear import LinearSiamese, random_spd, random_state
-from dynamics.solve import run_discrete_batch
+from dynamics.solve.discrete import discrete_batch
+from tests.linear_common import field, solve_tight
 
 N1, N2 = 4, 3
 SG_BYOL, SG_SIMSIAM = Variant("byol", True), Variant("simsiam", True)
@@ -252,11 +252,11 @@ def test_sgd_approaches_expected_flow(data):
     lanes = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_seeds,) + x.shape), y0)
     mb = model  # 2-d X, X' are shared by the lanes (LinearSiamese.lane_broadcast)
     keys = jax.random.split(jax.random.PRNGKey(11), n_seeds)
-    gd = run_discrete_batch(mb, SG_SIMSIAM, hyper, lanes, lr, n_steps=n_steps)
+    gd = discrete_batch(mb, SG_SIMSIAM, hyper, lanes, lr, n_steps=n_steps)
     ref = gd.ys.enc[0, -1]
     errs = []
     for B in (16, 256):
-        sgd = run_discrete_batch(mb, SG_SIMSIAM, hyper, lanes, lr, keys, n_steps=n_steps, batch_size=B)
+        sgd = discrete_batch(mb, SG_SIMSIAM, hyper, lanes, lr, keys, n_steps=n_steps, batch_size=B)
         errs.append(float(jnp.sqrt(jnp.mean((sgd.ys.enc[:, -1] - ref) ** 2))))
     # 16x larger batch -> sqrt(16) = 4x smaller deviation; with 16 seeds the RMS estimate has
     # ~18% relative error, so require a factor of at least 2.5.

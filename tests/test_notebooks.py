@@ -7,6 +7,8 @@ import nbclient  # test extra: nbclient, nbformat, ipykernel, jupytext
 import nbformat
 import pytest
 
+from tests._jax_cache import cache_env
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -46,8 +48,6 @@ def test_notebooks_are_stored_executed():
 @pytest.fixture(scope="session", autouse=True)
 def jax_cache_env(tmp_path_factory):
     """Share compiled programs between the CLI subprocesses and notebook kernels of a run."""
-    from _jax_cache import cache_env
-
     return cache_env(tmp_path_factory)
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import dynamics  # noqa: F401  (float64)
-from linear_common import field, solve_tight
 from dynamics.flow import Hyper, State, Variant
 from dynamics.models import LinearSiamese, PerModeSiamese, ScalarSiamese
 from dynamics.models.linear import random_orthogonal
 from dynamics.models.permode import embed, from_pst, to_pst
+from tests.linear_common import field, solve_tight
 
 BYOL = Variant("byol", True)
 ETA, ALPHA_P, BETA = 0.03, 2.0, 0.4

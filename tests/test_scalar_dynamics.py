@@ -6,13 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from oracles import p_pm, scalar_field, scalar_gd_step
 from scipy.integrate import solve_ivp
 
 import dynamics as d
 from dynamics.classify import Criterion, classify
 from dynamics.flow import State, initial_state
-from dynamics.solve import STATUS_OK, run_discrete, run_discrete_batch, solve_flow
+from dynamics.solve import STATUS_NONFINITE, STATUS_OK, run_discrete, solve_flow
+from dynamics.solve.diffrax_flow import flow_batch
+from dynamics.solve.discrete import discrete_batch
+from tests.oracles import p_pm, scalar_field, scalar_gd_step
 
 SIMSIAM = d.VARIANTS["simsiam"]
 
@@ -170,7 +172,7 @@ def test_sgd_averaged_over_seeds_approaches_gd():
     gd = run_discrete(model, SIMSIAM, hyper, State(jnp.asarray(0.8), jnp.asarray(0.1)), lr, steps)
     spreads = []
     for batch in (16, 64):
-        sol = run_discrete_batch(model, SIMSIAM, hyper, y0, lr, keys, n_steps=steps, batch_size=batch)
+        sol = discrete_batch(model, SIMSIAM, hyper, y0, lr, keys, n_steps=steps, batch_size=batch)
         th = np.asarray(sol.ys.enc[:, -1])
         se = th.std(ddof=1) / np.sqrt(n)
         assert abs(th.mean() - float(gd.ys.enc[-1])) < 4 * se + 2e-3
@@ -182,25 +184,24 @@ def test_same_seed_same_result():
     model, hyper = d.ScalarSiamese(0.5), d.Hyper.loss_decay(0.05, 0.5)
     y0 = State(jnp.full(4, 0.8), jnp.full(4, 0.1))
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
-    a = run_discrete_batch(model, SIMSIAM, hyper, y0, 0.01, keys, n_steps=50, batch_size=8)
-    b = run_discrete_batch(model, SIMSIAM, hyper, y0, 0.01, keys, n_steps=50, batch_size=8)
+    a = discrete_batch(model, SIMSIAM, hyper, y0, 0.01, keys, n_steps=50, batch_size=8)
+    b = discrete_batch(model, SIMSIAM, hyper, y0, 0.01, keys, n_steps=50, batch_size=8)
     np.testing.assert_array_equal(a.ys.enc, b.ys.enc)
-    c = run_discrete_batch(model, SIMSIAM, hyper, y0, 0.01, jax.random.split(jax.random.PRNGKey(4), 4),
-                           n_steps=50, batch_size=8)
+    c = discrete_batch(model, SIMSIAM, hyper, y0, 0.01, jax.random.split(jax.random.PRNGKey(4), 4),
+                       n_steps=50, batch_size=8)
     assert not np.array_equal(a.ys.enc, c.ys.enc)
 
 
 def test_diverging_lane_is_flagged_and_the_others_kept():
     """A lane that blows up gets status nonfinite; its neighbours are untouched."""
-    from dynamics.solve import STATUS_NONFINITE, solve_flow_batch
 
     model = d.ScalarSiamese(0.5)
     # negative weight decay on lane 0 makes theta grow without bound (theta' ~ +theta^3 phi^2 ...)
     hyper = d.Hyper(eps=jnp.array([1.0, 1.0]), eta_theta=jnp.array([-50.0, 0.05]),
                     eta_phi=jnp.array([-50.0, 0.05]))
     y0 = State(jnp.array([1.0, 0.8]), jnp.array([0.5, 0.1]))
-    sol = solve_flow_batch(model, SIMSIAM, hyper, y0, t1=50.0, solver="tsit5", rtol=1e-8,
-                           atol=1e-10, max_steps=4096)
+    sol = flow_batch(model, SIMSIAM, hyper, y0, t1=50.0, solver="tsit5", rtol=1e-8,
+                     atol=1e-10, max_steps=4096)
     assert int(sol.status[0]) != STATUS_OK
     assert int(sol.status[1]) == STATUS_OK
     one = flow(model, SIMSIAM, d.Hyper.loss_decay(0.05), State(jnp.asarray(0.8), jnp.asarray(0.1)),

@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from oracles import p_pm, scalar_field, scalar_gd_step
 
 import dynamics as d
 from dynamics.flow import State, Variant, initial_state
+from tests.oracles import p_pm, scalar_field, scalar_gd_step
 
 TOL = 1e-12
 # fixed sample points (their own generator: no test's inputs depend on which tests ran before)

@@ -1,5 +1,6 @@
 """The one batched entry point, its stiffness policy, and the old paths that still work."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -136,6 +137,34 @@ def test_old_paths_warn_and_give_the_new_objects():
         assert solve.solve_flow_batch is diffrax_flow_batch
     assert len(w) == 3 and all(issubclass(x.category, DeprecationWarning) for x in w)
     assert "dynamics.solve.engine.flow_batch" in str(w[0].message)
+
+
+
+# Every old name the tests used before the solve package and the analysis renames, with its
+# new home: each still gives the same object and warns once, naming what to use instead.
+OLD_NAMES = [
+    ("dynamics.engine", "solve_flow_batch", "dynamics.solve.engine", "flow_batch"),
+    ("dynamics.engine", "run_discrete_batch", "dynamics.solve.engine", "discrete_batch"),
+    ("dynamics.engine", "enable_compilation_cache", "dynamics.runtime", "enable_compilation_cache"),
+    ("dynamics.engine", "_inv_root", "dynamics.solve.steps", "inv_root"),
+    ("dynamics.engine", "_n_lanes", "dynamics.solve.lanes", "n_lanes"),
+    ("dynamics.solve", "solve_flow_batch", "dynamics.solve.diffrax_flow", "flow_batch"),
+    ("dynamics.solve", "run_discrete_batch", "dynamics.solve.discrete", "discrete_batch"),
+    ("dynamics.solve", "_n_lanes", "dynamics.solve.lanes", "n_lanes"),
+    ("dynamics.solve", "_all_finite", "dynamics.solve.lanes", "all_finite"),
+    ("dynamics.analysis", "classify", "dynamics.analysis", "fixed_point_kind"),
+    ("dynamics.analysis.fixed_points", "classify", "dynamics.analysis.fixed_points",
+     "fixed_point_kind"),
+]
+
+
+@pytest.mark.parametrize("old_module, old, new_module, new", OLD_NAMES)
+def test_each_old_name_warns_and_is_the_new_object(old_module, old, new_module, new):
+    want = getattr(importlib.import_module(new_module), new)
+    with pytest.warns(DeprecationWarning, match=rf"{old_module}\.{old} is deprecated") as w:
+        got = getattr(importlib.import_module(old_module), old)
+    assert got is want
+    assert len(w) == 1 and "; use dynamics." in str(w[0].message)
 
 
 def test_unwritable_compile_cache_warns_once_and_the_run_goes_on(tmp_path):

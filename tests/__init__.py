@@ -1,0 +1,2 @@
+"""The test suite; its helpers (``tests.oracles``, ``tests.linear_common``) are imported as
+modules of this package."""
