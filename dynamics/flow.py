@@ -1,6 +1,6 @@
 """From a model's loss to its dynamics: gradients, vector field, update rule, Jacobian.
 
-Conventions (THEORY.md section 1)::
+Conventions (docs/theory.md section 1)::
 
     d enc/dt       = -dL/d enc  - eta_theta * enc
     eps * d pred/dt = -dL/d pred - eta_phi  * pred
@@ -101,7 +101,7 @@ def _predictor_drift(model, variant: Variant, state: State, batch):
 
 
 def vector_field(model, variant: Variant, hyper: Hyper, state: State) -> State:
-    """Gradient-flow vector field of the expected loss (THEORY.md section 1)."""
+    """Gradient-flow vector field of the expected loss (docs/theory.md section 1)."""
     g = loss_gradients(model, variant, state)
     d_enc = _tmap(lambda g_, w: -(g_ + hyper.eta_theta * w), g.enc, state.enc)
     drift = _predictor_drift(model, variant, state, None)
@@ -120,7 +120,7 @@ def vector_field(model, variant: Variant, hyper: Hyper, state: State) -> State:
 
 
 def gd_step(model, variant: Variant, hyper: Hyper, state: State, lr, batch=None) -> State:
-    """One discrete step of (S)GD with step ``lr`` in ODE time (THEORY.md section 1).
+    """One discrete step of (S)GD with step ``lr`` in ODE time (docs/theory.md section 1).
 
     ``enc -= lr (g_enc + eta_theta enc)``, ``pred -= (lr/eps) (g_pred + eta_phi pred)`` and,
     for BYOL, the EMA ``tgt = m tgt + (1 - m) enc_new`` with momentum ``m = 1 - beta lr``

@@ -107,7 +107,7 @@ VARIANTS = {
 
 # --- time scales and decays -----------------------------------------------------------------
 
-#: The two weight-decay conventions (THEORY.md section 1): ``"loss"`` puts the decay inside
+#: The two weight-decay conventions (docs/theory.md section 1): ``"loss"`` puts the decay inside
 #: the loss (``eta_phi = eta``), ``"tian"`` is Tian et al.'s (``eta_phi = eps * eta``).
 CONVENTIONS = ("loss", "tian")
 

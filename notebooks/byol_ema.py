@@ -12,7 +12,7 @@
 # # Scalar BYOL: the EMA target
 #
 # BYOL replaces SimSiam's target `theta` by an exponential moving average `theta_a`,
-# `theta_a' = beta (theta - theta_a)` (THEORY.md section 1). As `beta -> infinity` the target
+# `theta_a' = beta (theta - theta_a)` (docs/theory.md section 1). As `beta -> infinity` the target
 # follows the encoder and BYOL becomes SimSiam; a slow target (small `beta`) delays the encoder.
 # Everything below is derived from the loss by autodiff (`dynamics.flow`).
 #
@@ -93,7 +93,7 @@ for beta, (th_, ph_, ta_) in ends.items():
 # ## Fixed points and spectra
 #
 # The fixed points are SimSiam's with `theta_a = theta`; the Jacobian gains one eigenvalue
-# from the target. THEORY.md: at the origin `{-eta, -eta, -beta}`; at `p_pm` SimSiam's
+# from the target. docs/theory.md: at the origin `{-eta, -eta, -beta}`; at `p_pm` SimSiam's
 # `{-2 eta, 2 eta - p}` is not kept exactly once the target lags, but stability is.
 
 # %%

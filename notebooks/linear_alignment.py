@@ -12,7 +12,7 @@
 # # Linear SimSiam: eigenspace alignment and the per-mode picture
 #
 # Online `W (n x n)`, predictor `Wp`, isotropic data `X = I`, augmentation `X' = sigma2 I`
-# (THEORY.md section 3). Tian et al.'s Theorem 3: once `K = a(alpha_p F/2 + Wp^2 - tau Wp/a) + 3 eta I/2`
+# (docs/theory.md section 3). Tian et al.'s Theorem 3: once `K = a(alpha_p F/2 + Wp^2 - tau Wp/a) + 3 eta I/2`
 # is positive definite, the commutator `[F, Wp]` (with `F = W W^T`) decays, the eigenbases
 # of `F` and `Wp` align, and each shared eigen-direction follows the scalar system with
 # `s = theta^2`, `p = phi`. Below: a full matrix run (explicit Euler on the expected flow, step

@@ -13,7 +13,7 @@
 #
 # Encoder `theta`, predictor `phi`, views `x_i = x + xi_i` with noise variance `sigma2`,
 # `a = 1 + sigma2`, expected loss `Lbar = 1/2 [a phi^2 theta^2 - 2 phi theta target + a target^2]`
-# (THEORY.md section 2). The flow, its Jacobian and the fixed points below are all derived from
+# (docs/theory.md section 2). The flow, its Jacobian and the fixed points below are all derived from
 # that loss by autodiff (`dynamics.flow`); nothing is hand-written.
 #
 # * **with stop-gradient** the target `theta` is held constant when differentiating:
@@ -137,7 +137,7 @@ plt.show()
 # ## A Lyapunov function without stop-gradient
 #
 # Without stop-gradient the flow is a gradient flow of `V = Lbar + (eta_theta theta^2 + eta_phi phi^2) / 2`
-# with the predictor's gradient scaled by `1/eps` (THEORY.md section 2), so `V` decreases along
+# with the predictor's gradient scaled by `1/eps` (docs/theory.md section 2), so `V` decreases along
 # every trajectory. With stop-gradient it need not.
 
 # %%

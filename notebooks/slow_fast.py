@@ -11,7 +11,7 @@
 # %% [markdown]
 # # The slow-fast picture as the predictor gets faster
 #
-# `eps dphi/dt = -dL/dphi - eta phi` with weight decay inside the loss (THEORY.md section 4).
+# `eps dphi/dt = -dL/dphi - eta phi` with weight decay inside the loss (docs/theory.md section 4).
 # For small `eps` the predictor relaxes onto the critical manifold `phi*(theta)` (zero of its
 # own field) and the encoder follows the reduced 1-D flow `theta' = f_theta(theta, phi*(theta))`.
 # The reduction is accurate to O(eps) away from collapse and fails where the predictor's

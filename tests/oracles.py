@@ -1,4 +1,4 @@
-"""Hand-written closed forms from THEORY.md, used only as independent oracles in tests.
+"""Hand-written closed forms from docs/theory.md, used only as independent oracles in tests.
 
 Nothing in the package imports this module: the package derives every field from the loss.
 """
@@ -7,7 +7,7 @@ import numpy as np
 
 
 def scalar_field(theta, phi, theta_a, *, sigma2, eps, eta_theta, eta_phi, beta, target, stop_grad):
-    """THEORY.md sections 1-2, written out by hand. Returns (dtheta, dphi, dtheta_a or None)."""
+    """docs/theory.md sections 1-2, written out by hand. Returns (dtheta, dphi, dtheta_a or None)."""
     a = 1.0 + sigma2
     tgt = theta if target == "simsiam" else theta_a
     if stop_grad or target == "byol":
@@ -31,7 +31,7 @@ def p_pm(a, eta):
 
 def scalar_gd_step(theta, phi, theta_a, lr, *, sigma2, eps, eta_theta, eta_phi, beta, target,
                    stop_grad, batch=None):
-    """One discrete (S)GD step of the scalar model (THEORY.md 1), written out by hand.
+    """One discrete (S)GD step of the scalar model (docs/theory.md 1), written out by hand.
 
     ``theta -= lr (g_theta + eta_theta theta)``, ``phi -= (lr/eps) (g_phi + eta_phi phi)`` and,
     for BYOL, the EMA ``theta_a <- m theta_a + (1 - m) theta_new`` with ``m = 1 - beta lr``

@@ -1,4 +1,4 @@
-"""Analyses on the scalar, per-mode and matrix models against THEORY.md's closed forms.
+"""Analyses on the scalar, per-mode and matrix models against docs/theory.md's closed forms.
 
 The oracles (p_pm, eta_crit, the critical manifold, the reduced flow, relaxation rates) are
 written out here by hand; the library derives everything from the models' losses.
@@ -53,7 +53,7 @@ def _scalar_fixed_points(alpha_p):
 
 
 def test_fixed_points_scalar_worked_numbers():
-    """THEORY.md section 2: a = 1.5, eta = 0.05, alpha_p = 1."""
+    """docs/theory.md section 2: a = 1.5, eta = 0.05, alpha_p = 1."""
     fps = _scalar_fixed_points(1.0)
     assert len(fps) == 5  # origin, (+-theta_-, p_-), (+-theta_+, p_+)
     origin = fps[0]
@@ -172,7 +172,7 @@ def test_continuation_finds_eta_crit(sigma2):
 def test_continuation_in_eta_at_small_eps_follows_the_convention(convention):
     """At eps = 0.1 the two conventions share the fold eta_crit = 1/(4a) and the branch's p =
     p_pm(eta) (set by the encoder's equation alone), but not its encoder: Tian's
-    eta_phi = eps eta gives theta^2 = eps p^2 (THEORY.md 4), weight decay in the loss gives
+    eta_phi = eps eta gives theta^2 = eps p^2 (docs/theory.md 4), weight decay in the loss gives
     theta^2 = eta p / (1 - a p). Away from the fold (where the branch is steep) the corrector
     solves to rounding: observed 4e-16, checked to 1e-12."""
     sigma2, eps, eta0 = 0.5, 0.1, 0.05
@@ -246,7 +246,7 @@ def test_reduced_system_is_order_eps_close(sf_system):
 def test_reduced_system_tian_convention_moves_the_manifold_with_eps():
     """Tian convention (eta_phi = eps eta, ``eta_phi_of_eps``): the manifold and its reduced
     flow change with eps, and every full and reduced run from theta0 = 1 must end at that eps's
-    fixed point theta* = sqrt(eps) p_+ (THEORY.md 4; the fixed point lies on the critical
+    fixed point theta* = sqrt(eps) p_+ (docs/theory.md 4; the fixed point lies on the critical
     manifold, so it is the reduced flow's too), the full predictor at p_+. Over t = 200 the
     slowest rate 2 eta = 0.1 leaves ~1e-9; observed errors 5e-8 (full) and 2.3e-7 (reduced),
     tolerance 1e-6. A reduced system shared by every eps would end at one theta* for all."""
@@ -297,7 +297,7 @@ def test_slow_eigenvalue_converges(sf_system):
     assert np.all(np.diff(err) < 0)
     slope = np.polyfit(np.log(eps), np.log(err), 1)[0]
     assert 0.9 < slope < 1.1
-    # The fast eigenvalue is about -(a theta^2 + eta)/eps (THEORY.md section 4).
+    # The fast eigenvalue is about -(a theta^2 + eta)/eps (docs/theory.md section 4).
     fast = out["full_fast"][:, 0].real * np.array(eps)
     np.testing.assert_allclose(fast, -(SF_A * th**2 + SF_ETA), rtol=0.05)
 

@@ -28,7 +28,7 @@ def _classify(model, variant, hyper, theta, phi, status=None):
 
 
 def test_eta_zero_fixed_lines_are_labelled_by_the_encoder():
-    """eta = 0 (THEORY.md 2): two lines of fixed points, theta = 0 (collapsed, whatever phi is)
+    """eta = 0 (docs/theory.md 2): two lines of fixed points, theta = 0 (collapsed, whatever phi is)
     and phi = 1/a (not collapsed, whatever theta != 0 is). The field vanishes exactly there."""
     sigma2 = 0.5
     a = 1 + sigma2
@@ -44,7 +44,7 @@ def test_eta_zero_fixed_lines_are_labelled_by_the_encoder():
 
 @pytest.fixture(scope="module")
 def su_runs():
-    """Su's experiment (THEORY.md 2): sigma2 = eta = 0, theta(0) = 0.1, phi(0) = 0.6, t = 200."""
+    """Su's experiment (docs/theory.md 2): sigma2 = eta = 0, theta(0) = 0.1, phi(0) = 0.6, t = 200."""
     model, hyper = d.ScalarSiamese(0.0), d.Hyper(eps=1.0)
     y0 = State(jnp.asarray([0.1]), jnp.asarray([0.6]))
     out = {}
@@ -77,7 +77,7 @@ def test_su_run_with_stop_gradient_survives(su_runs):
 
 
 def test_lane_on_the_saddle_stable_manifold_stays_undecided():
-    """THEORY.md 2 (Tian convention, a = 1.5, eta = 0.05, alpha_p = 1): the saddle (p_-, p_-)
+    """docs/theory.md 2 (Tian convention, a = 1.5, eta = 0.05, alpha_p = 1): the saddle (p_-, p_-)
     has eigenvalues -0.1 and +0.0456; its stable manifold is the collapse-basin boundary.
 
     Points on that manifold are computed independently of the package: scipy integrates the

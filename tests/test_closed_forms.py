@@ -1,6 +1,6 @@
 """The closed forms the models carry, against hand-written oracles and against numerics.
 
-Oracles: ``tests/oracles.py`` (p_pm written out by hand), the worked numbers of THEORY.md
+Oracles: ``tests/oracles.py`` (p_pm written out by hand), the worked numbers of docs/theory.md
 section 2, fixed points found by Newton on the autodiff field, Jacobian eigenvalues by autodiff.
 The model methods are never compared with themselves.
 """
@@ -21,7 +21,7 @@ SIMSIAM = VARIANTS["simsiam"]
 
 
 def test_scalar_worked_numbers_of_theory():
-    """THEORY.md 2 (a = 1.5, eta = 0.05, alpha_p = 1), printed to 6 decimals: tolerance 5e-7."""
+    """docs/theory.md 2 (a = 1.5, eta = 0.05, alpha_p = 1), printed to 6 decimals: tolerance 5e-7."""
     m = ScalarSiamese(0.5)
     fp = m.fixed_points(0.05)
     np.testing.assert_allclose([fp.phi_plus, fp.phi_minus], [0.612220, 0.054447], atol=5e-7)

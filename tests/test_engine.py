@@ -54,7 +54,7 @@ def test_agrees_with_diffrax_on_random_lanes(name, eps):
 
 
 def test_invariant_decays_as_closed_form_tian():
-    """THEORY.md 2: I = phi^2 - alpha_p theta^2 obeys I(t) = I(0) exp(-2 eta t) (Tian
+    """docs/theory.md 2: I = phi^2 - alpha_p theta^2 obeys I(t) = I(0) exp(-2 eta t) (Tian
     convention), for stiff (alpha_p = 100) and non-stiff lanes; saves hit the given times."""
     variant = VARIANTS["simsiam"]
     alpha_p = np.array([1.0, 1.0, 100.0, 100.0, 1.0, 100.0])

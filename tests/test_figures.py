@@ -94,7 +94,7 @@ def test_bad_input_gives_one_line_error(args, needle, tmp_path):
 
 
 def test_post_toy_is_su_experiment_with_its_exact_limits():
-    """The figure's data: Su's two flows from (0.1, 0.6) reach THEORY.md 2's exact limits and
+    """The figure's data: Su's two flows from (0.1, 0.6) reach docs/theory.md 2's exact limits and
     keep their conserved quantities. Tsit5 at rtol 1e-10 (observed errors < 1e-10; 1e-8 margin)."""
     from dynamics.figures import post_toy
 

@@ -31,7 +31,7 @@ def _eig(W):
 
 
 def _rate_by_hand(s, kind, a=1 + SIGMA2, alpha=ALPHA):
-    # THEORY.md section 5, written out independently of the model
+    # docs/theory.md section 5, written out independently of the model
     return 2 * s * (1 - a * s**alpha) if kind == "iso" else 2 * s ** (1 + alpha) * (1 - a * s**alpha)
 
 

@@ -1,6 +1,6 @@
-"""Linear SimSiam/BYOL (THEORY.md section 3): the loss-derived flow against the paper's closed forms.
+"""Linear SimSiam/BYOL (docs/theory.md section 3): the loss-derived flow against the paper's closed forms.
 
-Every oracle here is written out by hand from THEORY.md; the library only has the loss. The
+Every oracle here is written out by hand from docs/theory.md; the library only has the loss. The
 matrices are small (n1 = 4, n2 = 3) and non-isotropic, and one jitted solver program is reused
 per (variant, predictor) pair to keep compile time down.
 """
@@ -38,7 +38,7 @@ def _rand(key, shape, scale=0.6):
 
 
 def tian_field(X, Xp, W, Wp, Wa, eta, alpha_p, beta):
-    """THEORY.md section 3, written out by hand."""
+    """docs/theory.md section 3, written out by hand."""
     R = -Wp @ W @ (X + Xp) + Wa @ X
     return (Wp.T @ R - eta * W, alpha_p * R @ W.T - eta * Wp, beta * (W - Wa))
 
@@ -191,7 +191,7 @@ def test_no_predictor_and_fixed_predictor(data):
     W, Wp = _rand(k[0], (N2, N1)), _rand(k[1], (N2, N2))
     h = Hyper.tian(eta, 1.0)
     f = field(LinearSiamese(X, Xp, predictor="none"), SG_SIMSIAM, h, State(W, Wp))
-    # No predictor, stop-grad: W' = -W X' - eta W (THEORY.md section 2, matrix form).
+    # No predictor, stop-grad: W' = -W X' - eta W (docs/theory.md section 2, matrix form).
     np.testing.assert_allclose(f.enc, -W @ Xp - eta * W, atol=1e-13)
     np.testing.assert_allclose(f.pred, 0.0)
     f = field(LinearSiamese(X, Xp, predictor="fixed"), SG_SIMSIAM, h, State(W, Wp))

@@ -77,7 +77,7 @@ def test_modes_below_their_saddle_node_survive_at_the_closed_form(small_sweep):
     """The survival side of the phase diagram. A mode j (data variance d_j, a_j = d_j + sigma2)
     that survives sits at its non-trivial fixed point: with weight decay in the loss,
     phi = p_+ = (d_j + sqrt(d_j^2 - 4 a_j eta)) / (2 a_j) and theta^2 = eta p_+ / (d_j - a_j p_+)
-    = p_+^2, so its singular value is p_+ (THEORY.md 3, per mode). So every singular value at
+    = p_+^2, so its singular value is p_+ (docs/theory.md 3, per mode). So every singular value at
     t1 is either collapsed or the p_+ of a mode below its threshold, and every mode below its
     threshold survives from at least one of the 3 initial states (observed: from all 3 in the
     matrix model, from 2 or 3 per-mode): a bug that collapses every mode fails here. Runs at

@@ -1,4 +1,4 @@
-"""Per-mode reduction (THEORY.md section 3): the matrix flow from aligned, commuting initial
+"""Per-mode reduction (docs/theory.md section 3): the matrix flow from aligned, commuting initial
 conditions follows the (p_j, s_j, tau_j) system mode by mode."""
 
 import jax
@@ -20,7 +20,7 @@ _solve = solve_tight
 
 
 def pst_oracle(p, s, tau, a, eta, alpha_p, beta):
-    """THEORY.md section 3 (isotropic per mode: d = 1, a = 1 + sigma2), written by hand."""
+    """docs/theory.md section 3 (isotropic per mode: d = 1, a = 1 + sigma2), written by hand."""
     dp = alpha_p * s * (tau - a * p) - eta * p
     ds = 2 * p * s * (tau - a * p) - 2 * eta * s
     dtau = beta * (1 - tau) - tau * ds / (2 * s)

@@ -26,7 +26,7 @@ def flow(model, variant, hyper, y0, ts, *, t1, solver="tsit5"):
 
 
 def test_invariant_decays_exactly_along_trajectories():
-    """Tian convention: I = phi^2 - alpha_p theta^2 = I0 exp(-2 eta t) (THEORY.md 2).
+    """Tian convention: I = phi^2 - alpha_p theta^2 = I0 exp(-2 eta t) (docs/theory.md 2).
 
     The solver runs at rtol 1e-10; the invariant is a smooth function of O(1) states, so its
     error stays within ~1e-8 over t = 20 (observed ~1e-10)."""
@@ -80,7 +80,7 @@ def test_alpha_p_scaling_symmetry():
 
 def test_without_stop_gradient_every_start_collapses():
     """theta' = -theta [(phi-1)^2 + sigma2 (phi^2+1) + eta] and the bracket is >= a - 1/a + eta,
-    so |theta(t)| <= |theta0| exp(-(a - 1/a + eta) t) for every start (THEORY.md 2)."""
+    so |theta(t)| <= |theta0| exp(-(a - 1/a + eta) t) for every start (docs/theory.md 2)."""
     sigma2, eta = 0.5, 0.0
     a = 1 + sigma2
     rate = a - 1 / a + eta
@@ -98,7 +98,7 @@ def test_without_stop_gradient_every_start_collapses():
 
 
 def test_collapse_threshold_on_the_invariant_parabola():
-    """On I = 0 (eta > 0): phi0 just below p_- collapses, just above goes to p_+ (THEORY.md 2).
+    """On I = 0 (eta > 0): phi0 just below p_- collapses, just above goes to p_+ (docs/theory.md 2).
     The classification is the sweep's rule (dynamics.classify)."""
     sigma2, eta, alpha = 0.5, 0.05, 1.0
     a = 1 + sigma2

@@ -99,7 +99,7 @@ def test_stop_gradient_inside_the_field_breaks_the_jacobian():
 
 
 def test_no_predictor_stop_gradient_is_half_the_full_gradient():
-    """THEORY.md 2: with phi == 1, E[grad] under stop-grad is half the no-stop-grad one, and the
+    """docs/theory.md 2: with phi == 1, E[grad] under stop-grad is half the no-stop-grad one, and the
     stop-grad flow is theta' = -(sigma2 + eta) theta."""
     model = d.ScalarSiamese(sigma2=0.3, predictor="none")
     for th in (0.4, -1.3, 2.0):
@@ -115,7 +115,7 @@ def test_no_predictor_stop_gradient_is_half_the_full_gradient():
 def test_su_post_flows_are_the_fields_at_zero_noise():
     """Su (2020) writes, for the loss 1/2 (phi theta - theta)^2, the stop-gradient flow
     theta' = -(phi theta - theta) phi, phi' = -(phi theta - theta) theta, and without
-    stop-gradient theta' = -(phi theta - theta)(phi - 1) (THEORY.md 2). These are the autodiff
+    stop-gradient theta' = -(phi theta - theta)(phi - 1) (docs/theory.md 2). These are the autodiff
     fields at sigma2 = 0, eta = 0, eps = 1."""
     model, hyper = d.ScalarSiamese(sigma2=0.0), d.Hyper(eps=1.0)
     for th, ph in np.random.default_rng(1).uniform(-2, 2, size=(5, 2)):
@@ -130,7 +130,7 @@ def test_su_post_flows_are_the_fields_at_zero_noise():
 
 
 def test_su_post_experiment_limits():
-    """Su's experiment (THEORY.md 2): both flows from theta = 0.1, phi = 0.6. With stop-gradient
+    """Su's experiment (docs/theory.md 2): both flows from theta = 0.1, phi = 0.6. With stop-gradient
     theta^2 - phi^2 is conserved, so phi -> 1 and theta -> sqrt(0.65); without it
     theta^2 - (phi - 1)^2 = -0.15 is conserved, theta collapses (theta(200) < 1e-13) and
     phi -> 1 - sqrt(0.15). Tsit5 at rtol 1e-10: observed errors in the limits and drifts of the
@@ -155,7 +155,7 @@ def test_su_post_experiment_limits():
 
 def test_invariant_law_with_decay_in_the_loss():
     """With eta_phi = eta (decay in the loss), I = phi^2 - alpha_p theta^2 obeys
-    dI/dt = -2 alpha_p eta (phi^2 - theta^2) (THEORY.md 2) at every point."""
+    dI/dt = -2 alpha_p eta (phi^2 - theta^2) (docs/theory.md 2) at every point."""
     model = d.ScalarSiamese(0.5)
     for eps, eta in ((1.0, 0.05), (0.25, 0.1), (0.01, 0.02)):
         hyper = d.Hyper.loss_decay(eta, eps)
@@ -168,7 +168,7 @@ def test_invariant_law_with_decay_in_the_loss():
 def test_fixed_points_and_spectra_match_closed_forms():
     """p_pm, the vanishing field there, and the Jacobian eigenvalues {-2 eta, 2 eta - p}
     (independent of alpha_p); the origin has {-eta, -eta} (BYOL adds -beta).
-    Worked numbers of THEORY.md 2 (a = 1.5, eta = 0.05): p_+ = 0.612220, p_- = 0.054447."""
+    Worked numbers of docs/theory.md 2 (a = 1.5, eta = 0.05): p_+ = 0.612220, p_- = 0.054447."""
     a, eta = 1.5, 0.05
     pp, pm = p_pm(a, eta)
     assert abs(pp - 0.612220) < 5e-7 and abs(pm - 0.054447) < 5e-7

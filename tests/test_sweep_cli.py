@@ -47,7 +47,7 @@ def test_files_names_and_provenance(default_sweep):
 
 def test_labels_match_independent_solve_of_the_theory(default_sweep):
     """Every lane of the stop-gradient default is compared with an independent solve of the
-    hand-written field (THEORY.md 2) by scipy LSODA, classified by where it ends: |theta| < 1e-3 collapsed, or
+    hand-written field (docs/theory.md 2) by scipy LSODA, classified by where it ends: |theta| < 1e-3 collapsed, or
     the non-trivial fixed point phi = p_+, theta^2 = eta p_+/(1 - a p_+) (the weight-decay-in-
     the-loss convention). Lanes whose label flips when theta0 moves by +-0.03 are within a small
     distance of the basin boundary and are skipped (there must be few of them)."""
@@ -89,7 +89,7 @@ def test_labels_match_independent_solve_of_the_theory(default_sweep):
     assert compared >= 0.7 * sub.theta0.size * sub.phi0.size
     # both basins are present with stop-gradient ...
     assert 0 < sub["collapsed"].values.mean() < 1
-    # ... and without it everything collapses (THEORY.md 2)
+    # ... and without it everything collapses (docs/theory.md 2)
     nosg = ds.sel({"variant": "simsiam-nosg"})
     assert bool(nosg["collapsed"].all())
 
@@ -155,7 +155,7 @@ def test_tian_convention_is_tian_with_alpha_p_one_over_eps(eta, eps):
 
 def test_tian_convention_sweep_ends_at_tian_fixed_point():
     """``--convention tian`` at eps = 0.1: a non-collapsed lane ends at phi = p_+ and
-    theta^2 = eps p_+^2 (THEORY.md 4), not at the loss convention's theta^2 = eta p_+/(1 - a p_+)
+    theta^2 = eps p_+^2 (docs/theory.md 4), not at the loss convention's theta^2 = eta p_+/(1 - a p_+)
     (0.37 against 0.037 here). Run in-process on a 4 x 4 grid; convergence at rate 2 eta = 0.1
     over t1 = 300 leaves exp(-30) ~ 1e-13, so the end state is as good as the solver (rtol
     1e-8): 7e-8 observed, tolerance 1e-6."""

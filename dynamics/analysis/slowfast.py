@@ -1,4 +1,4 @@
-"""Slow-fast reduction (THEORY.md section 4): predictor fast, encoder and target slow.
+"""Slow-fast reduction (docs/theory.md section 4): predictor fast, encoder and target slow.
 
 With ``eps -> 0`` the predictor relaxes onto the critical manifold
 

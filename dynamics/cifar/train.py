@@ -1,6 +1,6 @@
 """SimSiam / BYOL training on CIFAR-10: config, loss, one jitted step, epoch loop, checkpoints.
 
-The switches mirror the toy models (THEORY.md sections 1-4):
+The switches mirror the toy models (docs/theory.md sections 1-4):
 
 - ``stop_grad=False``: SimSiam's target branch is differentiated too (the toy "without
   stop-gradient" flow; expected to collapse at once).
@@ -8,7 +8,7 @@ The switches mirror the toy models (THEORY.md sections 1-4):
   ``"directpred"`` (``Wp`` set from the running estimate of ``F = E[z z^T]``, no gradient).
 - ``predictor_lr_ratio`` = ``1/eps``: the predictor's learning rate is the encoder's times this.
   Weight decay ``wd`` is applied inside each group's step, ``phi -= lr * ratio * (g + wd * phi)``,
-  i.e. THEORY.md's "weight decay in the loss" convention ``eta_phi = eta``.
+  i.e. docs/theory.md's "weight decay in the loss" convention ``eta_phi = eta``.
 - ``fixed_predictor_lr``: the predictor's learning rate is not decayed by the cosine schedule.
 - ``ema``: BYOL's base target momentum ``m0``; ``m(k) = 1 - (1 - m0)(cos(pi k / K) + 1) / 2``.
 

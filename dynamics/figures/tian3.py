@@ -61,7 +61,7 @@ def data(etas=(0.0, 0.01, 1.0), sigma2=0.5, alpha_p=1.0, p_range=(-0.6, 1.4),
                 if th >= -1e-12:
                     fixed.append((ph, th**2, q["kind"]))
         else:
-            # eta = 0: the lines theta = 0 and phi = 1/a are fixed (THEORY.md section 2)
+            # eta = 0: the lines theta = 0 and phi = 1/a are fixed (docs/theory.md section 2)
             pl = np.linspace(*p_range, 161)
             pts = np.stack([np.zeros_like(pl), pl], 1)
             _check_fixed(model, v, hyper, pts)

@@ -5,7 +5,7 @@ function of the representation correlation, ``Wp = F^alpha`` with ``F = W W^T``.
 ordinary Euclidean loss the eigenvalues ``s`` of ``F`` learn at a rate modulated by the
 predictor, ``s' = 2 s^{1+alpha} (1 - a s^alpha)``; they propose a loss ("IsoLoss") whose
 gradient drops that modulation, ``s' = 2 s (1 - a s^alpha)``. Both go to ``s* = a^{-1/alpha}``
-(THEORY.md section 5). ``a = 1 + sigma2`` for ``X = I``, ``X' = sigma2 I``.
+(docs/theory.md section 5). ``a = 1 + sigma2`` for ``X = I``, ``X' = sigma2 I``.
 
 The losses, written (as for every model here) with the online encoder ``W`` and the target
 ``T`` as separate arguments, and the predictor built from the *target*,

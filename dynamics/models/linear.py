@@ -1,4 +1,4 @@
-"""Linear SimSiam / BYOL (Tian, Chen & Ganguli 2021; THEORY.md section 3).
+"""Linear SimSiam / BYOL (Tian, Chen & Ganguli 2021; docs/theory.md section 3).
 
 Online encoder ``W`` (n2 x n1), predictor ``Wp`` (n2 x n2), target ``Wa`` (n2 x n1; SimSiam's
 target is ``W`` itself). Data: ``x ~ N(0, X)`` is the augmentation-averaged input and the two views

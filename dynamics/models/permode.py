@@ -1,4 +1,4 @@
-"""Per-mode reduction of linear SimSiam / BYOL (THEORY.md section 3).
+"""Per-mode reduction of linear SimSiam / BYOL (docs/theory.md section 3).
 
 When ``X = V diag(d) V^T`` and ``X' = V diag(d') V^T`` commute and the initial weights are
 aligned with their eigenbasis, ``W = U diag(theta) V^T``, ``Wp = U diag(phi) U^T``,
@@ -29,7 +29,7 @@ from dynamics.types import State
 
 
 def mode_eta_crit(d, dp):
-    """Per-mode saddle-node weight decay ``d_j^2 / (4 (d_j + d'_j))`` (THEORY.md section 3):
+    """Per-mode saddle-node weight decay ``d_j^2 / (4 (d_j + d'_j))`` (docs/theory.md section 3):
     mode ``j`` collapses from every start once ``eta`` exceeds it."""
     return saddle_node_eta(d, d + dp)
 

@@ -1,4 +1,4 @@
-"""Scalar SimSiam / BYOL (THEORY.md section 2).
+"""Scalar SimSiam / BYOL (docs/theory.md section 2).
 
 Encoder ``theta``, predictor ``phi``, target ``theta_a`` (BYOL; SimSiam's target is the encoder
 itself). Data ``x`` has unit variance; the two views are ``x_i = x + xi_i`` with independent
@@ -13,7 +13,7 @@ and its expectation over data and augmentation, with ``a = 1 + sigma2``, is
 The loss receives the online parameters and the target as *separate arguments*; where the
 stop-gradient acts is decided by :mod:`dynamics.flow`, never inside the loss.
 
-Closed forms (SimSiam with stop-gradient, THEORY.md sections 2 and 4) are methods:
+Closed forms (SimSiam with stop-gradient, docs/theory.md sections 2 and 4) are methods:
 :attr:`ScalarSiamese.eta_crit`, :meth:`ScalarSiamese.fixed_points`,
 :meth:`ScalarSiamese.fixed_point_eigenvalues`, :meth:`ScalarSiamese.invariant` and
 :meth:`ScalarSiamese.invariant_at`.
@@ -127,7 +127,7 @@ class ScalarSiamese(Model):
         """Size of the representation map, used by the collapse criterion."""
         return jnp.abs(theta)
 
-    # --- closed forms (SimSiam, stop-gradient; THEORY.md sections 2 and 4) -------------
+    # --- closed forms (SimSiam, stop-gradient; docs/theory.md sections 2 and 4) -------------
 
     @property
     def eta_crit(self):

@@ -1,6 +1,6 @@
 """The stiffness policy: which method integrates a lane of the gradient flow.
 
-A small predictor time scale ``eps`` makes the flow stiff (THEORY.md section 4): an explicit
+A small predictor time scale ``eps`` makes the flow stiff (docs/theory.md section 4): an explicit
 method needs ``h < ~2 eps / p``. Both integrators follow one rule, a threshold on ``eps``:
 
 - the engine (:mod:`dynamics.solve.engine`): ``rodas4`` (Rosenbrock, exact Jacobian) for
