@@ -45,9 +45,10 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from dynamics.flow import jacobian_matrix, vector_field
-from dynamics.solve import STATUS_NONFINITE, STATUS_OK
+from dynamics.solve import STATUS_NONFINITE, STATUS_OK, broadcast_lanes, n_lanes
+from dynamics.types import Outcome
 
-OUTCOME_NAMES = ("non-collapsed", "collapsed", "undecided", "failed")
+OUTCOME_NAMES = Outcome.labels()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,34 @@ class Criterion:
     jtol: float = 1e-9
 
 
+def _residual_and_spectrum(model, variant, hyper, y):
+    """Rule 1's residual ``max |g(y)|`` (the field at ``eps = 1``) and the largest real part of
+    the Jacobian's eigenvalues at ``y``."""
+    unit = dataclasses.replace(hyper, eps=jnp.ones_like(jnp.asarray(hyper.eps)))
+    f = ravel_pytree(vector_field(model, variant, unit, y))[0]
+    lam_max = jnp.max(jnp.linalg.eigvals(jacobian_matrix(model, variant, hyper, y)).real)
+    return jnp.max(jnp.abs(f)), lam_max
+
+
+def _outcome(failed, decided, collapsed):
+    """The ``Outcome`` code of a lane from its flags (failed wins, then undecided)."""
+    return jnp.where(
+        failed, int(Outcome.FAILED), jnp.where(
+            ~decided, int(Outcome.UNDECIDED),
+            jnp.where(collapsed, int(Outcome.COLLAPSED), int(Outcome.NON_COLLAPSED))),
+    ).astype(jnp.int8)
+
+
+def _over_lanes(rule, model, variant, hyper, y, status, criterion):
+    """``rule`` vmapped over a leading lane axis of ``y``/``status`` (scalar model/hyper leaves
+    shared by every lane)."""
+    n = n_lanes(y)
+    model, hyper = broadcast_lanes(model, n), broadcast_lanes(hyper, n)
+    return jax.vmap(lambda m, h, yy, s: rule(m, variant, h, yy, s, criterion))(
+        model, hyper, y, status
+    )
+
+
 def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion()):
     """Classify one final state. Returns a dict of scalars (vmap for lanes).
 
@@ -68,10 +97,7 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
     """
     finite = jnp.all(jnp.isfinite(ravel_pytree(y)[0]))
     y_safe = jax.tree_util.tree_map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), y)
-    unit = dataclasses.replace(hyper, eps=jnp.ones_like(jnp.asarray(hyper.eps)))
-    f = ravel_pytree(vector_field(model, variant, unit, y_safe))[0]
-    fnorm = jnp.max(jnp.abs(f))
-    lam_max = jnp.max(jnp.linalg.eigvals(jacobian_matrix(model, variant, hyper, y_safe)).real)
+    fnorm, lam_max = _residual_and_spectrum(model, variant, hyper, y_safe)
     enc_norm = jnp.max(jnp.atleast_1d(model.encoder_norm(y_safe.enc)))
     ok = (status == STATUS_OK) & finite
     converged = ok & (fnorm <= criterion.ftol)
@@ -79,9 +105,7 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
     decided = converged & (small | (lam_max <= criterion.jtol))
     collapsed = decided & small
     failed = (status == STATUS_NONFINITE) | ~finite
-    outcome = jnp.where(
-        failed, 3, jnp.where(~decided, 2, jnp.where(collapsed, 1, 0))
-    ).astype(jnp.int8)
+    outcome = _outcome(failed, decided, collapsed)
     return dict(
         converged=converged,
         decided=decided,
@@ -96,13 +120,7 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
 @functools.partial(jax.jit, static_argnames=("variant", "criterion"))
 def classify_batch(model, variant, hyper, y, status, criterion: Criterion = Criterion()):
     """:func:`classify` vmapped over a leading lane axis (scalar model/hyper leaves shared)."""
-    from dynamics.solve import broadcast_lanes, n_lanes
-
-    n = n_lanes(y)
-    model, hyper = broadcast_lanes(model, n), broadcast_lanes(hyper, n)
-    return jax.vmap(lambda m, h, yy, s: classify(m, variant, h, yy, s, criterion))(
-        model, hyper, y, status
-    )
+    return _over_lanes(classify, model, variant, hyper, y, status, criterion)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +150,7 @@ def classify_window(model, variant, hyper, ys, status, criterion: WindowCriterio
     slope = jnp.sum(k * norms) / jnp.sum(k * k)
     drift = jnp.abs(slope) * (w - 1) / jnp.where(mean > 0, mean, 1.0)
     y_avg = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), ys)
-    unit = dataclasses.replace(hyper, eps=jnp.ones_like(jnp.asarray(hyper.eps)))
-    fnorm = jnp.max(jnp.abs(ravel_pytree(vector_field(model, variant, unit, y_avg))[0]))
-    lam_max = jnp.max(jnp.linalg.eigvals(jacobian_matrix(model, variant, hyper, y_avg)).real)
+    fnorm, lam_max = _residual_and_spectrum(model, variant, hyper, y_avg)
     ok = (status == STATUS_OK) & finite
     collapsed = ok & (mean <= criterion.collapse_tol)
     stationary = drift <= criterion.drift_rtol
@@ -142,9 +158,7 @@ def classify_window(model, variant, hyper, ys, status, criterion: WindowCriterio
     alive = ok & ~collapsed & stationary & clear & (lam_max <= criterion.jtol)
     decided = collapsed | alive
     failed = (status == STATUS_NONFINITE) | ~finite
-    outcome = jnp.where(
-        failed, 3, jnp.where(~decided, 2, jnp.where(collapsed, 1, 0))
-    ).astype(jnp.int8)
+    outcome = _outcome(failed, decided, collapsed)
     return dict(
         converged=ok & (collapsed | stationary),
         decided=decided,
@@ -163,10 +177,4 @@ def classify_window(model, variant, hyper, ys, status, criterion: WindowCriterio
 def classify_window_batch(model, variant, hyper, ys, status,
                           criterion: WindowCriterion = WindowCriterion()):
     """:func:`classify_window` vmapped over a leading lane axis (``ys`` leaves: (lanes, W, ...))."""
-    from dynamics.solve import broadcast_lanes, n_lanes
-
-    n = n_lanes(ys)
-    model, hyper = broadcast_lanes(model, n), broadcast_lanes(hyper, n)
-    return jax.vmap(lambda m, h, yy, s: classify_window(m, variant, h, yy, s, criterion))(
-        model, hyper, ys, status
-    )
+    return _over_lanes(classify_window, model, variant, hyper, ys, status, criterion)
