@@ -1,5 +1,5 @@
 """Pieces shared by the package's command lines: one-line argument errors, number parsing,
-resource estimates checked before any work, interrupts, and writing a run's result set."""
+interrupts, and writing a run's result set."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ import signal
 import sys
 import threading
 
-from dynamics._io import OutputError, ResultSet, format_bytes, memory_limit, save_dataset, save_figure
+from dynamics._io import OutputError, ResultSet, check_memory, save_dataset, save_figure
+from dynamics.solve.batch import SOLVE_METHODS
+from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
+
+__all__ = ["MAX_DISCRETE_STEPS", "MAX_SEED", "CliExit", "Guard", "OneLineParser", "check_memory",
+           "guarded", "method", "number", "open_results", "variant", "write_results"]
 
 # A command-line word that is a number, also in exponent notation or a signed inf/nan, so that
 # ``--theta-range -1e-3 1e-3`` reads two values instead of an unknown option ``-1e-3``.
@@ -78,32 +83,6 @@ def number(kind, *, positive=False, nonneg=False, integer=False, maximum=None):
 
     parse.__name__ = kind
     return parse
-
-
-# --- resource estimates, checked before any work ----------------------------------------------
-
-#: the largest step count of a gd/sgd lane (the step index is a 32-bit integer in the samplers)
-MAX_DISCRETE_STEPS = 2**31 - 1
-#: seeds are 64-bit signed integers
-MAX_SEED = 2**63 - 1
-
-
-def discrete_steps(t1: float, lr: float) -> int:
-    """Steps of a gd/sgd lane, ``round(t1 / lr)`` (at least 1); ``ValueError`` past the limit."""
-    n = t1 / lr
-    if not math.isfinite(n) or n > MAX_DISCRETE_STEPS:
-        raise ValueError(f"--t1 {t1:g} / --lr {lr:g} is {n:.3g} steps a lane; gd/sgd take at most "
-                         f"{MAX_DISCRETE_STEPS} (raise --lr or lower --t1)")
-    return max(1, int(round(n)))
-
-
-def check_memory(need: float, what: str, limit: int | None = None) -> None:
-    """``ValueError`` naming ``what`` when ``need`` bytes exceed ``limit`` (default: this
-    machine's physical memory)."""
-    limit = memory_limit() if limit is None else int(limit)
-    if not need <= limit:
-        raise ValueError(f"{what} needs about {format_bytes(need)} of memory; this machine has "
-                         f"{format_bytes(limit)}")
 
 
 # --- interrupts and one-line failures ---------------------------------------------------------
@@ -184,14 +163,8 @@ def open_results(guard: Guard, folder, kind: str, patterns, *, overwrite: bool,
     return rs
 
 
-METHODS = ("flow", "gd", "sgd")
-SWEPT = ("eps", "eta", "sigma2", "beta", "variant", "method")
-
-
 def variant(text):
-    """An argparse ``type`` for a variant name of :data:`dynamics.flow.VARIANTS`."""
-    from dynamics.flow import VARIANTS
-
+    """An argparse ``type`` for a variant name of :data:`dynamics.types.VARIANTS`."""
     if text not in VARIANTS:
         raise argparse.ArgumentTypeError(
             f"unknown variant {text!r} (choose from {', '.join(VARIANTS)})"
@@ -201,66 +174,10 @@ def variant(text):
 
 def method(text):
     """An argparse ``type`` for a dynamics: ``flow``, ``gd`` or ``sgd``."""
-    if text not in METHODS:
-        raise argparse.ArgumentTypeError(f"unknown method {text!r} (choose from {', '.join(METHODS)})")
+    if text not in SOLVE_METHODS:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {text!r} (choose from {', '.join(SOLVE_METHODS)})")
     return text
-
-
-def add_swept_arguments(parser, defaults, *, eps_help, sigma2_help, beta_help):
-    """The flags both sweeps take as lists of values, with the model-specific help texts."""
-    g = parser.add_argument_group("swept parameters (each takes one or more values)")
-    g.add_argument("--eps", nargs="+", type=number("eps", positive=True), default=defaults["eps"],
-                   help=eps_help)
-    g.add_argument("--eta", nargs="+", type=number("eta", nonneg=True), default=defaults["eta"],
-                   help="weight decay; see --convention for how it enters the predictor")
-    g.add_argument("--sigma2", nargs="+", type=number("sigma2", nonneg=True),
-                   default=defaults["sigma2"], help=sigma2_help)
-    g.add_argument("--beta", nargs="+", type=number("beta", positive=True),
-                   default=defaults["beta"], help=beta_help)
-    g.add_argument("--variant", nargs="+", type=variant, default=defaults["variant"],
-                   help="simsiam, simsiam-nosg (no stop-gradient), byol, byol-nosg")
-    g.add_argument("--method", nargs="+", type=method, default=defaults["method"],
-                   help="flow (gradient flow, adaptive ODE solver), gd (discrete GD on the "
-                        "expected loss), sgd (minibatch SGD on sampled views)")
-    return g
-
-
-def add_integration_arguments(parser, defaults, *, convention_help, t1_help=None):
-    """The ``dynamics and integration`` flags both sweeps take; returns the group so that each
-    sweep can add its own solver choices to it."""
-    g = parser.add_argument_group("dynamics and integration")
-    g.add_argument("--convention", choices=("loss", "tian"), default=defaults["convention"],
-                   help=convention_help)
-    g.add_argument("--t1", type=number("t1", positive=True), default=defaults["t1"],
-                   help=t1_help or "integration time (ODE time units; gd/sgd take t1/lr steps)")
-    g.add_argument("--lr", type=number("lr", positive=True), default=defaults["lr"],
-                   help="step size of gd/sgd in ODE time (predictor step lr/eps)")
-    g.add_argument("--batch", type=number("batch", positive=True, integer=True),
-                   default=defaults["batch"], help="minibatch size of sgd")
-    g.add_argument("--rtol", type=number("rtol", positive=True), default=defaults["rtol"],
-                   help="relative tolerance of the adaptive solver")
-    g.add_argument("--atol", type=number("atol", positive=True), default=defaults["atol"],
-                   help="absolute tolerance of the adaptive solver")
-    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True,
-                                              maximum=MAX_DISCRETE_STEPS),
-                   default=defaults["max_steps"],
-                   help="solver step cap per lane (then status max_steps)")
-    return g
-
-
-def check_sweep_lists(parser, args, names=SWEPT):
-    """Reject a swept list that repeats a value, and a gd/sgd step too large for some eps."""
-    for name in names:
-        vals = getattr(args, name)
-        if len(set(vals)) != len(vals):
-            parser.error(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
-    if "sgd" in args.method or "gd" in args.method:
-        bad = [e for e in args.eps if args.lr / e >= 1.0]
-        if bad:
-            parser.error(
-                f"--lr {args.lr:g} is too large for eps {bad[0]:g}: the predictor step lr/eps "
-                f"must be < 1 for gd/sgd to be stable"
-            )
 
 
 def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary: str,

@@ -312,3 +312,12 @@ def memory_limit() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # pragma: no cover
         return 8 << 30
+
+
+def check_memory(need: float, what: str, limit: int | None = None) -> None:
+    """``ValueError`` naming ``what`` when ``need`` bytes exceed ``limit`` (default: this
+    machine's physical memory)."""
+    limit = memory_limit() if limit is None else int(limit)
+    if not need <= limit:
+        raise ValueError(f"{what} needs about {format_bytes(need)} of memory; this machine has "
+                         f"{format_bytes(limit)}")

@@ -22,8 +22,10 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from dynamics.types import Outcome  # noqa: E402
+
 OUTCOME_COLORS = ("#3b6fb6", "#d1495b", "#bdbdbd", "#222222")
-OUTCOME_LABELS = ("non-collapsed", "collapsed", "undecided", "failed")
+OUTCOME_LABELS = Outcome.labels()
 
 GRID_DIMS = ("phi0", "theta0")
 
@@ -181,6 +183,38 @@ def phase_diagram(ax, x, y, values, *, xlog=True, cmap="magma_r", vmin=0, vmax=1
     xe = _log_edges(x) if xlog else _lin_edges(x)
     return ax.pcolormesh(xe, _lin_edges(y), values, cmap=cmap, vmin=vmin, vmax=vmax,
                          shading="flat")
+
+
+def collapse_phase_figure(ds, variant: str, method: str, y: str = "eps", x: str = "eta"):
+    """A matrix-model sweep's phase diagram: mean collapsed-mode fraction and effective rank
+    over the ``(y, x)`` plane (other axes averaged), with each mode's ``eta_crit`` dashed when
+    ``x`` is ``eta``."""
+
+    def plane(name):
+        v = ds[name].sel({"variant": variant, "method": method})
+        return v.mean(dim=[k for k in v.dims if k not in (x, y)], skipna=True).transpose(y, x)
+
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    xs, ys = ds[x].values, ds[y].values
+    for ax, name, title, cmap in ((axs[0], "collapsed_fraction", "collapsed-mode fraction", "magma"),
+                                  (axs[1], "effective_rank", "effective rank of W(t1)", "viridis")):
+        im = ax.imshow(plane(name).values, origin="lower", aspect="auto", cmap=cmap,
+                       extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
+        ax.set_xticks(range(len(xs)), [f"{e:.3g}" for e in xs], rotation=45)
+        ax.set_yticks(range(len(ys)), [f"{e:.3g}" for e in ys])
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax)
+        if x == "eta" and len(xs) > 1 and "eta_crit" in ds:  # first sigma2, on the index axis
+            for ec in np.asarray(ds["eta_crit"].values[0]):
+                xi = np.interp(ec, xs, np.arange(len(xs)), left=np.nan, right=np.nan)
+                if np.isfinite(xi):
+                    ax.axvline(xi, color="c", lw=0.8, ls="--")
+    note = "; dashed: per-mode eta_crit" if x == "eta" and "eta_crit" in ds else ""
+    fig.suptitle(f"{ds.attrs['model']} {variant} ({method}), n1={ds.attrs['n1']}, "
+                 f"{ds.attrs['convention']} convention, t1={ds.attrs['t1']:g}{note}")
+    return fig
 
 
 # --- old names of the paper layouts, kept for this release -----------------------------------

@@ -155,6 +155,14 @@ class Hyper:
         return broadcast_scalar_leaves(self, n)
 
 
+# --- limits of the command lines and samplers ----------------------------------------------
+
+#: seeds are 64-bit signed integers
+MAX_SEED = 2**63 - 1
+#: the largest step count of a gd/sgd lane (the step index is a 32-bit integer in the samplers)
+MAX_DISCRETE_STEPS = 2**31 - 1
+
+
 # --- per-lane results -----------------------------------------------------------------------
 
 

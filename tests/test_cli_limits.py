@@ -18,8 +18,8 @@ import pytest  # noqa: E402
 
 import dynamics.figures as figures  # noqa: E402
 import dynamics.sweep as sweep  # noqa: E402
-import dynamics.sweep_linear as sweep_linear  # noqa: E402
-from dynamics._cli import MAX_DISCRETE_STEPS  # noqa: E402
+import dynamics.sweep.__main__ as sweep_cli  # noqa: E402
+from dynamics.types import MAX_DISCRETE_STEPS  # noqa: E402
 from dynamics.cifar.__main__ import build_parser as cifar_parser  # noqa: E402
 from dynamics.cifar.__main__ import main as cifar_main  # noqa: E402
 
@@ -40,8 +40,7 @@ def no_work(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the run started although its input cannot run")
 
-    monkeypatch.setattr(sweep, "run_sweep", refuse)
-    monkeypatch.setattr(sweep_linear, "run_sweep", refuse)
+    monkeypatch.setattr(sweep_cli, "run", refuse)
 
 
 @pytest.mark.parametrize(
@@ -57,11 +56,11 @@ def no_work(monkeypatch):
         (sweep.main, ["--batch", "2.5"], ["batch must be an integer, got '2.5'"]),
         (sweep.main, ["--eta", "-1e-3"], ["eta must be >= 0, got '-1e-3'"]),
         (sweep.main, ["--eps", "-inf"], ["eps must be finite, got '-inf'"]),
-        (sweep_linear.main, ["--model", "linear", "--n1", "100000"], ["--n1 100000 (one lane)", "this machine has"]),
-        (sweep_linear.main, ["--model", "linear", "--method", "sgd", "--batch", "1e8", "--n1", "50"],
+        (sweep.main, ["--model", "linear", "--n1", "100000"], ["--n1 100000 (one lane)", "this machine has"]),
+        (sweep.main, ["--model", "linear", "--method", "sgd", "--batch", "1e8", "--n1", "50"],
          ["with --batch 100000000", "this machine has"]),
-        (sweep_linear.main, ["--model", "linear", "--seed", str(2**64)], ["seed must be <="]),
-        (sweep_linear.main, ["--model", "linear", "--x-eig", "-1e-3", "1"], ["x-eig must be > 0, got '-1e-3'"]),
+        (sweep.main, ["--model", "linear", "--seed", str(2**64)], ["seed must be <="]),
+        (sweep.main, ["--model", "linear", "--x-eig", "-1e-3", "1"], ["x-eig must be > 0, got '-1e-3'"]),
         (figures.main, ["--dpi", "100000"], [f"dpi must be <= {figures.MAX_DPI}, got '100000'"]),
     ],
 )
@@ -82,7 +81,7 @@ def test_cifar_width_refused_naming_value_and_limit(tmp_path, capsys):
 def test_negative_numbers_in_every_range_flag():
     a = sweep.build_parser().parse_args(["--theta-range", "-1e-3", "1e-3", "--phi-range", "-2.5E+0", "-.5"])
     assert a.theta_range == [-1e-3, 1e-3] and a.phi_range == [-2.5, -0.5]
-    a = sweep_linear.build_parser().parse_args(["--x-eig", "1e-1", "2"])
+    a = sweep.build_parser("linear").parse_args(["--x-eig", "1e-1", "2"])
     assert a.x_eig == [0.1, 2.0]
 
 
@@ -98,7 +97,8 @@ def _help(parser):
     return " ".join(parser.format_help().split())
 
 
-@pytest.mark.parametrize("parser", [sweep.build_parser, sweep_linear.build_parser, cifar_parser,
+@pytest.mark.parametrize("parser", [sweep.build_parser, lambda: sweep.build_parser("linear"),
+                                    lambda: sweep.build_parser("isoloss"), cifar_parser,
                                     figures.build_parser])
 def test_help_prints_each_default_once_and_no_markup(parser):
     text = _help(parser())
@@ -184,16 +184,18 @@ def test_notebooks_extra_and_readme_say_how_to_open_them():
 
 
 def test_linear_sweep_shows_progress():
-    args = sweep_linear.build_parser().parse_args(
-        ["--model", "permode", "--n1", "2", "--eta", "0.1", "--eps", "1", "--n-init", "8", "--t1", "5"])
+    from dynamics.sweep.matrix import PROGRESS_CHUNKS, MatrixOptions
+
+    config = sweep.SweepConfig(model="permode", eta=(0.1,), eps=(1.0,), t1=5.0,
+                               options=MatrixOptions(n1=2, n_init=8))
     seen = []
 
     class Recorder:
         def update(self, n):
             seen.append(n)
 
-    ds = sweep_linear.run_sweep(args, progress=Recorder())
-    assert len(seen) >= sweep_linear.PROGRESS_CHUNKS and sum(seen) == ds["status"].size
+    ds = sweep.run(config, progress=Recorder())
+    assert len(seen) >= PROGRESS_CHUNKS and sum(seen) == ds["status"].size
 
 
 def test_largest_seed_and_step_cap_run_and_are_recorded(tmp_path, capsys):

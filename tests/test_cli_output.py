@@ -18,6 +18,7 @@ import xarray as xr  # noqa: E402
 
 import dynamics._cli as cli  # noqa: E402
 import dynamics.sweep as sweep  # noqa: E402
+import dynamics.sweep.__main__ as sweep_cli  # noqa: E402
 from dynamics._io import LOCK_NAME, STAGING_PREFIX, ResultSet  # noqa: E402
 
 # the smallest real sweep: 2 x 2 lanes of SimSiam, flow to t1 = 1
@@ -47,7 +48,7 @@ def no_work(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the sweep ran before the output folder was checked")
 
-    monkeypatch.setattr(sweep, "run_sweep", refuse)
+    monkeypatch.setattr(sweep_cli, "run", refuse)
 
 
 def test_out_is_a_file_refused_before_any_work(tmp_path, capsys, no_work):
@@ -92,7 +93,7 @@ def test_too_little_free_space_refused_before_any_work(tmp_path, capsys, monkeyp
 
 def test_second_writer_refused(tmp_path, capsys, no_work):
     out = tmp_path / "o"
-    with ResultSet(out, "sweep", sweep.RESULT_PATTERNS):  # another run holds the folder
+    with ResultSet(out, "sweep", sweep.family("scalar").result_patterns):  # another run holds the folder
         code, _, err = run([*TINY, "--out", str(out)], capsys)
     assert code == 2 and len(err) == 1, err
     assert f"another run (pid {os.getpid()}) is writing to {out}" in err[0]

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import dynamics.sweep as sweep  # noqa: E402
-import dynamics.sweep_linear as sweep_linear  # noqa: E402
 from dynamics._io import STAGING_PREFIX, OutputError, ResultSet  # noqa: E402
 
 HOSTILE = ["0", "-1", "-1e-3", "nan", "-inf", "inf", "1e300", "-1e300", "abc", "", "1e9",
@@ -165,53 +164,71 @@ ints = st.one_of(st.integers(-3, 10**7), st.sampled_from([2**31, 2**62, 10**15])
 floats = st.floats(allow_nan=True, allow_infinity=True)
 
 
+def _config_or_error(**kw):
+    """``SweepConfig(**kw)``, or ``None`` after checking that its error is one line."""
+    try:
+        return sweep.SweepConfig(**kw)
+    except ValueError as e:
+        assert "\n" not in str(e) and str(e), e
+        return None
+
+
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(n_theta=ints, n_phi=ints, n_blocks=ints, methods=st.lists(st.sampled_from(["flow", "gd", "sgd"]),
-       min_size=1, max_size=3), t1=st.one_of(st.none(), floats), lr=floats, batch=ints,
-       chunk=st.one_of(st.none(), ints))
-def test_plan_sweep_returns_a_runnable_plan_or_one_line_error(n_theta, n_phi, n_blocks, methods, t1, lr,
-                                                             batch, chunk):
-    """The sweep's up-front check (the future ``run(config)``'s validation): a plan whose numbers
-    can run, or a ``ValueError`` of one line. The CLI only calls it with positive values and
-    finite positive t1, lr; it must not be fooled by others either."""
-    if n_theta < 1 or n_phi < 1 or n_blocks < 1 or batch < 1 or (chunk is not None and chunk < 1):
-        return  # the parser refuses these before the plan
-    if not (lr > 0 and math.isfinite(lr)) or (t1 is not None and not (t1 > 0 and math.isfinite(t1))):
+@given(n_theta=ints, n_phi=ints, n_eps=st.integers(1, 4),
+       methods=st.lists(st.sampled_from(["flow", "gd", "sgd"]), min_size=1, max_size=3,
+                        unique=True),
+       t1=st.one_of(st.none(), floats), lr=floats, batch=ints, chunk=st.one_of(st.none(), ints))
+def test_scalar_config_and_plan_give_a_runnable_plan_or_one_line_error(n_theta, n_phi, n_eps,
+                                                                      methods, t1, lr, batch, chunk):
+    """``SweepConfig`` then ``plan`` (what ``run(config)`` checks before any work): a plan whose
+    numbers can run, or a ``ValueError`` of one line, for any value of the sizing arguments."""
+    from dynamics.sweep.scalar import SAMPLE_BYTES, SGD_CHUNK_BYTES, ScalarOptions
+
+    try:
+        options = ScalarOptions(n=n_theta, n_phi=n_phi)
+    except ValueError:  # pragma: no cover - the options dataclass itself checks nothing
+        return
+    config = _config_or_error(eps=tuple(0.5 + i for i in range(n_eps)), method=tuple(methods),
+                              t1=t1, lr=lr, batch=batch, chunk=chunk, options=options)
+    if config is None:
         return
     try:
-        plan = sweep.plan_sweep(n_theta=n_theta, n_phi=n_phi, n_blocks=n_blocks,
-                                n_inner=n_theta * n_phi, methods=methods, t1=t1, lr=lr, batch=batch,
-                                chunk=chunk, memory=8 << 30)
+        plan = sweep.plan(config, memory=8 << 30)
     except ValueError as e:
         assert "\n" not in str(e) and ("needs about" in str(e) or "steps a lane" in str(e)), e
         return
     assert plan["result_bytes"] <= 8 << 30
     for n in plan["steps"].values():
         assert 1 <= n <= 2**31 - 1
+    n_inner = n_theta * n_phi
+    for m, c in plan["chunk"].items():
+        assert c >= 1
     if "sgd" in methods:
-        assert 1 <= plan["sgd_chunk"] <= n_theta * n_phi
-        assert plan["sgd_chunk"] * batch * sweep.SAMPLE_BYTES <= max(sweep.SGD_CHUNK_BYTES,
-                                                                      batch * sweep.SAMPLE_BYTES)
+        assert 1 <= plan["sgd_chunk"] <= n_inner
+        assert plan["sgd_chunk"] * batch * SAMPLE_BYTES <= max(SGD_CHUNK_BYTES, batch * SAMPLE_BYTES)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
-@given(model=st.sampled_from(["linear", "permode"]), n1=ints, n2=ints, n_init=ints,
-       methods=st.lists(st.sampled_from(["flow", "gd", "sgd"]), min_size=1, max_size=3),
+@given(model=st.sampled_from(["linear", "permode", "isoloss"]), n1=ints, n2=ints, n_init=ints,
+       methods=st.lists(st.sampled_from(["flow", "gd", "sgd"]), min_size=1, max_size=3,
+                        unique=True),
        t1=floats, lr=floats, batch=ints, chunk=ints)
-def test_plan_linear_sweep_returns_a_runnable_plan_or_one_line_error(model, n1, n2, n_init, methods, t1,
-                                                                    lr, batch, chunk):
-    if min(n1, n2, n_init, batch, chunk) < 1:
-        return
-    if not (lr > 0 and math.isfinite(lr) and t1 > 0 and math.isfinite(t1)):
+def test_matrix_config_and_plan_give_a_runnable_plan_or_one_line_error(model, n1, n2, n_init,
+                                                                      methods, t1, lr, batch, chunk):
+    fam = sweep.family(model)
+    fields = {f for f in fam.Options.__dataclass_fields__}
+    opts = dict(n1=n1, n_init=n_init, **({"n2": n2} if "n2" in fields and model == "linear" else {}))
+    config = _config_or_error(model=model, method=tuple(methods), t1=t1, lr=lr, batch=batch,
+                              chunk=chunk, eps=(1.0,), options=fam.Options(**opts))
+    if config is None:
         return
     try:
-        plan = sweep_linear.plan_sweep(model=model, n1=n1, n2=n2, n_lanes=n_init * 3, n_inner=n_init,
-                                       methods=methods, t1=t1, lr=lr, batch=batch, chunk=chunk,
-                                       memory=8 << 30)
+        plan = sweep.plan(config, memory=8 << 30)
     except ValueError as e:
         assert "\n" not in str(e) and ("needs about" in str(e) or "steps a lane" in str(e)), e
         return
-    assert 1 <= plan["chunk"] <= max(1, n_init) and plan["chunk"] <= chunk
+    for c in plan["chunk"].values():
+        assert 1 <= c <= max(1, plan["n_inner"]) and c <= chunk
 
 
 @settings(max_examples=40, deadline=None, derandomize=True,

@@ -17,7 +17,10 @@ from dynamics.classify import WindowCriterion, classify_window_batch  # noqa: E4
 from dynamics.flow import VARIANTS, Hyper, State  # noqa: E402
 from dynamics.models import ScalarSiamese  # noqa: E402
 from dynamics.plot import basin_map  # noqa: E402
-from dynamics.sweep import AXES, PERCENT_NOTE, SEGMENTS, basin_title, build_parser, run_sweep, summarize  # noqa: E402
+from dynamics.sweep import PERCENT_NOTE, SEGMENTS, SweepConfig, axes, basin_title, run, summarize  # noqa: E402
+from dynamics.sweep.scalar import ScalarOptions  # noqa: E402
+
+AXES = axes(SweepConfig())
 
 A, SIGMA2, ETA, EPS = 1.5, 0.5, 0.15, 0.01
 P_PLUS, P_MINUS = p_pm(A, ETA)
@@ -82,7 +85,7 @@ def test_window_rule_marks_nonfinite_and_failed_lanes():
 @pytest.fixture(scope="module")
 def sgd_sweep():
     """The default SGD settings (t1 60, lr 0.005, minibatch 16) on a 12 x 12 grid of SimSiam."""
-    args = build_parser().parse_args(["--method", "sgd", "--variant", "simsiam", "--n", "12"])
+    config = SweepConfig(method=("sgd",), variant=("simsiam",), options=ScalarOptions(n=12))
 
     class Recorder:
         def __init__(self):
@@ -92,7 +95,7 @@ def sgd_sweep():
             self.updates.append(n)
 
     rec = Recorder()
-    return run_sweep(args, progress=rec), rec
+    return run(config, progress=rec), rec
 
 
 def test_sgd_labels_match_the_expected_flow_and_few_are_undecided(sgd_sweep):

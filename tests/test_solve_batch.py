@@ -39,10 +39,10 @@ def test_policy_is_one_rule_for_both_integrators():
     assert (m1, l1.tolist(), m2, l2.tolist()) == ("rodas4", [1, 3], "dopri5", [0, 2])
     (_, big), (_, rest) = policy.engine_groups(hyper, 4, d=policy.MAX_ROSENBROCK_DIM + 1)
     assert big.size == 0 and rest.tolist() == [0, 1, 2, 3]
-    from dynamics.sweep import solver_for  # the sweep delegates to the policy
-
-    assert solver_for(0.01, "auto", "batched") == "rodas4"
-    assert solver_for(0.01, "auto") == "tsit5" and solver_for(1e-3, "auto") == "kvaerno5"
+    assert policy.flow_solver(0.01, "auto", "engine") == "rodas4"
+    assert policy.flow_solver(0.01, "auto", "engine", dim=policy.MAX_ROSENBROCK_DIM + 1) == "dopri5"
+    assert policy.flow_solver(0.01, "auto", "diffrax") == "tsit5"
+    assert policy.flow_solver(1e-3, "auto", "diffrax") == "kvaerno5"
 
 
 def test_entry_point_is_the_integrators_bit_for_bit():

@@ -159,13 +159,12 @@ def test_tian_convention_sweep_ends_at_tian_fixed_point():
     (0.37 against 0.037 here). Run in-process on a 4 x 4 grid; convergence at rate 2 eta = 0.1
     over t1 = 300 leaves exp(-30) ~ 1e-13, so the end state is as good as the solver (rtol
     1e-8): 7e-8 observed, tolerance 1e-6."""
-    from dynamics.sweep import build_parser, run_sweep
+    from dynamics.sweep import SweepConfig, run
+    from dynamics.sweep.scalar import ScalarOptions
 
     eps, eta, sigma2 = 0.1, 0.05, 0.5
-    args = build_parser().parse_args(
-        ["--n", "4", "--eps", str(eps), "--eta", str(eta), "--sigma2", str(sigma2),
-         "--variant", "simsiam", "--convention", "tian", "--t1", "300"])
-    ds = run_sweep(args).squeeze()
+    ds = run(SweepConfig(eps=(eps,), eta=(eta,), sigma2=(sigma2,), variant=("simsiam",),
+                         convention="tian", t1=300.0, options=ScalarOptions(n=4))).squeeze()
     assert ds.attrs["convention"] == "tian"
     np.testing.assert_allclose(float(ds["eta_phi"]), eps * eta, rtol=1e-15)
     assert np.all(ds["status"].values == "ok")

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from dynamics.figures.registry import FIGURES, FigureSpec, register
+from dynamics.sweep.provenance import git_revision
 
 __all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "register", "write_figure"]
 
@@ -47,12 +48,6 @@ from dynamics.figures import (  # noqa: E402,F401
     tian10,
     wd_conventions,
 )
-
-
-def _git_revision() -> str:
-    from dynamics.sweep import _git_revision as rev
-
-    return rev()
 
 
 def _jsonable(x):
@@ -166,7 +161,7 @@ def main(argv=None) -> int:
         manifest["figures"][n] = entry
         manifest.update(
             package_version=dynamics.__version__,
-            git_revision=_git_revision(),
+            git_revision=git_revision(),
             updated=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             regenerate="python -m dynamics.figures [NAME ...] [--quick] [--out DIR]",
         )

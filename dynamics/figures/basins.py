@@ -16,7 +16,8 @@ from dynamics.figures import compute as C
 from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
-from dynamics.sweep import build_parser, run_sweep
+from dynamics.sweep import SweepConfig, run
+from dynamics.sweep.scalar import ScalarOptions
 
 __all__ = ["build", "data", "draw"]
 
@@ -29,11 +30,10 @@ def data(eps=(1.0, 0.1, 0.01), eta=0.1, sigma2=0.5, convention="loss", n=64, t1=
     Returns ``dict(ds=Dataset, theory={(variant, eps): dict(fixed=[...], manifolds=[...])})``;
     the manifolds are arrays (n, 2) of ``(theta, phi)``.
     """
-    argv = ["--eps", *map(str, eps), "--eta", str(eta), "--sigma2", str(sigma2),
-            "--variant", *variants, "--convention", convention, "--n", str(n),
-            "--t1", str(t1), "--theta-range", *map(str, theta_range),
-            "--phi-range", *map(str, phi_range), "--quiet"]
-    ds = run_sweep(build_parser().parse_args(argv))
+    ds = run(SweepConfig(eps=tuple(eps), eta=(eta,), sigma2=(sigma2,), variant=tuple(variants),
+                         convention=convention, t1=t1,
+                         options=ScalarOptions(theta_range=tuple(theta_range),
+                                               phi_range=tuple(phi_range), n=n)))
     model = ScalarSiamese(sigma2=sigma2)
     theory = {}
     box = max(abs(x) for x in (*theta_range, *phi_range)) * 1.5

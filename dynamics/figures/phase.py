@@ -12,7 +12,8 @@ import numpy as np
 
 from dynamics import plot
 from dynamics.figures.registry import register
-from dynamics.sweep_linear import build_parser, run_sweep
+from dynamics.sweep import SweepConfig, run
+from dynamics.sweep.matrix import MatrixOptions
 
 __all__ = ["build", "data", "draw"]
 
@@ -20,7 +21,7 @@ __all__ = ["build", "data", "draw"]
 def data(n1=4, sigma2=0.5, etas=tuple(np.round(np.linspace(0.0, 0.35, 15), 4)),
          epss=(1.0, 0.3, 0.1, 0.03), betas=(0.1, 0.3, 1.0, 3.0, 10.0), n_init=6,
          t1=300.0, lr=0.01, x_eig=(0.5, 1.5), seed=0, convention="loss"):
-    """Collapse phase diagrams from the linear sweep (:mod:`dynamics.sweep_linear`).
+    """Collapse phase diagrams from the linear sweep (:mod:`dynamics.sweep.matrix`).
 
     Linear SimSiam over ``eta x eps`` and linear BYOL (``eps = 1``) over ``eta x beta``; data
     ``X`` with eigenvalues evenly spaced in ``x_eig`` (so mode ``j`` loses its non-trivial fixed
@@ -28,17 +29,21 @@ def data(n1=4, sigma2=0.5, etas=tuple(np.round(np.linspace(0.0, 0.35, 15), 4)),
     initial states per cell, explicit Euler (``--method gd``, step ``lr``) to ``t1``. Returns
     the mean collapsed-mode fraction on each plane.
     """
+    options = MatrixOptions(n1=n1, n_init=n_init, x_eig=tuple(x_eig))
     common = ["--n1", str(n1), "--sigma2", str(sigma2), "--eta", *map(str, etas),
               "--n-init", str(n_init), "--method", "gd", "--lr", str(lr), "--t1", str(t1),
               "--x-eig", *map(str, x_eig),
               "--seed", str(seed), "--convention", convention, "--quiet", "--no-plot"]
     planes = {}
-    for key, variant, extra, axis in (
-        ("eta_eps", "simsiam", ["--eps", *map(str, epss)], "eps"),
-        ("eta_beta", "byol", ["--eps", "1", "--beta", *map(str, betas)], "beta"),
+    for key, variant, extra, axis, axis_values in (
+        ("eta_eps", "simsiam", ["--eps", *map(str, epss)], "eps", dict(eps=tuple(epss))),
+        ("eta_beta", "byol", ["--eps", "1", "--beta", *map(str, betas)], "beta",
+         dict(eps=(1.0,), beta=tuple(betas))),
     ):
         argv = ["--variant", variant, *extra, *common]
-        ds = run_sweep(build_parser().parse_args(argv))
+        ds = run(SweepConfig(model="linear", variant=(variant,), sigma2=(sigma2,),
+                             eta=tuple(float(e) for e in etas), method=("gd",), lr=lr, t1=t1,
+                             seed=seed, convention=convention, options=options, **axis_values))
         frac = ds["collapsed_fraction"].isel(variant=0, method=0, sigma2=0)
         frac = frac.mean(dim=[d for d in frac.dims if d not in ("eta", axis)]).sortby([axis, "eta"])
         planes[key] = dict(frac=frac.transpose("eta", axis).values, axis=frac[axis].values,

@@ -13,7 +13,8 @@ from dynamics.figures import compute as C
 from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
 from dynamics.models import ScalarSiamese
-from dynamics.sweep import build_parser, run_sweep
+from dynamics.sweep import SweepConfig, run
+from dynamics.sweep.scalar import ScalarOptions
 
 __all__ = ["build", "data", "draw"]
 
@@ -22,8 +23,10 @@ def data(quick=False):
     """The sweep's Dataset, its parsed arguments, and per ``eps`` the fixed points and the
     saddles' stable manifolds (``theory[i] = (fixed points, [manifold arrays (n, 2)])``)."""
     argv = ["--eps", "1", "0.01", "--variant", "simsiam"] + (["--n", "12"] if quick else [])
-    args = build_parser().parse_args(argv + ["--quiet"])
-    ds = run_sweep(args)
+    args = SweepConfig(eps=(1.0, 0.01), variant=("simsiam",),
+                       options=ScalarOptions(n=12) if quick else ScalarOptions(),
+                       command="python -m dynamics.sweep " + " ".join(argv))
+    ds = run(args)
     (eta,), (sigma2,) = args.eta, args.sigma2
     model, v = ScalarSiamese(sigma2=sigma2), VARIANTS["simsiam"]
     th, ph = ds["theta0"].values, ds["phi0"].values
@@ -36,8 +39,8 @@ def data(quick=False):
                 for m in C.stable_manifold(model, v, hyper, p, bound=3.0)]
         theory.append((fps, mans))
     params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
-                  eps=args.eps, eta=args.eta, sigma2=args.sigma2, convention=args.convention,
-                  n=args.n, t1=float(ds.attrs["t1"]), overlay="stable manifolds of the saddles (theory)",
+                  eps=list(args.eps), eta=list(args.eta), sigma2=list(args.sigma2),
+                  convention=args.convention, n=args.options.n, t1=float(ds.attrs["t1"]), overlay="stable manifolds of the saddles (theory)",
                   paper="none: the default sweep of this project")
     return dict(ds=ds, theory=theory, box=box, params=params)
 

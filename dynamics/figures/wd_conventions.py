@@ -20,7 +20,8 @@ import numpy as np
 
 from dynamics import plot
 from dynamics.figures.registry import register
-from dynamics.sweep import build_parser, run_sweep
+from dynamics.sweep import SweepConfig, run
+from dynamics.sweep.scalar import ScalarOptions
 
 __all__ = ["build", "data", "draw", "theta_star"]
 
@@ -50,7 +51,9 @@ def data(eps=(1.0, 0.3, 0.1, 0.03, 0.01), eta=0.15, sigma2=0.5, n=32, t1=200.0):
         argv = ["--variant", "simsiam", "--convention", conv, "--eps", *map(str, eps),
                 "--eta", str(eta), "--sigma2", str(sigma2), "--n", str(n), "--t1", str(t1)]
         commands.append("python -m dynamics.sweep " + " ".join(argv))
-        ds = run_sweep(build_parser().parse_args(argv + ["--quiet", "--no-plot"]))
+        ds = run(SweepConfig(variant=("simsiam",), convention=conv, eps=tuple(eps), eta=(eta,),
+                             sigma2=(sigma2,), t1=t1, options=ScalarOptions(n=n),
+                             command=commands[-1]))
         frac, undecided, med, lo, hi = [], [], [], [], []
         for e in eps:
             sub = ds.sel(eps=e).squeeze()

@@ -29,15 +29,17 @@ ENGINE_METHODS = ("auto", "dopri5", "rodas4")
 
 
 def flow_solver(eps: float, choice: str = "auto", integrator: str = "engine",
-                stiff_eps: float | None = None) -> str:
+                stiff_eps: float | None = None, dim: int | None = None) -> str:
     """The method for a lane with predictor time scale ``eps`` (``choice`` unless ``"auto"``).
 
-    For the engine this ignores the state-size cap (see :func:`engine_groups`).
+    ``dim``: the numbers in one lane's state; the engine stays explicit above
+    ``MAX_ROSENBROCK_DIM`` (see :func:`engine_groups`); ``None`` ignores that cap.
     """
     if choice != "auto":
         return choice
     if integrator == "engine":
-        return "rodas4" if eps < (STIFF_EPS if stiff_eps is None else stiff_eps) else "dopri5"
+        stiff = eps < (STIFF_EPS if stiff_eps is None else stiff_eps)
+        return "rodas4" if stiff and (dim is None or dim <= MAX_ROSENBROCK_DIM) else "dopri5"
     if integrator == "diffrax":
         return "tsit5" if eps >= (DIFFRAX_STIFF_EPS if stiff_eps is None else stiff_eps) else "kvaerno5"
     raise ValueError(f"unknown integrator {integrator!r}: expected one of {', '.join(INTEGRATORS)}")

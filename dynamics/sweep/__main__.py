@@ -1,0 +1,214 @@
+"""``python -m dynamics.sweep``: the one sweep CLI, for every registered family (``--model``).
+
+The flags are built from the family: its defaults and help texts for the shared flags, and one
+flag per field of its options dataclass. Every value is checked by
+:class:`~dynamics.sweep.SweepConfig` before any work (a bad one is a one-line error with exit
+status 2); the output folder is checked and locked, the sweep runs, and the Dataset and its
+figures are written into ``--out`` as one complete-or-absent set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+from tqdm import tqdm
+
+from dynamics._cli import (
+    OneLineParser,
+    guarded,
+    method,
+    number,
+    open_results,
+    variant,
+    write_results,
+)
+from dynamics.runtime import enable_compilation_cache, split_cpu_cores
+from dynamics.sweep.config import SweepConfig
+from dynamics.sweep.core import plan, run
+from dynamics.sweep.family import FAMILIES, family
+from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED
+
+PROG = "python -m dynamics.sweep"
+#: what one PNG figure may take on disk (checked before any work)
+FIGURE_BYTES = 400_000
+#: the ``--engine`` words and the integrators they name
+ENGINES = {"batched": "engine", "diffrax": "diffrax"}
+
+_SHARED_HELP = dict(
+    eta="weight decay; see --convention for how it enters the predictor",
+    variant="simsiam, simsiam-nosg (no stop-gradient), byol, byol-nosg",
+    method="flow (gradient flow, adaptive ODE solver), gd (discrete GD on the expected loss), "
+           "sgd (minibatch SGD on sampled views)",
+    t1="integration time (ODE time units; gd/sgd take t1/lr steps)",
+    lr="step size of gd/sgd in ODE time (predictor step lr/eps)",
+    batch="minibatch size of sgd",
+    rtol="relative tolerance of the adaptive solver",
+    atol="absolute tolerance of the adaptive solver",
+    max_steps="solver step cap per lane (then status max_steps)",
+    seed="PRNG seed (same seed, same result)",
+    chunk="lanes per compiled batch (bounds memory)",
+    collapse_tol="the collapse threshold",
+    convention="where the weight decay sits: loss or tian",
+)
+
+
+def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
+    """The parser of ``--model model``: shared flags with the family's defaults and help, then
+    one flag per field of the family's options."""
+    fam = family(model)
+    d = fam.defaults
+
+    def helps(name):
+        return fam.help.get(name, _SHARED_HELP.get(name, ""))
+
+    p = OneLineParser(prog=PROG if model == "scalar" else f"{PROG} --model {model}",
+                      description=fam.description)
+    p.add_argument("--model", choices=tuple(FAMILIES), default=model,
+                   help="the model family: " + ", ".join(FAMILIES)
+                   + " (each has its own flags: --model NAME --help)")
+    g = p.add_argument_group("swept parameters (each takes one or more values)")
+    for name, kind in (("eps", dict(positive=True)), ("eta", dict(nonneg=True)),
+                       ("sigma2", dict(nonneg=True)), ("beta", dict(positive=True))):
+        g.add_argument(f"--{name}", nargs="+", type=number(name, **kind), default=list(d[name]),
+                       help=helps(name))
+    g.add_argument("--variant", nargs="+", type=variant, default=list(d["variant"]),
+                   help=helps("variant"))
+    g.add_argument("--method", nargs="+", type=method, default=list(d["method"]),
+                   help=helps("method"))
+
+    g = p.add_argument_group(f"{model} model options")
+    for f in dataclasses.fields(fam.Options):
+        _add_option(g, f)
+
+    g = p.add_argument_group("dynamics and integration")
+    g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
+                   help=helps("convention"))
+    g.add_argument("--t1", type=number("t1", positive=True), default=d["t1"], help=helps("t1"))
+    g.add_argument("--lr", type=number("lr", positive=True), default=d["lr"], help=helps("lr"))
+    g.add_argument("--batch", type=number("batch", positive=True, integer=True),
+                   default=d["batch"], help=helps("batch"))
+    g.add_argument("--rtol", type=number("rtol", positive=True), default=d["rtol"],
+                   help=helps("rtol"))
+    g.add_argument("--atol", type=number("atol", positive=True), default=d["atol"],
+                   help=helps("atol"))
+    g.add_argument("--max-steps", type=number("max-steps", positive=True, integer=True,
+                                              maximum=MAX_DISCRETE_STEPS),
+                   default=d["max_steps"], help=helps("max_steps"))
+    g.add_argument("--seed", type=number("seed", nonneg=True, integer=True, maximum=MAX_SEED),
+                   default=d["seed"], help=helps("seed"))
+    g.add_argument("--engine", choices=tuple(ENGINES), default=None,
+                   help="integrator of flow: batched (dynamics.solve.engine, per-lane adaptive "
+                        "steps) or diffrax (jit(vmap(diffeqsolve))); default "
+                        + ("batched" if fam.default_integrator == "engine" else "diffrax")
+                        + " for this model, or the integrator --solver needs")
+    g.add_argument("--solver", choices=fam.solvers, default=d["solver"],
+                   help="ODE solver for flow; auto = the stiffness policy: batched engine "
+                        "rodas4 (Rosenbrock) for eps < 0.3, else dopri5; diffrax: tsit5 for "
+                        "eps >= 5e-3, else kvaerno5. rodas4 is batched-only; tsit5, kvaerno5, "
+                        "kvaerno3 diffrax-only")
+    g.add_argument("--collapse-tol", type=number("collapse-tol", positive=True),
+                   default=d["collapse_tol"], help=helps("collapse_tol"))
+
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="sweep_results", help="output folder")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier sweep of this model in --out (else such a folder "
+                        "is refused)")
+    g.add_argument("--chunk", type=number("chunk", positive=True, integer=True),
+                   default=d["chunk"], help=helps("chunk"))
+    g.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
+    g.add_argument("--no-compile-cache", action="store_true",
+                   help="do not use the persistent compilation cache (in the user cache dir, "
+                        "or $DYNAMICS_COMPILE_CACHE; 0 there also turns it off)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def _add_option(group, f) -> None:
+    """One flag for the options field ``f``, from its :func:`~dynamics.sweep.option` metadata."""
+    meta = f.metadata
+    flag = "--" + f.name.replace("_", "-")
+    if meta.get("flag"):
+        group.add_argument(flag, action="store_true", help=meta["help"])
+        return
+    kw = dict(default=f.default, help=meta["help"])
+    if meta.get("nargs"):
+        kw.update(nargs=meta["nargs"], metavar=meta.get("metavar"))
+    if meta.get("choices"):
+        kw["choices"] = meta["choices"]
+    elif isinstance(f.default, str):
+        pass
+    else:
+        kw["type"] = number(f.name.replace("_", "-"), positive=meta["positive"],
+                            nonneg=meta["nonneg"], integer=meta["integer"],
+                            maximum=meta["maximum"])
+    group.add_argument(flag, **kw)
+
+
+def config_from_args(args, argv=None) -> SweepConfig:
+    """The :class:`~dynamics.sweep.SweepConfig` of parsed arguments (``ValueError``, one line,
+    for values that do not fit together)."""
+    fam = family(args.model)
+    opts = {f.name: getattr(args, f.name) for f in dataclasses.fields(fam.Options)}
+    opts = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
+    argv = sys.argv[1:] if argv is None else argv
+    return SweepConfig(
+        model=args.model, variant=tuple(args.variant), method=tuple(args.method),
+        eps=tuple(args.eps), eta=tuple(args.eta), sigma2=tuple(args.sigma2),
+        beta=tuple(args.beta), convention=args.convention, t1=args.t1, lr=args.lr,
+        batch=args.batch, seed=args.seed, rtol=args.rtol, atol=args.atol, solver=args.solver,
+        integrator=ENGINES.get(args.engine, "auto"), max_steps=args.max_steps, chunk=args.chunk,
+        collapse_tol=args.collapse_tol, options=fam.Options(**opts),
+        command=" ".join([PROG, *argv]),
+    )
+
+
+def _model_asked(argv) -> str:
+    """The ``--model`` of ``argv`` (``scalar`` when absent or unknown: the full parser then
+    names the bad value)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model", default="scalar")
+    known, _ = pre.parse_known_args(argv)
+    return known.model if known.model in FAMILIES else "scalar"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_model_asked(argv))
+    args = parser.parse_args(argv)
+    return guarded(parser.prog, lambda guard: _main(parser, args, argv, guard))
+
+
+def _main(parser, args, argv, guard) -> int:
+    try:
+        split_cpu_cores()  # before any JAX computation: one device per core for the engine
+        config = config_from_args(args, argv)
+        pl = plan(config)
+    except ValueError as e:
+        parser.error(str(e))
+    fam = config.family
+    n_figs = 0 if args.no_plot else fam.n_figures(config)
+    open_results(guard, args.out, fam.result_kind, fam.result_patterns, overwrite=args.overwrite,
+                 min_free=pl["file_bytes"] + n_figs * FIGURE_BYTES)
+    if not args.no_compile_cache:
+        enable_compilation_cache()
+    if not args.quiet:
+        print("sweep: " + fam.describe(config, pl["lanes"]), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    with tqdm(total=pl["lanes"], unit="lane", delay=0.0, mininterval=0.5, disable=args.quiet,
+              file=sys.stderr, desc="sweep",
+              bar_format="{l_bar}{bar}| {n:.0f}/{total} lanes [{elapsed}<{remaining}]") as bar:
+        ds = run(config, progress=bar, plan_=pl)
+    elapsed = time.perf_counter() - t0
+    figures = [] if args.no_plot else fam.figures(ds, config)
+    write_results(guard, ds, fam.result_file, figures, quiet=args.quiet,
+                  summary=fam.summarize(ds), n_lanes=pl["lanes"], elapsed=elapsed,
+                  kind=fam.figure_kind)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

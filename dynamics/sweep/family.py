@@ -1,0 +1,155 @@
+"""What a model family gives a sweep, and the registry of families.
+
+The sweep core (:mod:`dynamics.sweep.core`) owns the loop: the Cartesian grid, the blocks of
+``(variant, method, eps)``, padded chunks, flow/gd/sgd through
+:func:`dynamics.solve.solve_batch`, SGD keys, per-lane status, the Dataset and its provenance.
+A family contributes only what is particular to its model:
+
+- its own lane axes and their values (:meth:`Family.axis_values`): the scalar family's
+  ``(phi0, theta0)`` grid, the matrix families' ``init`` index;
+- how to build one chunk's model, hyperparameters and initial states from the lanes'
+  coordinates (:meth:`Family.build`);
+- how to read the final states into per-lane numbers (:meth:`Family.read`) and what the
+  Dataset holds (:meth:`Family.finish`);
+- its defaults, memory plan, summary table and figures.
+
+Register a family with :func:`register`; ``python -m dynamics.sweep --model NAME`` then offers
+it, with its options as flags (read from its :attr:`Family.Options` dataclass).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from dynamics.solve.diffrax_flow import SOLVERS
+from dynamics.solve.policy import ENGINE_METHODS
+
+#: every flow solver a sweep accepts (``auto`` applies the stiffness policy)
+SOLVER_CHOICES = tuple(dict.fromkeys(ENGINE_METHODS + tuple(SOLVERS)))
+#: the flow solvers only diffrax has, and those only the engine has
+DIFFRAX_ONLY = tuple(s for s in SOLVERS if s not in ENGINE_METHODS)
+ENGINE_ONLY = tuple(s for s in ENGINE_METHODS if s != "auto" and s not in SOLVERS)
+
+FAMILIES: dict[str, "Family"] = {}
+
+
+def register(cls):
+    """Class decorator: add one instance of a :class:`Family` subclass to :data:`FAMILIES`."""
+    if cls.name in FAMILIES:
+        raise ValueError(f"a sweep family named {cls.name!r} is already registered")
+    FAMILIES[cls.name] = cls()
+    return cls
+
+
+def family(name: str) -> "Family":
+    """The registered family ``name``; ``ValueError`` (one line) for an unknown one."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r} (choose from {', '.join(FAMILIES)})") from None
+
+
+class Family(abc.ABC):
+    """Base of a sweep family (see the module docstring). Subclasses set the class attributes
+    and implement the abstract methods; the others have defaults."""
+
+    #: the ``--model`` name
+    name: ClassVar[str]
+    #: one paragraph for ``--help``
+    description: ClassVar[str]
+    #: frozen dataclass of the family's own settings (fields made with
+    #: :func:`dynamics.sweep.config.option`, so that the CLI can offer them)
+    Options: ClassVar[type]
+    #: defaults of the :class:`~dynamics.sweep.config.SweepConfig` fields
+    defaults: ClassVar[dict]
+    #: integration time of each method when the config's ``t1`` is ``None``
+    t1_default: ClassVar[dict]
+    #: the family's lane axes, after the shared ``eta, sigma2, beta``
+    lane_axes: ClassVar[tuple[str, ...]]
+    #: the flow's integrator when the config asks for ``auto``
+    default_integrator: ClassVar[str] = "engine"
+    #: the flow solvers the family accepts
+    solvers: ClassVar[tuple[str, ...]] = SOLVER_CHOICES
+    #: the stiffness policy's threshold on ``eps`` (``None``: the integrator's default)
+    stiff_eps: ClassVar[float | None] = None
+    #: SGD keys come from ``PRNGKey(seed)`` (``None``) or ``fold_in(PRNGKey(seed), stream)``
+    sgd_stream: ClassVar[int | None] = None
+    #: help texts of shared flags where this family reads them differently
+    help: ClassVar[dict] = {}
+    #: the result file and the patterns of everything a run writes (for the output folder)
+    result_file: ClassVar[str]
+    result_patterns: ClassVar[tuple[str, ...]]
+    #: what one figure of :meth:`figures` is called in the CLI's last line
+    figure_kind: ClassVar[str] = "figure"
+
+    @property
+    def result_kind(self) -> str:
+        """The name of the family's result set in an output folder (its lock and manifest)."""
+        return f"sweep-{self.name}"
+
+    # --- the grid --------------------------------------------------------------------------
+
+    def check(self, config) -> None:
+        """Raise ``ValueError`` (one line) for options that do not fit together."""
+
+    @abc.abstractmethod
+    def axis_values(self, config) -> dict:
+        """``{axis: 1-d array}`` for each of :attr:`lane_axes`."""
+
+    def axis_sizes(self, config) -> tuple[int, ...]:
+        """The length of each of :attr:`lane_axes`, known without building them (so that a
+        grid too large for memory is refused before it is made)."""
+        vals = self.axis_values(config)
+        return tuple(len(vals[a]) for a in self.lane_axes)
+
+    def prepare(self, config) -> Any:
+        """Anything computed once per sweep (data matrices, random initial states), handed to
+        :meth:`build`, :meth:`read` and :meth:`finish` as ``ctx``."""
+        return None
+
+    @abc.abstractmethod
+    def build(self, config, ctx, variant, eps: float, lanes: dict):
+        """``(model, hyper, y0)`` for one chunk: ``lanes`` maps ``eta``, ``sigma2``, ``beta``
+        and each lane axis to a (n,) array of the lanes' coordinates; ``eps`` is the block's."""
+
+    # --- the results -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def read(self, config, ctx, method: str, model, variant, hyper, y, status,
+             window) -> dict:
+        """``{name: (n, ...) array}`` from one chunk's final states ``y`` (leaves (n, ...)),
+        its status, and for sgd the trailing window of segment ends (leaves (n, w, ...);
+        ``None`` for flow and gd). Every chunk returns the same names."""
+
+    @abc.abstractmethod
+    def finish(self, config, ctx, dims: tuple, values: dict) -> tuple[dict, dict, dict]:
+        """``(data_vars, coords, attrs)`` of the Dataset from the assembled ``values`` (each of
+        :meth:`read`'s names, plus ``status`` as labels, over ``dims`` and any trailing
+        dimensions the name had)."""
+
+    def extra_dims(self, name: str) -> tuple[str, ...]:
+        """Names of the trailing dimensions of :meth:`read`'s ``name`` (default none)."""
+        return ()
+
+    # --- planning and output ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def plan(self, config, n_inner: int, n_lanes: int, memory: int | None = None) -> dict:
+        """Check that the sweep fits before any work; ``{"chunk": {method: lanes}, "file_bytes"}``
+        (``ValueError``, one line, naming what does not fit)."""
+
+    def describe(self, config, n_lanes: int) -> str:
+        """What the CLI prints before the run."""
+        return f"{n_lanes} lanes"
+
+    @abc.abstractmethod
+    def summarize(self, ds) -> str:
+        """The table the CLI prints after the run."""
+
+    def figures(self, ds, config) -> list:
+        """``[(png_name, make_figure), ...]`` the CLI writes beside the Dataset."""
+        return []
+
+    def n_figures(self, config) -> int:
+        return 0

@@ -1,0 +1,121 @@
+"""The IsoLoss family: linear SimSiam with the predictor ``(W W^T)^alpha`` (Halvagal et al. 2023).
+
+``python -m dynamics.sweep --model isoloss`` sweeps :class:`~dynamics.models.IsoLossLinear`
+(IsoLoss or the Euclidean loss, ``--kind``) on isotropic data, ``X = I``, ``X' = sigma2 I``,
+from random encoders. Besides the matrix families' spectrum and collapse measures it keeps the
+eigenvalues ``s`` of ``F = W W^T`` at ``t1`` and, beside them, the model's closed-form fixed
+point ``s*`` per ``(eta, sigma2)`` (docs/theory.md section 5), so that a sweep checks itself:
+with stop-gradient every non-collapsed eigenvalue ends at ``s*``.
+
+This module is the whole of what the family costs: its options, its initial states, how it
+builds its model and what it reads. The sweep core and the CLI are untouched by it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dynamics.models.isoloss import KINDS, IsoLossLinear
+from dynamics.sweep.config import option
+from dynamics.sweep.family import register
+from dynamics.sweep.matrix import MatrixFamily, init_keys
+from dynamics.types import Hyper, State
+
+
+@dataclasses.dataclass(frozen=True)
+class IsoLossOptions:
+    """Model size, loss, predictor exponent and random initial states."""
+
+    n1: int = option(4, "dimension of W (n1 x n1)", positive=True, integer=True)
+    kind: str = option("iso", "iso: IsoLoss, s' = 2 s (1 - a s^alpha); euclidean: the plain "
+                       "loss, s' = 2 s^(1+alpha) (1 - a s^alpha)", choices=KINDS)
+    alpha: float = option(1.0, "predictor exponent: Wp = (W W^T)^alpha", positive=True)
+    n_init: int = option(4, "random initial states per hyperparameter cell",
+                         positive=True, integer=True)
+    init_scale: float = option(1.0, "W0 entries ~ N(0, scale^2 / n1)", positive=True)
+    phase: tuple = option(("sigma2", "eta"), "axes of the phase diagram, from eps, eta, "
+                          "sigma2, beta; the other axes are averaged over",
+                          nargs=2, metavar=("Y", "X"), choices=("eps", "eta", "sigma2", "beta"))
+
+
+@register
+class IsoLossFamily(MatrixFamily):
+    name = "isoloss"
+    description = (
+        "Sweep linear SimSiam with the predictor (W W^T)^alpha under IsoLoss or the Euclidean "
+        "loss (Halvagal et al. 2023) on isotropic data over hyperparameters and random "
+        "initial states; keep the eigenvalues of W W^T beside their closed-form fixed point; "
+        "write OUT/sweep_isoloss.nc and a phase diagram per variant."
+    )
+    Options = IsoLossOptions
+    defaults = dict(
+        eps=(1.0,), eta=(0.0, 0.05, 0.1), sigma2=(0.25, 0.5, 1.0), beta=(1.0,),
+        variant=("simsiam",), method=("flow",), convention="loss", t1=60.0, lr=0.01,
+        batch=64, seed=0, rtol=1e-8, atol=1e-10, solver="auto", max_steps=200_000,
+        chunk=2048, collapse_tol=1e-3,
+    )
+    t1_default = {m: 60.0 for m in ("flow", "gd", "sgd")}
+    default_integrator = "engine"
+    #: the predictor is a function of W, not a parameter: eps sets no time scale, so the flow
+    #: is never stiff (and the Jacobian through eigh is undefined at repeated eigenvalues)
+    stiff_eps = 0.0
+    help = dict(
+        eps="unused by this model (its predictor has no parameter of its own)",
+        sigma2="augmentation covariance X' = sigma2 I (a = 1 + sigma2)",
+        beta="EMA rate of the BYOL target",
+        convention="loss: eta_theta = eta; tian: the same for this model (no predictor decay)",
+        collapse_tol="a mode is collapsed when its singular value is below this",
+        seed="seed of the initial states and SGD (same seed, same result)",
+    )
+
+    def sizes(self, config):
+        n1 = config.options.n1
+        return dict(n1=n1, n2=n1, r=n1, state=2 * n1 * n1, data=2 * n1 * n1, what=f"--n1 {n1}")
+
+    def prepare(self, config):
+        o = config.options
+        kw, _ = init_keys(config.seed)
+        W = o.init_scale * jax.random.normal(kw, (o.n_init, o.n1, o.n1)) / jnp.sqrt(o.n1)
+        return dict(W=W)
+
+    def build(self, config, ctx, variant, eps, lanes):
+        o = config.options
+        eta, sigma2, beta = (jnp.asarray(lanes[k]) for k in ("eta", "sigma2", "beta"))
+        ii = jnp.asarray(lanes["init"].astype(int))
+        eye = jnp.eye(o.n1)
+        model = IsoLossLinear(jnp.broadcast_to(eye, (ii.shape[0], o.n1, o.n1)),
+                              sigma2[:, None, None] * eye[None], o.alpha, o.kind)
+        hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
+        W = ctx["W"][ii]
+        return model, hyper, State(W, None, W if variant.has_target else None)
+
+    def extra_dims(self, name):
+        return ("mode",) if name in ("sv", "s") else ()
+
+    def read(self, config, ctx, method, model, variant, hyper, y, status, window):
+        out = super().read(config, ctx, method, model, variant, hyper, y, status, window)
+        F = jnp.einsum("nij,nkj->nik", y.enc, y.enc)
+        out["s"] = -jnp.sort(-jnp.linalg.eigvalsh(F), axis=-1)
+        return out
+
+    def closed_forms(self, config, ctx):
+        o = config.options
+        eta = np.asarray(config.eta, float)
+        s_star = np.stack([np.asarray(IsoLossLinear.isotropic(o.n1, v, o.alpha, o.kind)
+                                      .fixed_point(eta)) for v in config.sigma2])
+        return {"s_star": (("sigma2", "eta"), s_star, {
+            "long_name": "closed-form stable eigenvalue s* of W W^T (SimSiam, stop-gradient; "
+                         "NaN past the Euclidean loss's saddle-node)"})}
+
+    def finish(self, config, ctx, dims, values):
+        data_vars, coords, attrs = super().finish(config, ctx, dims, values)
+        data_vars["s"] = (dims + ("mode",), values["s"],
+                          {"long_name": "eigenvalues of F = W W^T at t1, descending"})
+        del data_vars["commutator"]
+        attrs.update(kind=config.options.kind, alpha=config.options.alpha,
+                     data="X = I, X' = sigma2 I")
+        return data_vars, coords, attrs
