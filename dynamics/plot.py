@@ -196,10 +196,13 @@ def collapse_phase_figure(ds, variant: str, method: str, y: str = "eps", x: str 
 
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     xs, ys = ds[x].values, ds[y].values
-    for ax, name, title, cmap in ((axs[0], "collapsed_fraction", "collapsed-mode fraction", "magma"),
-                                  (axs[1], "effective_rank", "effective rank of W(t1)", "viridis")):
-        im = ax.imshow(plane(name).values, origin="lower", aspect="auto", cmap=cmap,
-                       extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
+    r = ds.sizes.get("mode", 1)
+    for ax, name, title, cmap, vmax in (
+            (axs[0], "collapsed_fraction", "collapsed-mode fraction", "magma", 1.0),
+            (axs[1], "effective_rank", "effective rank of W(t1)", "viridis", r)):
+        # fixed colour limits: a plane of one value reads as that value, not as noise
+        im = ax.imshow(plane(name).values, origin="lower", aspect="auto", cmap=cmap, vmin=0.0,
+                       vmax=vmax, extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
         ax.set_xticks(range(len(xs)), [f"{e:.3g}" for e in xs], rotation=45)
         ax.set_yticks(range(len(ys)), [f"{e:.3g}" for e in ys])
         ax.set_xlabel(x)

@@ -87,8 +87,9 @@ class IsoLossFamily(MatrixFamily):
         eta, sigma2, beta = (jnp.asarray(lanes[k]) for k in ("eta", "sigma2", "beta"))
         ii = jnp.asarray(lanes["init"].astype(int))
         eye = jnp.eye(o.n1)
-        model = IsoLossLinear(jnp.broadcast_to(eye, (ii.shape[0], o.n1, o.n1)),
-                              sigma2[:, None, None] * eye[None], o.alpha, o.kind)
+        n = ii.shape[0]
+        model = IsoLossLinear(jnp.broadcast_to(eye, (n, o.n1, o.n1)),
+                              sigma2[:, None, None] * eye[None], jnp.full(n, o.alpha), o.kind)
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
         W = ctx["W"][ii]
         return model, hyper, State(W, None, W if variant.has_target else None)
