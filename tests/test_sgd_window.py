@@ -10,7 +10,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
-from oracles import p_pm, scalar_field  # noqa: E402
+from tests.oracles import p_pm, scalar_field  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 from dynamics.classify import WindowCriterion, classify_window_batch  # noqa: E402

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
-from oracles import p_pm, scalar_field
+from tests.oracles import p_pm, scalar_field
 from scipy.integrate import solve_ivp
 
 from dynamics.sweep import DEFAULTS, T1_DEFAULT

@@ -31,6 +31,13 @@ SOLVER_CHOICES = tuple(dict.fromkeys(ENGINE_METHODS + tuple(SOLVERS)))
 DIFFRAX_ONLY = tuple(s for s in SOLVERS if s not in ENGINE_METHODS)
 ENGINE_ONLY = tuple(s for s in ENGINE_METHODS if s != "auto" and s not in SOLVERS)
 
+#: the defaults every family starts from; a family's :attr:`Family.defaults` is
+#: ``dict(SHARED_DEFAULTS, ...)`` with what it changes
+SHARED_DEFAULTS = dict(
+    sigma2=(0.5,), beta=(1.0,), variant=("simsiam",), method=("flow",), convention="loss",
+    t1=None, seed=0, solver="auto", max_steps=200_000, chunk=None, collapse_tol=1e-3,
+)
+
 FAMILIES: dict[str, "Family"] = {}
 
 

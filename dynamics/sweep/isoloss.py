@@ -21,7 +21,7 @@ import numpy as np
 
 from dynamics.models.isoloss import KINDS, IsoLossLinear
 from dynamics.sweep.config import option
-from dynamics.sweep.family import register
+from dynamics.sweep.family import SHARED_DEFAULTS, register
 from dynamics.sweep.matrix import MatrixFamily, init_keys
 from dynamics.types import Hyper, State
 
@@ -52,12 +52,8 @@ class IsoLossFamily(MatrixFamily):
         "write OUT/sweep_isoloss.nc and a phase diagram per variant."
     )
     Options = IsoLossOptions
-    defaults = dict(
-        eps=(1.0,), eta=(0.0, 0.05, 0.1), sigma2=(0.25, 0.5, 1.0), beta=(1.0,),
-        variant=("simsiam",), method=("flow",), convention="loss", t1=60.0, lr=0.01,
-        batch=64, seed=0, rtol=1e-8, atol=1e-10, solver="auto", max_steps=200_000,
-        chunk=2048, collapse_tol=1e-3,
-    )
+    defaults = dict(SHARED_DEFAULTS, eps=(1.0,), eta=(0.0, 0.05, 0.1), sigma2=(0.25, 0.5, 1.0),
+                    t1=60.0, lr=0.01, batch=64, rtol=1e-8, atol=1e-10, chunk=2048)
     t1_default = {m: 60.0 for m in ("flow", "gd", "sgd")}
     default_integrator = "engine"
     #: the predictor is a function of W, not a parameter: eps sets no time scale, so the flow

@@ -40,7 +40,7 @@ from dynamics.models import LinearSiamese, PerModeSiamese
 from dynamics.models.linear import random_orthogonal
 from dynamics.plot import collapse_phase_figure
 from dynamics.sweep.config import option
-from dynamics.sweep.family import Family, register
+from dynamics.sweep.family import SHARED_DEFAULTS, Family, register
 from dynamics.types import Hyper, State
 
 #: the axes a phase diagram can be drawn over
@@ -53,25 +53,9 @@ FIGURE_BYTES = 400_000
 #: a block runs in at least this many lane chunks, so that its progress bar moves
 PROGRESS_CHUNKS = 4
 
-MATRIX_DEFAULTS = dict(
-    eps=(1.0, 0.1, 0.03),
-    eta=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35),
-    sigma2=(0.5,),
-    beta=(1.0,),
-    variant=("simsiam",),
-    method=("flow",),
-    convention="loss",
-    t1=300.0,
-    lr=0.01,
-    batch=64,
-    seed=0,
-    rtol=1e-7,
-    atol=1e-9,
-    solver="auto",
-    max_steps=200_000,
-    chunk=2048,
-    collapse_tol=1e-3,
-)
+MATRIX_DEFAULTS = dict(SHARED_DEFAULTS, eps=(1.0, 0.1, 0.03),
+                       eta=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35), t1=300.0, lr=0.01,
+                       batch=64, rtol=1e-7, atol=1e-9, chunk=2048)
 
 
 def plan_sweep(*, state: int, data: int, r: int, what: str, n_lanes: int, n_inner: int,

@@ -20,29 +20,12 @@ from dynamics.plot import basin_map
 from dynamics.solve.engine import CHUNK_SIZE
 from dynamics.sweep.config import option
 from dynamics.sweep.core import SEGMENTS, SGD_WINDOW
-from dynamics.sweep.family import Family, register
+from dynamics.sweep.family import SHARED_DEFAULTS, Family, register
 from dynamics._io import check_memory
 from dynamics.types import Hyper, Outcome, State
 
-DEFAULTS = dict(
-    eps=(0.01,),
-    eta=(0.15,),
-    sigma2=(0.5,),
-    beta=(1.0,),
-    variant=("simsiam", "simsiam-nosg"),
-    method=("flow",),
-    convention="loss",
-    t1=None,
-    lr=0.005,
-    batch=16,
-    seed=0,
-    rtol=1e-8,
-    atol=1e-10,
-    solver="auto",
-    max_steps=200_000,
-    chunk=None,
-    collapse_tol=1e-3,
-)
+DEFAULTS = dict(SHARED_DEFAULTS, eps=(0.01,), eta=(0.15,), variant=("simsiam", "simsiam-nosg"),
+                lr=0.005, batch=16, rtol=1e-8, atol=1e-10)
 
 #: integration time of each method when t1 is not given: sgd's lanes settle by t ~ 40 at the
 #: default eps, eta, sigma2 (the slowest, near the basin boundary, by about t ~ 55)
