@@ -18,17 +18,21 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import datetime
+import importlib
 import json
-import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
+
+import dynamics
+from dynamics._io import atomic_path, save_figure
 from dynamics.figures.registry import FIGURES, FigureSpec, register
 from dynamics.sweep.provenance import git_revision
 
-__all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "register", "write_figure"]
+__all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "record", "register", "write_figure"]
 
 
 # each figure is one module (data and drawing together) that registers itself; the import
@@ -51,8 +55,6 @@ from dynamics.figures import (  # noqa: E402,F401
 
 
 def _jsonable(x):
-    import numpy as np
-
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     if isinstance(x, np.ndarray):
@@ -71,10 +73,6 @@ def build_figure(name: str, quick: bool = False):
 
 def write_figure(name: str, out: Path, quick: bool = False, dpi: int = 130) -> dict:
     """Build figure ``name``, save ``out/name.png`` and ``.pdf``; return its manifest entry."""
-    import matplotlib.pyplot as plt
-
-    from dynamics._io import save_figure
-
     t0 = time.perf_counter()
     fig, params = build_figure(name, quick)
     files = []
@@ -102,70 +100,33 @@ def _load_manifest(path: Path) -> dict:
 
 
 def _save_manifest(path: Path, manifest: dict):
-    from dynamics._io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
-from dynamics._cli import OneLineParser as _Parser  # noqa: E402
-from dynamics._cli import number as _number  # noqa: E402
-
-#: the largest --dpi: a figure 17 inches wide is then 20400 pixels across
-MAX_DPI = 1200
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="python -m dynamics.figures",
-        description="Regenerate the paper figures (PNG and PDF) and OUT/manifest.json.",
-    )
-    p.add_argument("names", nargs="*", metavar="NAME",
-                   help="figures to make (default: all); see --list")
-    p.add_argument("--list", action="store_true", help="list the figures and exit")
-    p.add_argument("--quick", action="store_true", help="small settings (for tests)")
-    p.add_argument("--out", default="figures", help="output directory")
-    p.add_argument("--dpi", type=_number("dpi", positive=True, integer=True, maximum=MAX_DPI),
-                   default=130, help="PNG resolution")
-    return p
-
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.list:
-        width = max(map(len, FIGURES)) + 2
-        for s in FIGURES.values():
-            print(f"{s.name:<{width}}{s.caption}")
-        return 0
-    for n in args.names:
-        if n not in FIGURES:
-            parser.error(f"unknown figure {n!r} (choose from {', '.join(FIGURES)})")
-    if args.dpi <= 0:
-        parser.error(f"--dpi must be > 0, got {args.dpi}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"--out {args.out!r} exists and is not a directory")
-    names = list(dict.fromkeys(args.names)) or list(FIGURES)
-
-    import dynamics
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def record(out: Path, name: str, entry: dict) -> None:
+    """Add ``entry`` (from :func:`write_figure`) to ``out/manifest.json`` atomically; entries of
+    figures no longer registered (renamed or removed) are dropped."""
     mpath = out / "manifest.json"
-    for n in names:
-        t0 = time.perf_counter()
-        entry = write_figure(n, out, quick=args.quick, dpi=args.dpi)
-        manifest = _load_manifest(mpath)
-        # entries of figures no longer registered (renamed or removed) are dropped
-        manifest["figures"] = {k: v for k, v in manifest["figures"].items() if k in FIGURES}
-        manifest["figures"][n] = entry
-        manifest.update(
-            package_version=dynamics.__version__,
-            git_revision=git_revision(),
-            updated=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            regenerate="python -m dynamics.figures [NAME ...] [--quick] [--out DIR]",
-        )
-        _save_manifest(mpath, manifest)
-        print(f"{n}: wrote {', '.join(entry['files'])} in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)
-    return 0
+    manifest = _load_manifest(mpath)
+    manifest["figures"] = {k: v for k, v in manifest["figures"].items() if k in FIGURES}
+    manifest["figures"][name] = entry
+    manifest.update(
+        package_version=dynamics.__version__,
+        git_revision=git_revision(),
+        updated=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        regenerate="python -m dynamics.figures [NAME ...] [--quick] [--out DIR]",
+    )
+    _save_manifest(mpath, manifest)
+
+
+def _cli(name):
+    # The command line lives in ``__main__``, imported on first use (so that
+    # ``python -m dynamics.figures`` does not find it already imported under another name).
+    return getattr(importlib.import_module("dynamics.figures.__main__"), name)
+
+
+def __getattr__(name):
+    if name in ("main", "build_parser", "MAX_DPI"):
+        return _cli(name)
+    raise AttributeError(f"module 'dynamics.figures' has no attribute {name!r}")
