@@ -1,0 +1,118 @@
+"""The sweep library: ``run(SweepConfig)``, its checks, its invariants, and the old names.
+
+The CLI is a thin layer over ``run``; these tests hold the library to what the CLI promises:
+one-line errors naming the bad value, results that do not depend on how lanes are chunked or on
+which integrator runs the flow (beyond the solver's tolerance), and the old entry points still
+working with a deprecation warning."""
+
+import argparse
+import dataclasses
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dynamics.sweep as sweep
+from dynamics.sweep import SweepConfig, run
+from dynamics.sweep.matrix import MatrixOptions
+from dynamics.sweep.scalar import ScalarOptions
+
+TINY = ScalarOptions(n=4)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(eps=(0.0,)), "eps must be > 0, got 0.0"),
+    (dict(eta=(-1.0,)), "eta must be >= 0, got -1.0"),
+    (dict(eps=(0.1, 0.1)), "--eps lists a value twice: 0.1 0.1"),
+    (dict(variant=("simclr",)), "unknown variant 'simclr'"),
+    (dict(method=("adam",)), "unknown method 'adam'"),
+    (dict(model="resnet"), "unknown model 'resnet'"),
+    (dict(convention="paper"), "unknown convention 'paper'"),
+    (dict(seed=2**63), "seed must be <="),
+    (dict(t1=float("nan")), "t1 must be finite"),
+    (dict(method=("gd",), lr=0.5, eps=(0.1,)), "--lr 0.5 is too large for eps 0.1"),
+    (dict(solver="tsit5", integrator="engine"), "--solver tsit5 needs --engine diffrax"),
+    (dict(solver="rodas4", integrator="diffrax"), "--solver rodas4 needs --engine batched"),
+    (dict(options=ScalarOptions(n=1)), "grid needs at least 2 points per axis"),
+    (dict(options=ScalarOptions(theta_range=(1.0, -1.0))), "--theta-range needs LO < HI"),
+    (dict(options=ScalarOptions(n=-3)), "n must be > 0, got -3"),
+    (dict(options=MatrixOptions()), "options of --model scalar must be ScalarOptions"),
+    (dict(model="permode", options=MatrixOptions(n1=3, n2=4)), "--n2 4 differs from --n1 3"),
+])
+def test_bad_config_is_one_line_naming_the_value(kw, needle):
+    with pytest.raises(ValueError) as e:
+        SweepConfig(**kw)
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_config_is_frozen_and_takes_the_family_defaults():
+    c = SweepConfig(model="linear", eta=[0.1])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.eps = (1.0,)
+    assert c.eta == (0.1,) and c.eps == (1.0, 0.1, 0.03) and c.t1_for("flow") == 300.0
+    assert isinstance(c.options, MatrixOptions) and c.flow_integrator == "diffrax"
+    s = SweepConfig()
+    assert s.variant == ("simsiam", "simsiam-nosg") and s.t1_for("sgd") == 60.0
+    assert s.flow_integrator == "engine"
+    assert SweepConfig(solver="kvaerno5").flow_integrator == "diffrax"
+    assert SweepConfig(model="linear", solver="rodas4").flow_integrator == "engine"
+
+
+def test_cli_writes_what_run_returns(tmp_path):
+    """The CLI adds nothing to the numbers: its file holds ``run(config)``'s data variables."""
+    out = tmp_path / "o"
+    argv = ["--n", "4", "--eps", "1", "0.05", "--variant", "simsiam", "byol", "--t1", "20",
+            "--out", str(out), "--quiet", "--no-plot", "--no-compile-cache"]
+    assert sweep.main(argv) == 0
+    cli = xr.load_dataset(out / "sweep.nc")
+    lib = run(SweepConfig(eps=(1.0, 0.05), variant=("simsiam", "byol"), t1=20.0, options=TINY))
+    assert cli.attrs["command"] == "python -m dynamics.sweep " + " ".join(argv)
+    for k in lib.data_vars:
+        np.testing.assert_array_equal(cli[k].values, lib[k].values, err_msg=k)
+
+
+def test_sgd_does_not_depend_on_the_chunking():
+    """Lane ``i``'s noise is ``fold_in(key, i)`` and then one key a segment, so cutting the lanes
+    into chunks of 5 (the last one padded) or one chunk of all 32 draws the same noise: the
+    runs agree to rounding (a batch of another shape may sum in another order: 3e-16
+    observed, tolerance 1e-12), while another seed moves them by ~1e-2."""
+    kw = dict(method=("sgd",), variant=("simsiam", "byol"), eps=(0.5,), t1=2.0, lr=0.01,
+              options=ScalarOptions(n=4, n_phi=4))
+    a, b = run(SweepConfig(**kw)), run(SweepConfig(chunk=5, **kw))
+    for k in ("theta", "phi", "theta_a", "enc_mean"):
+        np.testing.assert_allclose(a[k].values, b[k].values, rtol=0, atol=1e-12, err_msg=k)
+    np.testing.assert_array_equal(a["outcome"].values, b["outcome"].values)
+    np.testing.assert_array_equal(a["theta"].values, run(SweepConfig(**kw))["theta"].values)
+    c = run(SweepConfig(seed=1, **kw))
+    assert np.max(np.abs(a["theta"].values - c["theta"].values)) > 1e-4
+
+
+def test_matrix_sweep_on_the_engine_agrees_with_diffrax():
+    """The matrix families run on either integrator; at rtol 1e-9 both solve the same flow, so
+    their final singular values agree to well within 1e-6 (a stiff eps = 0.1 lane included:
+    Rodas4 on the engine, Tsit5 on diffrax)."""
+    kw = dict(model="linear", eps=(1.0, 0.1), eta=(0.05, 0.3), t1=30.0, rtol=1e-9, atol=1e-11,
+              options=MatrixOptions(n1=3, n_init=2))
+    eng = run(SweepConfig(integrator="engine", **kw))
+    dfx = run(SweepConfig(integrator="diffrax", **kw))
+    assert (eng["status"].values == "ok").all() and (dfx["status"].values == "ok").all()
+    np.testing.assert_allclose(eng["sv"].values, dfx["sv"].values, atol=1e-6)
+    assert "rodas4 (batched)" in eng.attrs["solver"] and "tsit5 (diffrax)" in dfx.attrs["solver"]
+
+
+def test_old_entry_points_warn_and_still_work():
+    parser = sweep.build_parser()
+    args = parser.parse_args(["--n", "4", "--variant", "simsiam", "--t1", "5", "--quiet"])
+    with pytest.warns(DeprecationWarning, match="run_sweep is deprecated"):
+        old = sweep.run_sweep(args)
+    new = run(SweepConfig(variant=("simsiam",), t1=5.0, options=TINY))
+    np.testing.assert_array_equal(old["theta"].values, new["theta"].values)
+    with pytest.warns(DeprecationWarning, match="solver_for"):
+        assert sweep.solver_for(0.01, "auto", "batched") == "rodas4"
+    import dynamics.sweep_linear as sweep_linear
+
+    with pytest.warns(DeprecationWarning, match="build_parser"):
+        a = sweep_linear.build_parser().parse_args(["--n1", "3"])
+    assert isinstance(a, argparse.Namespace) and a.model == "linear" and a.n1 == 3
+    with pytest.warns(DeprecationWarning, match="git_revision"):
+        assert sweep._git_revision() == sweep.git_revision()
