@@ -352,3 +352,19 @@ def test_alignment_measures_and_theorem_matrices():
     C, dC = jax.jvp(comm, (W, P), (f.enc, f.pred))
     K = theorem3_K(W @ W.T, P, sigma2, alpha_p, 1.0, eta)
     np.testing.assert_allclose(dC, -C @ K - K @ C, atol=1e-11)
+
+
+def test_stability_agrees_with_the_fixed_point_kind_and_ignores_neutral_directions():
+    """The two fixed-point labels of dynamics.analysis: on hyperbolic spectra ``stability`` is
+    the sign pattern that ``fixed_point_kind`` names; a zero eigenvalue (a line of fixed
+    points) makes the point non-hyperbolic, and ``stability`` then reads the other directions."""
+    from dynamics.analysis import stability
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        ev = rng.normal(size=3) + 1j * rng.normal(size=3) * (rng.random() < 0.5)
+        kind = fixed_point_kind(ev)
+        want = {"stable": "stable", "unstable": "unstable", "saddle": "saddle"}[kind.split()[0].split("-")[0]]
+        assert stability(ev) == want, (ev, kind)
+    assert fixed_point_kind([0.0, -1.0]) == "non-hyperbolic" and stability([0.0, -1.0]) == "stable"
+    assert stability([0.0, -1.0, 2.0]) == "saddle" and stability([0.0, 1e-12]) == "marginal"

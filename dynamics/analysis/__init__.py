@@ -49,6 +49,7 @@ from dynamics.analysis.fixed_points import (
     fixed_point_kind,
     newton,
     random_starts,
+    stability,
 )
 from dynamics.analysis.slowfast import (
     ReducedSystem,
@@ -88,6 +89,7 @@ __all__ = [
     "jacobian",
     "lambda_min_sym",
     "locate_fold",
+    "stability",
     "model_param",
     "n_collapsed",
     "newton",

@@ -63,6 +63,26 @@ def fixed_point_kind(eigenvalues, tol: float = 1e-8) -> str:
     return "saddle-focus" if focus else "saddle"
 
 
+def stability(eigenvalues, tol: float = 1e-9) -> str:
+    """Stability of a fixed point off its neutral directions: ``"stable"``, ``"saddle"``,
+    ``"unstable"`` or ``"marginal"``.
+
+    Neutral directions (``|Re lambda| <= tol``: along a line of fixed points, or a frozen
+    parameter such as an untrained predictor) are ignored; ``"marginal"`` means all are neutral.
+    Where :func:`fixed_point_kind` calls such a point non-hyperbolic, this says how it attracts
+    or repels in the other directions (what a phase portrait marks).
+    """
+    re = np.real(np.asarray(eigenvalues))
+    re = re[np.abs(re) > tol]
+    if re.size == 0:
+        return "marginal"
+    if np.all(re < -tol):
+        return "stable"
+    if np.any(re < -tol):
+        return "saddle"
+    return "unstable"
+
+
 def eigenvalues(system, state, variant=None, hyper=None):
     """Eigenvalues of the autodiff Jacobian at ``state``, sorted by decreasing real part."""
     system = as_system(system, variant, hyper)

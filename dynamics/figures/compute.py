@@ -19,16 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dynamics.analysis import FlowSystem, find_fixed_points, relaxation_rate
+from dynamics.analysis import FlowSystem, find_fixed_points, relaxation_rate, stability
 from dynamics.analysis.alignment import lambda_min_sym, theorem3_K
 from dynamics.analysis.slowfast import ReducedSystem
+from dynamics.compat import moved
 from dynamics.flow import Hyper, State, Variant, jacobian_matrix, vector_field
 from dynamics.models.linear import random_state
 from dynamics.solve import run_discrete, solve_flow, solve_system
 
 __all__ = [
     "ScaledTarget",
-    "classify_point",
     "critical_predictor",
     "eigen_at",
     "eigvals_at",
@@ -124,30 +124,13 @@ def eigen_at(model, variant, hyper, pts):
     return np.asarray(w)[:n], np.asarray(v)[:n]
 
 
-def classify_point(eigs, tol=1e-9):
-    """'stable', 'saddle', 'unstable' or 'marginal' from Jacobian eigenvalues.
-
-    Neutral directions (``|Re lambda| <= tol``: along a line of fixed points, or a frozen
-    parameter such as an untrained predictor) are ignored; 'marginal' means all are neutral.
-    """
-    re = np.real(np.asarray(eigs))
-    re = re[np.abs(re) > tol]
-    if re.size == 0:
-        return "marginal"
-    if np.all(re < -tol):
-        return "stable"
-    if np.any(re < -tol):
-        return "saddle"
-    return "unstable"
-
-
 def fixed_points(model, variant, hyper, seeds, ftol=1e-10, dedupe=1e-6):
     """Fixed points found from ``seeds`` (N, d) flattened states, for drawing.
 
     Newton, de-duplication and convergence test are :func:`dynamics.analysis.find_fixed_points`
     (least-squares steps, so lanes also converge onto lines of fixed points or with a frozen
     coordinate). Returns a list of dicts ``{"z": point (d,), "eigs": eigenvalues, "vecs":
-    eigenvectors, "kind": classify_point(...)}`` sorted by the flattened coordinates; ``kind``
+    eigenvectors, "kind": stability(...)}`` (:func:`dynamics.analysis.stability`) sorted by the flattened coordinates; ``kind``
     ignores neutral directions, so points on a line of fixed points are still labelled.
     """
     seeds, _ = _pad_rows(np.asarray(seeds, float))  # padding repeats a seed: deduplicated
@@ -159,7 +142,7 @@ def fixed_points(model, variant, hyper, seeds, ftol=1e-10, dedupe=1e-6):
         return []
     pts = np.array(sorted((np.asarray(ravel_pytree(fp.state)[0]) for fp in found), key=tuple))
     w, v = eigen_at(model, variant, hyper, pts)
-    return [dict(z=p, eigs=w[i], vecs=v[i], kind=classify_point(w[i])) for i, p in enumerate(pts)]
+    return [dict(z=p, eigs=w[i], vecs=v[i], kind=stability(w[i])) for i, p in enumerate(pts)]
 
 
 # --- stable manifolds -----------------------------------------------------------------------
@@ -382,3 +365,7 @@ def lambda_min_K(F, P, sigma2, alpha_p, tau, eta):
 def target_scale(W, Wa):
     """Least-squares scalar with ``Wa ~ tau W``: ``tr(Wa W^T) / tr(W W^T)``."""
     return np.einsum("...ij,...ij->...", Wa, W) / np.maximum(np.einsum("...ij,...ij->...", W, W), 1e-300)
+
+
+#: old name, kept for this release
+__getattr__ = moved(__name__, {"classify_point": ("dynamics.analysis.stability", stability)})

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
+from dynamics.analysis import stability
 from dynamics.figures import compute as C
 from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
@@ -120,7 +121,7 @@ def data(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0, n_grid=21, t1=60.0, 
 
 def _kinds(model, v, hyper, pts):
     w, _ = C.eigen_at(model, v, hyper, pts)
-    return [C.classify_point(x) for x in w]
+    return [stability(x) for x in w]
 
 
 def draw(d):

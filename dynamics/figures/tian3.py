@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import plot
+from dynamics.analysis import stability
 from dynamics.figures import compute as C
 from dynamics.figures.registry import register
 from dynamics.flow import VARIANTS, Hyper
@@ -22,7 +23,7 @@ __all__ = ["build", "data", "draw"]
 def _line_kinds(model, variant, hyper, pts):
     """Stability of sampled points on a line of fixed points (neutral direction ignored)."""
     w, _ = C.eigen_at(model, variant, hyper, pts)
-    return [C.classify_point(x) for x in w]
+    return [stability(x) for x in w]
 
 
 def _check_fixed(model, variant, hyper, pts, tol=1e-10):
