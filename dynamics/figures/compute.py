@@ -24,6 +24,7 @@ from dynamics.analysis.alignment import lambda_min_sym, theorem3_K
 from dynamics.analysis.slowfast import ReducedSystem
 from dynamics.compat import moved
 from dynamics.flow import Hyper, State, Variant, jacobian_matrix, vector_field
+from dynamics.models import Model
 from dynamics.models.linear import random_state
 from dynamics.solve import run_discrete, solve_flow, solve_system
 
@@ -297,11 +298,12 @@ def reduced_trajectories(model, variant, hyper, enc0, *, t1, n_save=400):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class ScaledTarget:
+class ScaledTarget(Model):
     """A model whose target is ``tau`` times the given one: ``L(W, Wp, tau * target)``.
 
     With the SimSiam variant (stop-gradient, target = encoder) this is Tian et al.'s
-    ``Wa = tau W`` assumption of Theorem 3, written as a loss.
+    ``Wa = tau W`` assumption of Theorem 3, written as a loss. Its predictor follows its
+    gradient (the base model's non-gradient predictor rules are not carried over).
     """
 
     base: Any
@@ -311,8 +313,14 @@ class ScaledTarget:
     def trains_predictor(self):
         return self.base.trains_predictor
 
+    def loss(self, W, pred, tgt, batch):
+        return self.base.loss(W, pred, self.tau * tgt, batch)
+
     def expected_loss(self, W, pred, tgt):
         return self.base.expected_loss(W, pred, self.tau * tgt)
+
+    def sample(self, key, batch_size, dtype=jnp.float64):
+        return self.base.sample(key, batch_size, dtype)
 
     def encoder_norm(self, W):
         return self.base.encoder_norm(W)

@@ -30,7 +30,10 @@ import importlib
 
 from dynamics.compat import moved
 from dynamics.solve.policy import flow_solver
-from dynamics.sweep import isoloss, matrix, scalar  # noqa: F401  (each registers its family)
+# each family module registers itself; this order is the order --model lists them in
+from dynamics.sweep import scalar  # noqa: I001
+from dynamics.sweep import matrix  # noqa: F401
+from dynamics.sweep import isoloss  # noqa: F401
 from dynamics.sweep.config import METHODS, SweepConfig, option
 from dynamics.sweep.core import SEGMENTS, SGD_WINDOW, axes, plan, run, segments
 from dynamics.sweep.family import FAMILIES, Family, family, register
