@@ -235,6 +235,47 @@ def test_fast_inverse_root_matches_power(q):
     assert np.max(np.abs(got / want - 1.0)) < 1e-4
 
 
+def test_unrolled_and_dense_lu_solve_the_same_systems():
+    # the Rosenbrock step's two factorisations (unrolled for small states, batched dense above
+    # steps.UNROLLED_LU_MAX_DIM) on matrices that need pivoting
+    rng = np.random.default_rng(3)
+    d, n = 6, 5
+    a = rng.normal(size=(d, d, n))
+    a[0, 0] = 1e-12  # a zero-ish leading pivot
+    b = rng.normal(size=(d, n))
+    x_unrolled = np.asarray(steps.lu_solve(steps.lu_factor(jnp.asarray(a)), jnp.asarray(b)))
+    x_dense = np.asarray(steps.dense_lu_solve(steps.dense_lu_factor(jnp.asarray(a)),
+                                              jnp.asarray(b)))
+    want = np.stack([np.linalg.solve(a[:, :, k], b[:, k]) for k in range(n)], axis=1)
+    np.testing.assert_allclose(x_unrolled, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(x_dense, want, rtol=1e-9, atol=1e-12)
+
+
+def test_rodas4_on_a_matrix_model_agrees_with_diffrax():
+    """A linear model's state (n1 = n2 = 2: 8 numbers) is factored by the dense LU."""
+    from dynamics.models import LinearSiamese
+
+    assert 8 > steps.UNROLLED_LU_MAX_DIM
+    rng = np.random.default_rng(4)
+    n = 3
+    q, _ = np.linalg.qr(rng.normal(size=(2, 2)))
+    X = (q * np.array([1.5, 0.5])) @ q.T
+    model = LinearSiamese(jnp.asarray(np.broadcast_to(X, (n, 2, 2))),
+                          jnp.asarray(np.broadcast_to(0.5 * np.eye(2), (n, 2, 2))))
+    hyper = Hyper.loss_decay(jnp.asarray([0.0, 0.1, 0.2]), jnp.full((n,), 0.05), 1.0)
+    y0 = State(jnp.asarray(rng.normal(size=(n, 2, 2))),
+               jnp.asarray(0.5 * rng.normal(size=(n, 2, 2))))
+    variant = VARIANTS["simsiam"]
+    sol = engine.flow_batch(model, variant, hyper, y0, t1=10.0, method="rodas4", rtol=1e-9,
+                            atol=1e-11)
+    ref = diffrax_flow.flow_batch(model, variant, hyper, y0, t1=10.0, solver="kvaerno5",
+                                  rtol=1e-10, atol=1e-12, max_steps=100_000)
+    assert np.all(sol.status == solve.STATUS_OK)
+    for a, b in zip(sol.ys, ref.ys):
+        if a is not None:
+            np.testing.assert_allclose(a[:, -1], np.asarray(b)[:, -1], rtol=0, atol=1e-7)
+
+
 # --- accuracy and order of the two methods -------------------------------------------------
 # Three lanes: two non-stiff (eps = 1) and one stiff (eps = 0.02), weight decay in the loss,
 # BYOL's EMA rate 0.7. Reference: scipy on the hand-written field of tests/oracles.py (DOP853,

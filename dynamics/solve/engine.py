@@ -18,7 +18,9 @@ Design (why it is faster than ``jit(vmap(diffeqsolve))``):
 - **Two methods, chosen per lane** by the stiffness policy (:mod:`~dynamics.solve.policy`):
   ``"dopri5"`` (explicit Dormand-Prince 5(4), FSAL) for non-stiff lanes and ``"rodas4"``
   (L-stable Rosenbrock 4(3) with the exact Jacobian of the field by ``jax.jacfwd``) for stiff
-  ones; each group runs its own program.
+  ones; each group runs its own program. Rosenbrock's linear systems are solved by an
+  unrolled LU for the scalar model's few variables and by a lane-first LU looping over columns
+  above ``steps.UNROLLED_LU_MAX_DIM`` (an unrolled 32 x 32 LU takes minutes to compile).
 - **Chunking.** Lanes are processed ``chunk_size`` at a time (the last chunk padded to the same
   shape; padding lanes are never integrated), so device memory is bounded by the chunk whatever
   the grid size, and one compiled program serves every chunk. While one chunk runs the next is

@@ -3,6 +3,12 @@
 Every array here has its lane axis *last*: a state is ``(d, n)``, a batch of Jacobians
 ``(d, d, n)``, so each operation is a fused elementwise kernel over ``n`` lanes. The functions
 are pure and unrolled over the (static, small) state size ``d``.
+
+The unrolled LU costs ``~d**3 / 3`` separate operations in the compiled program: cheap to run
+and to compile for the scalar model's two or three variables, but for a matrix model's state
+(``d = 32``) compiling it takes minutes and every step runs thousands of tiny kernels. Above
+``UNROLLED_LU_MAX_DIM`` the Rosenbrock step therefore factors its matrices lane-first in a
+loop over columns (the same partial-pivoting algorithm), see :func:`dense_lu_factor`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from dynamics.solve.tableaus import DP_A, DP_E, RO_A, RO_C, RO_GAMMA
+
+#: largest state size whose Rosenbrock matrices are factored by the unrolled LU
+UNROLLED_LU_MAX_DIM = 4
 
 
 def _swap(rows, k, piv):
@@ -62,6 +71,44 @@ def lu_solve(lu, b):
             x[i] = x[i] - rows[i][k] * x[k]
         x[i] = x[i] / rows[i][i]
     return jnp.stack(x)
+
+
+def dense_lu_factor(a):
+    """LU with partial pivoting of a batch (d, d, n) of matrices, lane-first, in a loop over
+    the ``d`` columns: the compiled program does not grow with ``d``, and every operation is
+    over all lanes at once.
+
+    The same algorithm as :func:`lu_factor` (the first largest pivot of each column); results
+    agree with it to rounding. Returns ``(lu, piv)`` of shapes (n, d, d) and (n, d) in the
+    convention of :func:`jax.scipy.linalg.lu_factor`, whose solve :func:`dense_lu_solve` uses.
+    (That module's own factorisation is not used: its batched CPU kernel spreads the batch over
+    the host's thread pool, which stalls when each CPU device runs its own loop.)
+    """
+    a = jnp.moveaxis(a, 2, 0)
+    n, d, _ = a.shape
+    r = jnp.arange(d)
+
+    def column(k, carry):
+        a, piv = carry
+        col = jax.lax.dynamic_index_in_dim(a, k, axis=2, keepdims=False)  # (n, d)
+        p = jnp.argmax(jnp.where(r >= k, jnp.abs(col), -1.0), axis=1)  # (n,)
+        row_k = jax.lax.dynamic_index_in_dim(a, k, axis=1, keepdims=False)  # (n, d)
+        row_p = jnp.take_along_axis(a, p[:, None, None], axis=1)[:, 0]  # (n, d)
+        is_k, is_p = (r == k)[None, :, None], (r[None, :] == p[:, None])[:, :, None]
+        a = jnp.where(is_k, row_p[:, None], jnp.where(is_p, row_k[:, None], a))
+        col = jax.lax.dynamic_index_in_dim(a, k, axis=2, keepdims=False)
+        pivot = jnp.take_along_axis(row_p, jnp.full((n, 1), k), axis=1)  # (n, 1)
+        m = jnp.where(r > k, col * (1.0 / pivot), 0.0)  # (n, d)
+        a = a - m[:, :, None] * jnp.where(r > k, row_p, 0.0)[:, None, :]
+        a = jnp.where((r > k)[None, :, None] & (r == k)[None, None, :], m[:, :, None], a)
+        return a, piv.at[:, k].set(p.astype(piv.dtype))
+
+    return jax.lax.fori_loop(0, d, column, (a, jnp.zeros((n, d), jnp.int32)))
+
+
+def dense_lu_solve(lu, b):
+    """Solve with the output of :func:`dense_lu_factor`; ``b`` of shape (d, n)."""
+    return jax.scipy.linalg.lu_solve(lu, b.T[:, :, None])[:, :, 0].T
 
 
 def rms(x):
@@ -125,7 +172,11 @@ def rodas4_step(f, jac, y, fy, h):
     w = -J
     diag = 1.0 / (h * RO_GAMMA)
     w = w.at[jnp.arange(d), jnp.arange(d)].add(diag)
-    lu = lu_factor(w)
+    if d <= UNROLLED_LU_MAX_DIM:
+        factor, solve = lu_factor, lu_solve
+    else:
+        factor, solve = dense_lu_factor, dense_lu_solve
+    lu = factor(w)
     inv_h = 1.0 / h
     ks = []
     for i in range(6):
@@ -135,6 +186,6 @@ def rodas4_step(f, jac, y, fy, h):
             yi = y + sum(a * k for a, k in zip(RO_A[i], ks))
             fi = jax.lax.optimization_barrier(f(yi))  # see dopri5_step
         rhs = fi + inv_h * sum(c * k for c, k in zip(RO_C[i], ks)) if i else fi
-        ks.append(jax.lax.optimization_barrier(lu_solve(lu, rhs)))
+        ks.append(jax.lax.optimization_barrier(solve(lu, rhs)))
     y_new = y + sum(a * k for a, k in zip(RO_A[5], ks)) + ks[5]
     return y_new, ks[5]
