@@ -50,12 +50,12 @@ def test_config_is_frozen_and_takes_the_family_defaults():
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.eps = (1.0,)
     assert c.eta == (0.1,) and c.eps == (1.0, 0.1, 0.03) and c.t1_for("flow") == 300.0
-    assert isinstance(c.options, MatrixOptions) and c.flow_integrator == "diffrax"
+    assert isinstance(c.options, MatrixOptions) and c.flow_integrator == "engine"
     s = SweepConfig()
     assert s.variant == ("simsiam", "simsiam-nosg") and s.t1_for("sgd") == 60.0
     assert s.flow_integrator == "engine"
     assert SweepConfig(solver="kvaerno5").flow_integrator == "diffrax"
-    assert SweepConfig(model="linear", solver="rodas4").flow_integrator == "engine"
+    assert SweepConfig(model="linear", solver="tsit5").flow_integrator == "diffrax"
 
 
 def test_cli_writes_what_run_returns(tmp_path):

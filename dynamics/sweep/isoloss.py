@@ -55,7 +55,6 @@ class IsoLossFamily(MatrixFamily):
     defaults = dict(SHARED_DEFAULTS, eps=(1.0,), eta=(0.0, 0.05, 0.1), sigma2=(0.25, 0.5, 1.0),
                     t1=60.0, lr=0.01, batch=64, rtol=1e-8, atol=1e-10, chunk=2048)
     t1_default = {m: 60.0 for m in ("flow", "gd", "sgd")}
-    default_integrator = "engine"
     #: the predictor is a function of W, not a parameter: eps sets no time scale, so the flow
     #: is never stiff (and the Jacobian through eigh is undefined at repeated eigenvalues)
     stiff_eps = 0.0

@@ -116,7 +116,6 @@ class MatrixFamily(Family):
     has any, :meth:`closed_forms`."""
 
     lane_axes = ("init",)
-    default_integrator = "diffrax"
     sgd_stream = 3
     figure_kind = "phase diagram"
     #: whether the lanes' commutator ``[F, Wp]`` is measured (a trained matrix predictor)
