@@ -52,6 +52,7 @@ _SHARED_HELP = dict(
     chunk="lanes per compiled batch (bounds memory)",
     collapse_tol="the collapse threshold",
     convention="where the weight decay sits: loss or tian",
+    beta="EMA rate of the BYOL target",
 )
 
 

@@ -58,14 +58,10 @@ class IsoLossFamily(MatrixFamily):
     #: the predictor is a function of W, not a parameter: eps sets no time scale, so the flow
     #: is never stiff (and the Jacobian through eigh is undefined at repeated eigenvalues)
     stiff_eps = 0.0
-    help = dict(
-        eps="unused by this model (its predictor has no parameter of its own)",
-        sigma2="augmentation covariance X' = sigma2 I (a = 1 + sigma2)",
-        beta="EMA rate of the BYOL target",
-        convention="loss: eta_theta = eta; tian: the same for this model (no predictor decay)",
-        collapse_tol="a mode is collapsed when its singular value is below this",
-        seed="seed of the initial states and SGD (same seed, same result)",
-    )
+    help = dict(MatrixFamily.help, eps="unused by this model (no predictor parameter of its own)",
+                sigma2="augmentation covariance X' = sigma2 I (a = 1 + sigma2)",
+                convention="loss: eta_theta = eta; tian: the same here (no predictor decay)",
+                seed="seed of the initial states and SGD (same seed, same result)")
 
     def sizes(self, config):
         n1 = config.options.n1

@@ -120,6 +120,8 @@ class MatrixFamily(Family):
     figure_kind = "phase diagram"
     #: whether the lanes' commutator ``[F, Wp]`` is measured (a trained matrix predictor)
     has_commutator = False
+    help = dict(convention="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta",
+                collapse_tol="a mode is collapsed when its singular value is below this")
 
     @property
     def result_file(self):
@@ -284,15 +286,9 @@ class _DataFamily(MatrixFamily):
     Options = MatrixOptions
     defaults = MATRIX_DEFAULTS
     t1_default = {m: MATRIX_DEFAULTS["t1"] for m in ("flow", "gd", "sgd")}
-    help = dict(
-        eps="predictor time scale: eps * dWp/dt = -dL/dWp - eta_phi*Wp",
-        sigma2="augmentation covariance X' = sigma2 I",
-        beta="EMA rate of the BYOL target",
-        convention="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta",
-        collapse_tol="a mode is collapsed when its singular value is below this",
-        seed="seed of X's eigenvectors, the initial states and SGD (same seed, same result)",
-        chunk="lanes per compiled batch (bounds memory)",
-    )
+    help = dict(MatrixFamily.help, eps="predictor time scale: eps * dWp/dt = -dL/dWp - eta_phi*Wp",
+                sigma2="augmentation covariance X' = sigma2 I",
+                seed="seed of X's eigenvectors, the initial states and SGD (same seed, same result)")
 
     def check(self, config) -> None:
         super().check(config)
