@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import re
 import signal
 import sys
@@ -16,7 +17,7 @@ from dynamics.solve.batch import SOLVE_METHODS
 from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
 
 __all__ = ["MAX_DISCRETE_STEPS", "MAX_SEED", "CliExit", "Guard", "OneLineParser", "check_memory",
-           "guarded", "method", "number", "open_results", "variant", "write_results"]
+           "exit_process", "guarded", "method", "number", "open_results", "variant", "write_results"]
 
 # A command-line word that is a number, also in exponent notation or a signed inf/nan, so that
 # ``--theta-range -1e-3 1e-3`` reads two values instead of an unknown option ``-1e-3``.
@@ -152,6 +153,20 @@ def guarded(prog: str, body) -> int:
             guard.result_set.close()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def exit_process(code: int) -> None:
+    """End a command-line process with ``code``.
+
+    After an interrupt (130, 143) JAX's runtime threads may still be inside the computation the
+    signal cut short, and tearing the interpreter down around them can crash the process
+    (SIGSEGV) after its one-line message. The result set is already closed by then, so an
+    interrupted run flushes its streams and leaves at once."""
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def open_results(guard: Guard, folder, kind: str, patterns, *, overwrite: bool,

@@ -20,7 +20,16 @@ from pathlib import Path
 import contextlib
 import importlib.util
 
-from dynamics._cli import MAX_SEED, CliExit, OneLineParser, check_memory, guarded, number, open_results
+from dynamics._cli import (
+    MAX_SEED,
+    CliExit,
+    OneLineParser,
+    check_memory,
+    exit_process,
+    guarded,
+    number,
+    open_results,
+)
 from dynamics.cifar.config import METHODS, PREDICTORS, Config
 
 #: the files of a run folder
@@ -227,4 +236,4 @@ def _remove_run(out: Path) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

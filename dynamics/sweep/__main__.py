@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from dynamics._cli import (
     OneLineParser,
+    exit_process,
     guarded,
     method,
     number,
@@ -212,4 +213,4 @@ def _main(parser, args, argv, guard) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
