@@ -3,25 +3,21 @@
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
+from dynamics import sweep
 from dynamics.compat import moved
-from dynamics.sweep import matrix, run
-from dynamics.sweep.matrix import MATRIX_DEFAULTS, PHASE_AXES, PROGRESS_CHUNKS  # noqa: F401
 from dynamics.plot import collapse_phase_figure
-
-
-def _cli(name):
-    return getattr(importlib.import_module("dynamics.sweep.__main__"), name)
+from dynamics.sweep import matrix
+from dynamics.sweep.matrix import MATRIX_DEFAULTS, PHASE_AXES, PROGRESS_CHUNKS  # noqa: F401
 
 
 def _build_parser(model: str = "linear"):
-    return _cli("build_parser")(model)
+    return sweep.build_parser(model)
 
 
 def _run_sweep(args, progress=None, plan=None):
-    return run(_cli("config_from_args")(args), progress=progress)
+    return sweep.run(sweep.config_from_args(args), progress=progress, plan_=plan)
 
 
 def main(argv=None) -> int:
@@ -31,7 +27,7 @@ def main(argv=None) -> int:
     argv = list(argv or [])
     if "--model" not in argv:
         argv = ["--model", "linear", *argv]
-    return _cli("main")(argv)
+    return sweep.main(argv)
 
 
 __getattr__ = moved("dynamics.sweep_linear", {

@@ -73,7 +73,7 @@ def _cli(name):
 
 
 def _run_sweep(args, progress=None, plan=None):
-    """The old entry point: a sweep from parsed command-line arguments."""
+    """The old entry point: a sweep from parsed command-line arguments (any family)."""
     return run(_cli("config_from_args")(args), progress=progress, plan_=plan)
 
 
@@ -96,6 +96,6 @@ _deprecated = moved("dynamics.sweep", {
 
 
 def __getattr__(name):
-    if name in ("main", "build_parser"):
+    if name in ("main", "build_parser", "config_from_args"):
         return _cli(name)
     return _deprecated(name)
