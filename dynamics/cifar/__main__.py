@@ -11,7 +11,13 @@ std, final kNN and linear probe), ``OUT/config.json``, ``OUT/checkpoint.*`` (aft
 SimSiam-Fig.-2 figure (loss, std of z/||z||, kNN) of finished runs instead of training.
 """
 
+# ruff: noqa: E402  (the signal handlers come before the imports)
 from __future__ import annotations
+
+if __name__ == "__main__":  # a signal from here on: one line, no traceback (before any import)
+    from dynamics._signals import install
+
+    install("python -m dynamics.cifar")
 
 import argparse
 import sys
@@ -188,7 +194,10 @@ def _main(parser, a, guard) -> int:
         parser.error("--resume continues the run in --out; --overwrite replaces it: give one")
     out = Path(a.out) if a.out is not None else Path("runs") / cfg.method
     # Checked, locked and cleared before the data is read or anything compiles.
-    rs = open_results(guard, out, "cifar-run", RUN_PATTERNS, overwrite=a.resume or a.overwrite)
+    # An earlier run is one that finished an epoch (its checkpoint): a run killed before that
+    # leaves nothing a plain rerun has to be told to replace.
+    rs = open_results(guard, out, "cifar-run", RUN_PATTERNS, overwrite=a.resume or a.overwrite,
+                      marker="checkpoint.json")
     earlier = list(rs.previous)
 
     from dynamics.cifar.data import CifarDataError, load_cifar10

@@ -1,6 +1,12 @@
 """``python -m dynamics.figures``: regenerate the paper figures (see :mod:`dynamics.figures`)."""
 
+# ruff: noqa: E402  (the signal handlers come before the imports)
 from __future__ import annotations
+
+if __name__ == "__main__":  # a signal from here on: one line, no traceback (before any import)
+    from dynamics._signals import install
+
+    install("python -m dynamics.figures")
 
 import argparse
 import sys
