@@ -46,14 +46,39 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})"
 
 
+class StoreOnce(argparse._StoreAction):
+    """``store``, but a flag given twice (``--eps 0.01 --eps 1``) is an error instead of the
+    last one silently winning: every value of a flag goes after one mention of it."""
+
+    SEEN = "_flags_given"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None:
+            seen = namespace.__dict__.setdefault(self.SEEN, set())
+            if self.dest in seen:
+                how = (f"give all its values after one {option_string}"
+                       if self.nargs in ("+", "*") else "give it once")
+                raise argparse.ArgumentError(self, f"given more than once; {how}")
+            seen.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """``argparse`` whose errors are one line, ``PROG: error: ...``, with exit status 2, that
-    reads negative numbers in any notation as values, and prints each default once."""
+    reads negative numbers in any notation as values, prints each default once, and refuses a
+    value flag given twice (:class:`StoreOnce`)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = NEGATIVE_NUMBER
+        self.register("action", None, StoreOnce)
+        self.register("action", "store", StoreOnce)
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        ns.__dict__.pop(StoreOnce.SEEN, None)
+        return ns, rest
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]}\n")
