@@ -12,7 +12,14 @@ Importing the package turns on float64 in JAX (``jax_enable_x64``): the closed-f
 the toy models need it. Code that wants float32 (the CIFAR path) sets its dtypes explicitly.
 """
 
-import jax
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:  # ``python -m dynamics.<cli>`` is importing its package: stop
+    from dynamics._signals import install_for_cli  # cleanly on Ctrl-C from here on
+
+    install_for_cli()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

@@ -12,9 +12,14 @@ import signal
 import sys
 import threading
 
+from dynamics import _signals
 from dynamics._io import OutputError, ResultSet, check_memory, save_dataset, save_figure
+from dynamics._signals import STOP_SIGNALS, exit_code
 from dynamics.solve.batch import SOLVE_METHODS
 from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
+
+#: the exit statuses of a command line stopped by a signal
+SIGNAL_EXITS = frozenset(exit_code(s) for s in STOP_SIGNALS)
 
 __all__ = ["MAX_DISCRETE_STEPS", "MAX_SEED", "CliExit", "Guard", "OneLineParser", "check_memory",
            "exit_process", "guarded", "method", "number", "open_results", "variant", "write_results"]
@@ -41,14 +46,39 @@ class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})"
 
 
+class StoreOnce(argparse._StoreAction):
+    """``store``, but a flag given twice (``--eps 0.01 --eps 1``) is an error instead of the
+    last one silently winning: every value of a flag goes after one mention of it."""
+
+    SEEN = "_flags_given"
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string is not None:
+            seen = namespace.__dict__.setdefault(self.SEEN, set())
+            if self.dest in seen:
+                how = (f"give all its values after one {option_string}"
+                       if self.nargs in ("+", "*") else "give it once")
+                raise argparse.ArgumentError(self, f"given more than once; {how}")
+            seen.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """``argparse`` whose errors are one line, ``PROG: error: ...``, with exit status 2, that
-    reads negative numbers in any notation as values, and prints each default once."""
+    reads negative numbers in any notation as values, prints each default once, and refuses a
+    value flag given twice (:class:`StoreOnce`)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = NEGATIVE_NUMBER
+        self.register("action", None, StoreOnce)
+        self.register("action", "store", StoreOnce)
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        ns.__dict__.pop(StoreOnce.SEEN, None)
+        return ns, rest
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]}\n")
@@ -106,6 +136,7 @@ class Guard:
         self.prog = prog
         self.result_set: ResultSet | None = None
         self.signals: list[int] = []
+        self.running = True
 
     def check(self) -> None:
         if self.signals:
@@ -121,25 +152,35 @@ class Guard:
 
 
 def guarded(prog: str, body) -> int:
-    """Run ``body(guard) -> int``. Ctrl-C (SIGINT) ends it with one line and exit 130, SIGTERM
-    with 143; an unusable output folder (:class:`OutputError`) is a one-line error with exit 2;
-    :class:`CliExit` prints its line and exits with its code."""
+    """Run ``body(guard) -> int``. SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal) end
+    it with one line and exit status ``128 + signal`` (130, 143, 129; see
+    :mod:`dynamics._signals`); an unusable output folder (:class:`OutputError`) is a one-line
+    error with exit 2; :class:`CliExit` prints its line and exits with its code. The result set
+    is closed (staged files and a folder the run created removed) before the line is printed."""
     guard = Guard(prog)
     main_thread = threading.current_thread() is threading.main_thread()
     old = {}
 
     def on_signal(signum, frame):
         guard.signals.append(signum)
-        raise KeyboardInterrupt
+        if guard.running:  # once the body has ended, a signal is only recorded
+            raise KeyboardInterrupt
 
     if main_thread:
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             old[s] = signal.getsignal(s)
             signal.signal(s, on_signal)
+    previous_describe = _signals.describe
+    _signals.describe = guard.folder_state
     try:
-        return body(guard)
+        try:
+            return body(guard)
+        finally:
+            guard.running = False
+            if guard.result_set is not None:
+                guard.result_set.close()
     except KeyboardInterrupt:
-        code = 143 if guard.signals and guard.signals[-1] == signal.SIGTERM else 130
+        code = exit_code(guard.signals[-1]) if guard.signals else exit_code(signal.SIGINT)
         sys.stderr.write(f"{prog}: interrupted; {guard.folder_state()}\n")
         return code
     except OutputError as e:
@@ -149,20 +190,19 @@ def guarded(prog: str, body) -> int:
         sys.stderr.write(f"{prog}: {e}\n")
         return e.code
     finally:
-        if guard.result_set is not None:
-            guard.result_set.close()
         for s, h in old.items():
             signal.signal(s, h)
+        _signals.describe = previous_describe
 
 
 def exit_process(code: int) -> None:
     """End a command-line process with ``code``.
 
-    After an interrupt (130, 143) JAX's runtime threads may still be inside the computation the
-    signal cut short, and tearing the interpreter down around them can crash the process
-    (SIGSEGV) after its one-line message. The result set is already closed by then, so an
-    interrupted run flushes its streams and leaves at once."""
-    if code in (130, 143):
+    After a signal (exit 129, 130, 143) JAX's runtime threads may still be inside the
+    computation the signal cut short, and tearing the interpreter down around them can crash
+    the process (SIGSEGV) after its one-line message. The result set is already closed by then,
+    so a stopped run flushes its streams and leaves at once."""
+    if code in SIGNAL_EXITS:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -170,9 +210,10 @@ def exit_process(code: int) -> None:
 
 
 def open_results(guard: Guard, folder, kind: str, patterns, *, overwrite: bool,
-                 min_free: int = 0) -> ResultSet:
-    """Open (check, lock, stage) the result set of a run before any work; see :class:`ResultSet`."""
-    rs = ResultSet(folder, kind, patterns, overwrite=overwrite, min_free=min_free)
+                 min_free: int = 0, **options) -> ResultSet:
+    """Open (check, lock, stage) the result set of a run before any work; see :class:`ResultSet`
+    (``options``: its keyword arguments)."""
+    rs = ResultSet(folder, kind, patterns, overwrite=overwrite, min_free=min_free, **options)
     rs.__enter__()
     guard.result_set = rs
     return rs

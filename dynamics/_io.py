@@ -10,7 +10,11 @@ Two layers:
   asked to replace them. Files are written into a staging folder inside the output folder and
   moved into place together at :meth:`ResultSet.commit`; a manifest written last names the
   files of the complete set. A failure or an interrupt before the commit leaves the folder as
-  it was.
+  it was (a folder the run created is removed again).
+
+The results of an earlier run are the files its manifest lists, and nothing else: a file of
+the user's whose name looks like a result (``basins_for_paper.png``) is never removed or
+replaced, and does not make the folder count as holding earlier results.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
+
+from dynamics._signals import STOP_SIGNALS
 
 try:  # POSIX; on other systems the folder lock is skipped
     import fcntl
@@ -119,12 +125,13 @@ def _is_temporary(name: str, patterns) -> bool:
 
 @contextlib.contextmanager
 def deferred_signals():
-    """Hold SIGINT and SIGTERM back while the body runs (a few file moves), then deliver them."""
+    """Hold SIGINT, SIGTERM and SIGHUP back while the body runs (a few file moves), then
+    deliver them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     got = []
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     for s in old:
         signal.signal(s, lambda signum, frame: got.append(signum))
     try:
@@ -143,23 +150,40 @@ class ResultSet:
         folder: the output folder (created with its parents if missing).
         kind: names this kind of result set (its manifest is ``.dynamics-results-<kind>.json``);
             result sets of different kinds can share a folder.
-        patterns: glob patterns of the files a set of this kind consists of (an earlier run's
-            files are recognised by them even without a manifest).
+        patterns: glob patterns of the files a set of this kind consists of (their temporaries
+            left by a killed run are removed).
         overwrite: replace an earlier set of this kind (its files that the new run does not
             write are removed at the commit); without it such a folder is refused.
         min_free: bytes the folder's file system must have free (the run's estimated output).
+        update: add to an earlier set instead (no refusal; at the commit its files that the new
+            run does not write stay, and the manifest lists both).
+        manifest_name, read_manifest: the manifest's file name (default
+            ``.dynamics-results-<kind>.json``) and ``read_manifest(text) -> file names`` (default:
+            the ``files`` list of the JSON object).
+        marker: for sets written outside :meth:`commit` (no manifest): the file whose presence
+            makes the folder hold an earlier set, whose files are then those of ``patterns``.
+        expected: the names the run will write, when known before any work: one that is a file
+            of the user's (in the folder, not listed by the manifest) is refused at once.
 
     Use as a context manager; call :meth:`path` for each file to write and :meth:`commit` at
     the end. Leaving the context without a commit removes everything staged.
     """
 
-    def __init__(self, folder, kind: str, patterns, *, overwrite: bool = False, min_free: int = 0):
+    def __init__(self, folder, kind: str, patterns, *, overwrite: bool = False, min_free: int = 0,
+                 update: bool = False, manifest_name: str | None = None, read_manifest=None,
+                 marker: str | None = None, expected=()):
         self.name = str(folder)  # Path("") is ".": keep the text to refuse an empty name
         self.folder = Path(folder)
         self.kind = kind
         self.patterns = tuple(patterns)
         self.overwrite = overwrite
         self.min_free = int(min_free)
+        self.update = update
+        self.manifest_name = manifest_name or f"{MANIFEST_PREFIX}{kind}.json"
+        self.read_manifest = read_manifest or (lambda text: json.loads(text)["files"])
+        self.marker = marker
+        self.expected = tuple(expected)
+        self.created: list[Path] = []  # folders this run made (removed again unless committed)
         self.staging: Path | None = None
         self._lock_fd: int | None = None
         self.previous: list[str] = []
@@ -185,8 +209,10 @@ class ResultSet:
             raise OutputError(f"the output folder is an empty name {self.name!r}")
         if folder.exists() and not folder.is_dir():
             raise OutputError(f"output folder {folder} is a file, not a folder")
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            self.created = missing  # deepest first
         except OSError as e:
             raise OutputError(f"cannot create output folder {folder}: {_reason(e)}") from None
         lock = folder / LOCK_NAME
@@ -218,7 +244,8 @@ class ResultSet:
                     with contextlib.suppress(OSError):
                         entry.unlink()
         self.previous = self._previous_files()
-        if self.previous and not self.overwrite:
+        self._refuse_user_files(self.expected)
+        if self.previous and not (self.overwrite or self.update):
             shown = ", ".join(self.previous[:3]) + (", ..." if len(self.previous) > 3 else "")
             raise OutputError(
                 f"output folder {folder} already holds results of an earlier run ({shown}); "
@@ -238,17 +265,31 @@ class ResultSet:
 
     @property
     def manifest(self) -> Path:
-        return self.folder / f"{MANIFEST_PREFIX}{self.kind}.json"
+        return self.folder / self.manifest_name
 
     def _previous_files(self) -> list[str]:
+        """The earlier set's files: those its manifest lists (with a ``marker``, and no
+        manifest: the files of ``patterns`` when the marker is there)."""
         names = set()
         if self.manifest.is_file():
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                names |= {str(n) for n in json.loads(self.manifest.read_text())["files"]}
-        for entry in self.folder.iterdir():
-            if any(fnmatch.fnmatchcase(entry.name, p) for p in self.patterns):
-                names.add(entry.name)
+            with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+                names |= {str(n) for n in self.read_manifest(self.manifest.read_text())}
+        elif self.marker is not None and (self.folder / self.marker).is_file():
+            names |= {e.name for e in self.folder.iterdir()
+                      if any(fnmatch.fnmatchcase(e.name, p) for p in self.patterns)}
         return sorted(n for n in names if (self.folder / n).is_file() and "/" not in n)
+
+    def _refuse_user_files(self, names) -> None:
+        """:class:`OutputError` when one of ``names`` is in the folder but not a file of the
+        earlier set: it is the user's, and the run would replace it."""
+        theirs = [n for n in names if n not in self.previous and n != self.manifest_name
+                  and os.path.lexists(self.folder / n)]
+        if theirs:
+            raise OutputError(
+                f"{self.folder / theirs[0]} is not a result of an earlier run (no manifest there "
+                f"lists it), and this run would replace it; move it away or choose another "
+                f"output folder"
+            )
 
     # -- writing
     def path(self, name: str) -> Path:
@@ -259,42 +300,70 @@ class ResultSet:
             raise ValueError(f"result file names are plain names, got {name!r}")
         return self.staging / name
 
-    def commit(self, names, info: dict | None = None) -> list[Path]:
+    def commit(self, names, info: dict | None = None, manifest_text=None) -> list[Path]:
         """Move the staged files ``names`` into the folder and write the manifest last.
 
         An earlier set's files that are not in ``names`` are removed (``overwrite`` was
-        given, or the folder would have been refused). Interrupts wait until it is done.
-        Returns the final paths.
+        given, or the folder would have been refused), unless ``update``. A name that is a
+        file of the user's in the folder is refused (:class:`OutputError`; nothing moved).
+        The manifest is ``{"files": [...], **info}``, or ``manifest_text(files)``. Interrupts
+        wait until it is done. Returns the final paths.
         """
         names = list(names)
         for n in names:
             if not self.path(n).is_file():
                 raise FileNotFoundError(f"{n} was not written before the commit")
+        self._refuse_user_files(names)
+        listed = sorted(set(self.previous) | set(names)) if self.update else names
+        text = (manifest_text(listed) if manifest_text is not None
+                else json.dumps({"files": listed, **(info or {})}, indent=1))
         with deferred_signals():
             self.committing = True
-            with contextlib.suppress(FileNotFoundError):
-                self.manifest.unlink()  # from here until the new manifest the set is incomplete
-            for old in self.previous:
-                if old not in names:
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.folder / old).unlink()
+            if not self.update:
+                with contextlib.suppress(FileNotFoundError):
+                    self.manifest.unlink()  # from here until the new manifest the set is incomplete
+                for old in self.previous:
+                    if old not in names:
+                        with contextlib.suppress(FileNotFoundError):
+                            (self.folder / old).unlink()
             for n in names:
                 os.replace(self.path(n), self.folder / n)
-            atomic_write_text(self.manifest, json.dumps({"files": names, **(info or {})}, indent=1))
+            atomic_write_text(self.manifest, text)
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
             self.committed = True
         return [self.folder / n for n in names]
 
     def close(self):
-        """Remove whatever is still staged and release the lock (the lock file stays)."""
+        """Remove whatever is still staged and release the lock (the lock file stays, unless
+        this run created the folder and commits nothing: then the folder goes again)."""
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.staging = None
+        if (self.created and not self.committed and self._lock_fd is not None
+                and self.folder_untouched()):
+            # still holding the lock: no other run can be inside the folder
+            with contextlib.suppress(OSError):
+                (self.folder / LOCK_NAME).unlink()
+            for d in self.created:
+                try:
+                    d.rmdir()  # only while empty: never anything of anyone else's
+                except OSError:
+                    break
+            self.created = []
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
+
+
+    def folder_untouched(self) -> bool:
+        """Whether the folder holds nothing but the lock (and what is still staged)."""
+        try:
+            return all(e.name == LOCK_NAME or e.name.startswith(STAGING_PREFIX)
+                       for e in os.scandir(self.folder))
+        except OSError:
+            return False
 
 
 def format_bytes(n: float) -> str:

@@ -49,19 +49,19 @@ def outcome_legend(fig, *, title=None):
     return fig.legend(handles=handles, loc="lower center", ncol=4, frameon=False, title=title)
 
 
-def basin_map(ds, variant: str, max_panels: int = 24, suptitle: str | None = None):
-    """Basin map of one variant: outcome over the (theta0, phi0) grid, one panel per setting.
+def basin_map(ds, variant: str, suptitle: str | None = None):
+    """Basin map of one variant: outcome over the (theta0, phi0) grid, one panel for every
+    setting (every combination of the other axes, in coordinate order).
 
     Args:
         ds: results Dataset of the sweep (needs ``outcome`` with dims ending in phi0, theta0).
         variant: which variant to draw.
-        max_panels: draw at most this many panels (the first ones in coordinate order).
     """
     sub = ds.sel(variant=variant)
     outer = [d for d in sub["outcome"].dims if d not in GRID_DIMS]
-    combos = list(itertools.product(*[range(sub.sizes[d]) for d in outer]))[:max_panels]
+    combos = list(itertools.product(*[range(sub.sizes[d]) for d in outer]))
     n = len(combos)
-    ncols = min(n, 4)
+    ncols = min(n, max(4, math.ceil(math.sqrt(n))))
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(max(3.6 * ncols + 0.6, 6.4), 3.3 * nrows + 1.1), squeeze=False
@@ -188,7 +188,8 @@ def phase_diagram(ax, x, y, values, *, xlog=True, cmap="magma_r", vmin=0, vmax=1
 def collapse_phase_figure(ds, variant: str, method: str, y: str = "eps", x: str = "eta"):
     """A matrix-model sweep's phase diagram: mean collapsed-mode fraction and effective rank
     over the ``(y, x)`` plane (other axes averaged), with each mode's ``eta_crit`` dashed when
-    ``x`` is ``eta``."""
+    ``x`` is ``eta``: on each row its own sigma2's when ``y`` is ``sigma2``, across the plane
+    when one sigma2 is swept (else one dashed style per sigma2, named in the title)."""
 
     def plane(name):
         v = ds[name].sel({"variant": variant, "method": method})
@@ -209,15 +210,85 @@ def collapse_phase_figure(ds, variant: str, method: str, y: str = "eps", x: str 
         ax.set_ylabel(y)
         ax.set_title(title)
         fig.colorbar(im, ax=ax)
-        if x == "eta" and len(xs) > 1 and "eta_crit" in ds:  # first sigma2, on the index axis
-            for ec in np.asarray(ds["eta_crit"].values[0]):
-                xi = np.interp(ec, xs, np.arange(len(xs)), left=np.nan, right=np.nan)
-                if np.isfinite(xi):
-                    ax.axvline(xi, color="c", lw=0.8, ls="--")
-    note = "; dashed: per-mode eta_crit" if x == "eta" and "eta_crit" in ds else ""
+        if x == "eta" and len(xs) > 1 and "eta_crit" in ds:
+            _draw_eta_crit(ax, ds, xs, ys, y)
+    note = ""
+    if x == "eta" and "eta_crit" in ds:
+        note = "; dashed: per-mode eta_crit"
+        if y != "sigma2" and ds.sizes.get("sigma2", 1) > 1:
+            note += " (" + ", ".join(f"{st}: sigma2={v:g}" for st, v in
+                                      zip(ETA_CRIT_STYLES, ds["sigma2"].values)) + ")"
     fig.suptitle(f"{ds.attrs['model']} {variant} ({method}), n1={ds.attrs['n1']}, "
                  f"{ds.attrs['convention']} convention, t1={ds.attrs['t1']:g}{note}")
     return fig
+
+
+def fixed_point_figure(ds, variant: str, method: str):
+    """An IsoLoss sweep: the eigenvalues ``s`` of ``W W^T`` at ``t1`` (dots, every mode and
+    initial state) against ``eta``, one colour per ``sigma2``, beside the closed-form fixed
+    point ``s*`` (line), and the collapsed-mode fraction over ``(sigma2, eta)``."""
+    sel = {"variant": variant, "method": method}
+    s = ds["s"].sel(sel)
+    etas, sigmas = ds["eta"].values, ds["sigma2"].values
+    fig, axs = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    ax = axs[0]
+    for c, v in zip(sweep_colors(len(sigmas)), sigmas):
+        sv = s.sel(sigma2=v)
+        pts = sv.transpose("eta", ...).values.reshape(len(etas), -1)
+        for e, row in zip(etas, pts):
+            ax.plot(np.full(row.shape, e), row, "o", ms=3, color=c, alpha=0.6)
+        ax.plot(etas, ds["s_star"].sel(sigma2=v).values, "-", color=c, lw=1.2,
+                label=f"sigma2={v:g}: s*")
+    ax.set_xlabel("eta")
+    ax.set_ylabel("eigenvalue s of W W^T at t1")
+    ax.set_title("final eigenvalues (dots) and closed-form s* (lines)")
+    ax.legend(fontsize=8)
+    cf = ds["collapsed_fraction"].sel(sel)
+    plane = cf.mean(dim=[k for k in cf.dims if k not in ("sigma2", "eta")], skipna=True)
+    im = axs[1].imshow(plane.transpose("sigma2", "eta").values, origin="lower", aspect="auto",
+                       cmap="magma", vmin=0.0, vmax=1.0,
+                       extent=(-0.5, len(etas) - 0.5, -0.5, len(sigmas) - 0.5))
+    axs[1].set_xticks(range(len(etas)), [f"{e:.3g}" for e in etas], rotation=45)
+    axs[1].set_yticks(range(len(sigmas)), [f"{e:.3g}" for e in sigmas])
+    axs[1].set_xlabel("eta")
+    axs[1].set_ylabel("sigma2")
+    axs[1].set_title("collapsed-mode fraction")
+    fig.colorbar(im, ax=axs[1])
+    fig.suptitle(f"{ds.attrs['model']} ({ds.attrs.get('kind', '')}) {variant} ({method}), "
+                 f"n1={ds.attrs['n1']}, t1={ds.attrs['t1']:g}")
+    return fig
+
+
+#: the dashes of each sigma2's eta_crit lines when sigma2 is not an axis of the plane
+ETA_CRIT_STYLES = ("--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
+
+
+def eta_crit_segments(ds, xs, ys, y: str) -> list[tuple[float, float, float, int]]:
+    """Where :func:`collapse_phase_figure` draws the per-mode ``eta_crit`` on its index axes:
+    ``(x, y_low, y_high, k)`` for each mode and sigma2 inside the eta range (``k``: which
+    sigma2, for the dash style). With ``y == "sigma2"`` each sigma2's values span its own row."""
+    ec = ds["eta_crit"]
+    sig = ec.dims[0] if ec.dims and ec.dims[0] == "sigma2" else None
+    rows = ec.transpose("sigma2", ...).values.reshape(ds.sizes.get("sigma2", 1), -1) \
+        if sig else np.asarray(ec.values).reshape(1, -1)
+    out = []
+    for k, row in enumerate(rows):
+        if sig and y == "sigma2":
+            i = int(np.flatnonzero(np.asarray(ys) == ds["sigma2"].values[k])[0])
+            lo, hi = i - 0.5, i + 0.5
+        else:
+            lo, hi = -0.5, len(ys) - 0.5
+        for e in row:
+            xi = np.interp(e, xs, np.arange(len(xs)), left=np.nan, right=np.nan)
+            if np.isfinite(xi):
+                out.append((float(xi), lo, hi, k if (sig and y != "sigma2") else 0))
+    return out
+
+
+def _draw_eta_crit(ax, ds, xs, ys, y):
+    for xi, lo, hi, k in eta_crit_segments(ds, xs, ys, y):
+        ax.plot([xi, xi], [lo, hi], color="c", lw=0.8, scalex=False, scaley=False,
+                ls=ETA_CRIT_STYLES[k % len(ETA_CRIT_STYLES)])
 
 
 # --- old names of the paper layouts, kept for this release -----------------------------------

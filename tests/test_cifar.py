@@ -409,4 +409,42 @@ def test_cli_full_disk_removes_the_new_run(tmp_path, capsys, monkeypatch):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert e.value.code == 1 and len(err) == 1, err
     assert "No space left on device" in err[0] and "removed this run's files" in err[0]
-    assert [n for n in os.listdir(out) if not n.startswith(".dynamics")] == []
+    assert not out.exists()  # the run created the folder: nothing of it is left
+
+
+def test_cli_run_killed_before_its_first_epoch_does_not_block_a_plain_rerun(tmp_path, capsys):
+    """What a run killed before its first checkpoint leaves (its config.json, the lock) is no
+    earlier run: a plain rerun goes on (here to the data, which is missing) instead of asking
+    for --overwrite."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / ".dynamics.lock").write_text("12345\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli_main(["--data-dir", str(tmp_path / "empty"), "--out", str(out),
+                                   "--no-progress"]))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 1 and len(err) == 1, err
+    assert "--overwrite" not in err[0] and "lacks data_batch_1" in err[0], err
+
+
+def test_cli_resume_on_a_damaged_checkpoint_fails_at_once_naming_the_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.json").write_text(json.dumps({"epoch": 1, "config": {}}))
+    (out / "checkpoint.msgpack").write_bytes(b"\x85\xa6params\x81")  # cut short
+    (tmp_path / "empty").mkdir()  # no data: a check after the data is read would name it
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(cli_main(["--data-dir", str(tmp_path / "empty"), "--out", str(out),
+                                   "--resume", "--no-progress"]))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 1 and len(err) == 1, err
+    assert str(out / "checkpoint.msgpack") in err[0] and "damaged" in err[0], err
+
+
+def test_cli_refuses_an_absurd_number_of_epochs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["--data-dir", str(tmp_path), "--epochs", "1e9"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 2 and len(err) == 1 and "10000" in err[0] and "1e9" in err[0], err

@@ -132,13 +132,15 @@ def test_cifar_no_predictor_conflicts_with_a_predictor(tmp_path, capsys):
 
 
 def _fake_run(folder):
-    """A finished run's metrics.json and config.json, as train() writes them (two epochs)."""
+    """A finished run's metrics.json, config.json and checkpoint.json, as train() writes them
+    (two epochs; the checkpoint's state itself is left out)."""
     folder.mkdir()
     steps = [{"step": s, "loss": -0.1 * s, "z_std": 0.05, "z_top": 0.2} for s in range(1, 5)]
     epochs = [{"epoch": 0, "step": 0, "knn": 0.1, "z_std_ref": 0.0625},
               {"epoch": 1, "step": 2, "knn": 0.2}, {"epoch": 2, "step": 4, "knn": 0.3}]
     (folder / "metrics.json").write_text(json.dumps({"epochs": epochs, "steps": steps, "final": {}}))
     (folder / "config.json").write_text(json.dumps({"method": "simsiam", "lr": 0.03, "wd": 5e-4}))
+    (folder / "checkpoint.json").write_text(json.dumps({"epoch": 2, "config": {}}))
 
 
 def test_cifar_compare_into_a_folder_writes_compare_png(tmp_path, capsys):

@@ -79,7 +79,7 @@ def test_list_names_every_figure():
     (["nosuchfigure"], "'nosuchfigure'"),
     (["--dpi", "0", "tian4"], "--dpi"),
     (["--dpi", "x", "tian4"], "'x'"),
-    (["tian4", "--out", "FILE"], "is not a directory"),
+    (["tian4", "--out", "FILE"], "is a file, not a folder"),
 ])
 def test_bad_input_gives_one_line_error(args, needle, tmp_path):
     (tmp_path / "FILE").write_text("")

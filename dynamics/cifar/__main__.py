@@ -11,7 +11,13 @@ std, final kNN and linear probe), ``OUT/config.json``, ``OUT/checkpoint.*`` (aft
 SimSiam-Fig.-2 figure (loss, std of z/||z||, kNN) of finished runs instead of training.
 """
 
+# ruff: noqa: E402  (the signal handlers come before the imports)
 from __future__ import annotations
+
+if __name__ == "__main__":  # a signal from here on: one line, no traceback (before any import)
+    from dynamics._signals import install
+
+    install("python -m dynamics.cifar")
 
 import argparse
 import sys
@@ -37,6 +43,8 @@ RUN_PATTERNS = ("config.json", "metrics.json", "metrics.csv", "checkpoint.msgpac
                 "checkpoint.json", "curves.png")
 EXTRA = 'the cifar extra (flax, optax): pip install -e ".[cifar]"'
 FIGURE_FORMATS = ("png",)
+#: the most epochs a run may ask for (a full CIFAR-10 epoch is minutes even on a GPU)
+MAX_EPOCHS = 10_000
 
 
 def _unit(kind):
@@ -61,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder for metrics, checkpoint and figure (default: runs/<method>)")
     p.add_argument("--method", choices=METHODS, default=d.method, help="simsiam (stop-gradient) or byol (EMA target)")
-    p.add_argument("--epochs", type=number("epochs", positive=True, integer=True),
+    p.add_argument("--epochs", type=number("epochs", positive=True, integer=True,
+                                           maximum=MAX_EPOCHS),
                    default=d.epochs, help="training epochs (default %(default)s)")
     p.add_argument("--batch-size", type=number("batch-size", positive=True, integer=True),
                    default=d.batch_size,
@@ -188,8 +197,18 @@ def _main(parser, a, guard) -> int:
         parser.error("--resume continues the run in --out; --overwrite replaces it: give one")
     out = Path(a.out) if a.out is not None else Path("runs") / cfg.method
     # Checked, locked and cleared before the data is read or anything compiles.
-    rs = open_results(guard, out, "cifar-run", RUN_PATTERNS, overwrite=a.resume or a.overwrite)
+    # An earlier run is one that finished an epoch (its checkpoint): a run killed before that
+    # leaves nothing a plain rerun has to be told to replace.
+    rs = open_results(guard, out, "cifar-run", RUN_PATTERNS, overwrite=a.resume or a.overwrite,
+                      marker="checkpoint.json")
     earlier = list(rs.previous)
+    if a.resume and earlier:  # a damaged checkpoint fails now, not after the data is read
+        from dynamics.cifar.train import check_checkpoint
+
+        try:
+            check_checkpoint(out)
+        except ValueError as e:
+            raise CliExit(1, f"error: {e}") from None
 
     from dynamics.cifar.data import CifarDataError, load_cifar10
 

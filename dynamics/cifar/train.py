@@ -269,17 +269,47 @@ def save_checkpoint(out_dir: Path, state: TrainState, cfg: Config, epoch: int) -
     atomic_write_text(out_dir / "checkpoint.json", json.dumps({"epoch": epoch, "config": dataclasses.asdict(cfg)}))
 
 
-def load_checkpoint(out_dir: Path, template: TrainState, cfg: Config) -> tuple[TrainState, int]:
-    """Restore the state saved in ``out_dir``; the saved config must equal ``cfg``."""
+def check_checkpoint(out_dir: Path) -> dict:
+    """Read ``out_dir``'s checkpoint without a model: ``checkpoint.json`` must be its JSON
+    (``epoch``, ``config``) and ``checkpoint.msgpack`` a complete msgpack state. Returns the
+    JSON; ``ValueError`` naming the file that is missing or damaged (so that ``--resume``
+    fails before the data is read)."""
     out_dir = Path(out_dir)
-    meta = json.loads((out_dir / "checkpoint.json").read_text())
+    meta_path, state_path = out_dir / "checkpoint.json", out_dir / "checkpoint.msgpack"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not (isinstance(meta, dict) and isinstance(meta.get("epoch"), int)
+                and isinstance(meta.get("config"), dict)):
+            raise ValueError("not a checkpoint description (epoch, config)")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot resume: {meta_path} is missing or damaged "
+                         f"({str(e).splitlines()[0]})") from None
+    try:
+        restored = flax.serialization.msgpack_restore(state_path.read_bytes())
+        if not isinstance(restored, dict) or not restored:
+            raise ValueError("not a saved training state")
+    except Exception as e:  # msgpack raises its own exception types for damaged data
+        raise ValueError(f"cannot resume: {state_path} is missing or damaged "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return meta
+
+
+def load_checkpoint(out_dir: Path, template: TrainState, cfg: Config) -> tuple[TrainState, int]:
+    """Restore the state saved in ``out_dir``; the saved config must equal ``cfg``
+    (``ValueError`` naming the file when it is damaged or does not fit)."""
+    out_dir = Path(out_dir)
+    meta = check_checkpoint(out_dir)
     saved = meta["config"]
     now = json.loads(json.dumps(dataclasses.asdict(cfg)))
     diff = [k for k in now if saved.get(k) != now[k]]
     if diff:
         k = diff[0]
         raise ValueError(f"checkpoint in {out_dir} was made with {k}={saved.get(k)!r}, not {now[k]!r}")
-    state = flax.serialization.from_bytes(template, (out_dir / "checkpoint.msgpack").read_bytes())
+    try:
+        state = flax.serialization.from_bytes(template, (out_dir / "checkpoint.msgpack").read_bytes())
+    except Exception as e:  # a state of another shape
+        raise ValueError(f"cannot resume: {out_dir / 'checkpoint.msgpack'} does not fit this run "
+                         f"({type(e).__name__})") from None
     return jax.tree_util.tree_map(jnp.asarray, state), int(meta["epoch"])
 
 

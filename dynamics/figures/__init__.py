@@ -32,7 +32,8 @@ from dynamics._io import atomic_path, save_figure
 from dynamics.figures.registry import FIGURES, FigureSpec, register
 from dynamics.sweep.provenance import git_revision
 
-__all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "record", "register", "write_figure"]
+__all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "manifest_files", "manifest_text",
+           "read_manifest", "record", "register", "write_figure"]
 
 
 # each figure is one module (data and drawing together) that registers itself; the import
@@ -99,25 +100,41 @@ def _load_manifest(path: Path) -> dict:
     return dict(figures={})
 
 
-def _save_manifest(path: Path, manifest: dict):
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_jsonable) + "\n")
+def read_manifest(out: Path) -> dict:
+    """``out/manifest.json`` (``{"figures": {}}`` when there is none or it is not one)."""
+    return _load_manifest(Path(out) / "manifest.json")
 
 
-def record(out: Path, name: str, entry: dict) -> None:
-    """Add ``entry`` (from :func:`write_figure`) to ``out/manifest.json`` atomically; entries of
-    figures no longer registered (renamed or removed) are dropped."""
-    mpath = out / "manifest.json"
-    manifest = _load_manifest(mpath)
-    manifest["figures"] = {k: v for k, v in manifest["figures"].items() if k in FIGURES}
-    manifest["figures"][name] = entry
+def manifest_files(text: str) -> list[str]:
+    """The files a manifest's text lists (``ValueError`` when it is not a figures manifest)."""
+    m = json.loads(text)
+    if not (isinstance(m, dict) and isinstance(m.get("figures"), dict)):
+        raise ValueError("not a figures manifest")
+    return [str(f) for e in m["figures"].values() if isinstance(e, dict)
+            for f in e.get("files", [])]
+
+
+def manifest_text(manifest: dict, entries: dict) -> str:
+    """The text of ``manifest`` with ``entries`` (``{name: entry}`` of :func:`write_figure`)
+    added; entries of figures no longer registered (renamed or removed) are dropped."""
+    manifest = dict(manifest)
+    manifest["figures"] = {k: v for k, v in manifest.get("figures", {}).items() if k in FIGURES}
+    manifest["figures"].update(entries)
     manifest.update(
         package_version=dynamics.__version__,
         git_revision=git_revision(),
         updated=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         regenerate="python -m dynamics.figures [NAME ...] [--quick] [--out DIR]",
     )
-    _save_manifest(mpath, manifest)
+    return json.dumps(manifest, indent=2, sort_keys=True, default=_jsonable) + "\n"
+
+
+def record(out: Path, name: str, entry: dict) -> None:
+    """Add ``entry`` (from :func:`write_figure`) to ``out/manifest.json`` atomically; entries of
+    figures no longer registered (renamed or removed) are dropped."""
+    mpath = out / "manifest.json"
+    with atomic_path(mpath) as tmp:
+        tmp.write_text(manifest_text(_load_manifest(mpath), {name: entry}))
 
 
 def _cli(name):

@@ -7,7 +7,13 @@ status 2); the output folder is checked and locked, the sweep runs, and the Data
 figures are written into ``--out`` as one complete-or-absent set.
 """
 
+# ruff: noqa: E402  (the signal handlers come before the imports)
 from __future__ import annotations
+
+if __name__ == "__main__":  # a signal from here on: one line, no traceback (before any import)
+    from dynamics._signals import install
+
+    install("python -m dynamics.sweep")
 
 import argparse
 import dataclasses

@@ -14,12 +14,14 @@ builds its model and what it reads. The sweep core and the CLI are untouched by 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dynamics.models.isoloss import KINDS, IsoLossLinear
+from dynamics.plot import fixed_point_figure
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, register
 from dynamics.sweep.matrix import MatrixFamily, init_keys
@@ -103,6 +105,18 @@ class IsoLossFamily(MatrixFamily):
             "long_name": "closed-form stable eigenvalue s* of W W^T (SimSiam, stop-gradient; "
                          "NaN past the Euclidean loss's saddle-node)"})}
 
+    def summarize(self, ds) -> str:
+        return summarize(ds)
+
+    def figures(self, ds, config):
+        out = []
+        for v in ds.variant.values:
+            for meth in ds.method.values:
+                suffix = "" if len(ds.method) == 1 else f"_{meth}"
+                out.append((f"phase_{self.name}_{v}{suffix}.png",
+                            lambda v=str(v), meth=str(meth): fixed_point_figure(ds, v, meth)))
+        return out
+
     def finish(self, config, ctx, dims, values):
         data_vars, coords, attrs = super().finish(config, ctx, dims, values)
         data_vars["s"] = (dims + ("mode",), values["s"],
@@ -111,3 +125,32 @@ class IsoLossFamily(MatrixFamily):
         attrs.update(kind=config.options.kind, alpha=config.options.alpha,
                      data="X = I, X' = sigma2 I")
         return data_vars, coords, attrs
+
+
+def summarize(ds) -> str:
+    """One row per setting (variant, method, eps, eta, sigma2; beta when swept): the collapsed-mode
+    fraction, the mean final eigenvalue ``s`` of the modes that did not collapse, the closed-form
+    ``s*`` and the largest relative distance of those modes from it."""
+    swept_beta = ds.sizes.get("beta", 1) > 1
+    dims = ("variant", "method", "eps", "eta", "sigma2") + (("beta",) if swept_beta else ())
+    lines = [f"{'variant':<14}{'method':<7}{'eps':>7}{'eta':>7}{'sigma2':>8}"
+             + (f"{'beta':>7}" if swept_beta else "")
+             + f"  {'collapsed':>9}  {'mean s':>8}  {'s*':>8}  {'max|s-s*|/s*':>13}"]
+    tol = float(ds.attrs.get("collapse_tol", 1e-3))
+    for values in itertools.product(*(ds[d].values for d in dims)):
+        at = dict(zip(dims, values))
+        cf = float(ds["collapsed_fraction"].sel(at).mean(skipna=True))
+        sv = ds["sv"].sel(at).values
+        s = ds["s"].sel(at).values[sv > tol]  # the modes that did not collapse
+        star = float(ds["s_star"].sel({"eta": at["eta"], "sigma2": at["sigma2"]}))
+        mean_s = float(np.mean(s)) if s.size else np.nan
+        dev = float(np.max(np.abs(s - star)) / star) if s.size and np.isfinite(star) else np.nan
+        lines.append(f"{values[0]:<14}{values[1]:<7}{values[2]:>7.3g}{values[3]:>7.3g}"
+                     f"{values[4]:>8.3g}" + (f"{values[5]:>7.3g}" if swept_beta else "")
+                     + f"  {cf:>9.1%}  {mean_s:>8.4g}  {star:>8.4g}  {dev:>13.2e}")
+    lines.append("collapsed: share of modes with singular value <= collapse_tol; mean s and "
+                 "max|s-s*|/s* over the other modes (s: eigenvalue of W W^T at t1; s*: the "
+                 "closed-form fixed point, NaN where there is none)")
+    bad = int((ds["status"].values != "ok").sum())
+    lines.append(f"lanes not ok: {bad} of {ds['status'].size}")
+    return "\n".join(lines)

@@ -92,14 +92,20 @@ def plan_sweep(*, n_theta: int, n_phi: int, n_blocks: int, n_inner: int, methods
 
 
 def summarize(ds) -> str:
-    """Per variant, method and eps: the share of all lanes in each outcome."""
-    lines = [f"{'variant':<14}{'method':<7}{'eps':>9}  {'collapsed':>9}  {'non-coll.':>9}  "
-             f"{'undecided':>9}  {'failed':>6}  lanes"]
-    for v, m, e in itertools.product(ds.variant.values, ds.method.values, ds.eps.values):
-        o = ds["outcome"].sel({"variant": v, "method": m, "eps": e}).values
+    """One row per setting: variant, method, eps and each swept eta, sigma2 and beta (nothing
+    is pooled), with the share of all of its lanes in each outcome."""
+    swept = [d for d in ("eta", "sigma2", "beta") if ds.sizes.get(d, 1) > 1]
+    lines = [f"{'variant':<14}{'method':<7}{'eps':>9}" + "".join(f"{d:>8}" for d in swept)
+             + f"  {'collapsed':>9}  {'non-coll.':>9}  {'undecided':>9}  {'failed':>6}  lanes"]
+    dims = ("variant", "method", "eps", *swept)
+    for values in itertools.product(*(ds[d].values for d in dims)):
+        at = dict(zip(dims, values))
+        o = ds["outcome"].sel(at).values
         share = {k: np.mean(o == k) for k in Outcome}
+        v, m, e = values[:3]
         lines.append(
-            f"{v:<14}{m:<7}{e:>9.3g}  {share[Outcome.COLLAPSED]:>9.1%}  "
+            f"{v:<14}{m:<7}{e:>9.3g}" + "".join(f"{x:>8.3g}" for x in values[3:])
+            + f"  {share[Outcome.COLLAPSED]:>9.1%}  "
             f"{share[Outcome.NON_COLLAPSED]:>9.1%}  {share[Outcome.UNDECIDED]:>9.1%}  "
             f"{share[Outcome.FAILED]:>6.1%}  {o.size}"
         )
