@@ -86,7 +86,7 @@ class IsoLossFamily(MatrixFamily):
         return model, hyper, State(W, None, W if variant.has_target else None)
 
     def extra_dims(self, name):
-        return ("mode",) if name in ("sv", "s") else ()
+        return ("mode",) if name in ("sv", "score", "s") else ()
 
     def read(self, config, ctx, method, model, variant, hyper, y, status, window):
         out = super().read(config, ctx, method, model, variant, hyper, y, status, window)
