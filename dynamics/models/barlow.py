@@ -18,7 +18,8 @@ that ``C`` is diagonal): with ``X = V diag(gamma) V^T`` and the aligned ``W = U 
 each mode ``u_k = gamma_k s_k^2`` (the k-th eigenvalue of ``C``) follows the logistic
 ``u' = 8 gamma u (1 - u)`` (weight decay ``eta``: ``u' = r u (1 - u/K)``,
 ``K = 1 - eta/(4 gamma)``, ``r = 8 gamma K``). From a small random start the modes are learnt
-one at a time, mode ``k`` at ``t_k = ln(1/u0_k - 1) / (8 gamma_k)``.
+one at a time, mode ``k`` at ``t_k = ln(1/u0_k - 1) / (8 gamma_k)`` (``u0_k``:
+:meth:`BarlowTwinsLinear.initial_modes`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,15 @@ class BarlowTwinsLinear(LinearViews):
         WV = W @ V
         gamma = jnp.einsum("ik,ij,jk->k", V, X, V)
         return gamma * jnp.sum(WV**2, axis=0)
+
+    def initial_modes(self, W0):
+        """``u0_k`` of a small random start, for :meth:`step_times`: ``gamma_k R_kk^2`` with
+        ``W0 V = Q R`` (QR, modes by decreasing ``gamma``). Mode ``k`` can only grow in the
+        output directions the modes learnt before it leave free, so its start is the part of
+        ``W0 v_k`` orthogonal to ``W0 v_1 .. W0 v_{k-1}`` (docs/theory.md, "Barlow Twins")."""
+        gamma, V = self.mode_gamma()
+        R = jnp.linalg.qr(W0 @ V, mode="r")
+        return gamma * jnp.diagonal(R) ** 2
 
     @staticmethod
     def eta_crit(gamma):
