@@ -32,12 +32,13 @@ from jax.flatten_util import ravel_pytree
 
 from dynamics.compat import duck_hook
 from dynamics.models.base import RULES, Model
-from dynamics.types import VARIANTS, Hyper, State, Variant
+from dynamics.types import VARIANTS, Hyper, SlotState, State, Variant, make_state
 
 __all__ = [
     "FlowSystem",
     "flat_field",
     "Hyper",
+    "SlotState",
     "State",
     "System",
     "VARIANTS",
@@ -89,12 +90,13 @@ def loss_gradients(model, variant: Variant, state: State, loss_fn: Callable | No
             extra slots ``state.aux`` passed last for a model that declares slots).
 
     Returns:
-        ``State(g_enc, g_pred, g_tgt, g_aux)``; ``g_tgt`` is ``None`` unless the variant is BYOL
+        ``State(g_enc, g_pred, g_tgt)`` (a :class:`~dynamics.types.SlotState` with ``g_aux``
+        when gradient-ruled extra slots exist); ``g_tgt`` is ``None`` unless the variant is BYOL
         without stop-gradient; ``g_aux`` holds the gradients of the extra slots whose rule is
         ``"gradient"`` (``None`` when there are none).
     """
     f = _loss_of(model, state, loss_fn, batch)
-    aux = state.aux
+    aux = getattr(state, "aux", None)
     gslots = _gradient_slots(model)
 
     def split(a_g):
@@ -106,16 +108,16 @@ def loss_gradients(model, variant: Variant, state: State, loss_fn: Callable | No
         g_enc, g_pred, g_aux = jax.grad(
             lambda e, p, ag: f(e, p, _target(variant, state), split(ag)), argnums=(0, 1, 2)
         )(state.enc, state.pred, a_g)
-        return State(g_enc, g_pred, None, g_aux or None)
+        return make_state(g_enc, g_pred, None, g_aux or None)
     if variant.target == "simsiam":
         g_enc, g_pred, g_aux = jax.grad(lambda e, p, ag: f(e, p, e, split(ag)), argnums=(0, 1, 2))(
             state.enc, state.pred, a_g
         )
-        return State(g_enc, g_pred, None, g_aux or None)
+        return make_state(g_enc, g_pred, None, g_aux or None)
     g_enc, g_pred, g_tgt, g_aux = jax.grad(
         lambda e, p, t, ag: f(e, p, t, split(ag)), argnums=(0, 1, 2, 3)
     )(state.enc, state.pred, state.tgt, a_g)
-    return State(g_enc, g_pred, g_tgt, g_aux or None)
+    return make_state(g_enc, g_pred, g_tgt, g_aux or None)
 
 
 def _tmap(f, *trees):
@@ -198,7 +200,7 @@ def vector_field(model, variant: Variant, hyper: Hyper, state: State) -> State:
         d_tgt = _tmap(lambda w, wa: hyper.beta * (w - wa), state.enc, state.tgt)
         if g.tgt is not None:
             d_tgt = _tmap(lambda d, g_: d - g_, d_tgt, g.tgt)
-    return State(d_enc, d_pred, d_tgt, _slot_updates(model, state, g, None, hyper))
+    return make_state(d_enc, d_pred, d_tgt, _slot_updates(model, state, g, None, hyper))
 
 
 def gd_step(model, variant: Variant, hyper: Hyper, state: State, lr, batch=None,
@@ -243,7 +245,7 @@ def gd_step(model, variant: Variant, hyper: Hyper, state: State, lr, batch=None,
     d_aux = _slot_updates(model, state, g, batch, hyper)
     if d_aux is not None:
         aux = {k: _tmap(lambda a, d: a + lr * d, state.aux[k], d_aux[k]) for k in d_aux}
-    return State(enc, pred, tgt, aux)
+    return make_state(enc, pred, tgt, aux)
 
 
 def jacobian_matrix(model, variant: Variant, hyper: Hyper, state: State):

@@ -47,17 +47,32 @@ def broadcast_scalar_leaves(tree, n: int):
 
 
 class State(NamedTuple):
-    """Parameters of a two-view model: encoder, predictor, (BYOL only) target, extra slots.
+    """Parameters of a two-view model: encoder, predictor and (BYOL only) target.
 
-    ``tgt`` is ``None`` for SimSiam, whose target is the encoder itself. ``aux`` is ``None``
-    unless the model declares extra state slots (a running statistic such as a centre or
-    BatchNorm moments, :attr:`dynamics.models.Model.slots`): then a dict ``{slot: array}``.
+    ``tgt`` is ``None`` for SimSiam, whose target is the encoder itself. A model that declares
+    extra state slots uses :class:`SlotState`.
     """
 
     enc: Any
     pred: Any
     tgt: Any = None
+
+
+class SlotState(NamedTuple):
+    """A :class:`State` with the extra slots of a model that declares them
+    (:attr:`dynamics.models.Model.slots`: a running statistic such as a centre or BatchNorm
+    moments): ``aux`` is a dict ``{slot: array}``. A separate type, so that a plain
+    :class:`State` stays a three-field tuple (``W, Wp, Wa = state`` keeps working)."""
+
+    enc: Any
+    pred: Any
+    tgt: Any = None
     aux: Any = None
+
+
+def make_state(enc, pred, tgt=None, aux=None):
+    """A :class:`State`, or a :class:`SlotState` when ``aux`` is given."""
+    return State(enc, pred, tgt) if aux is None else SlotState(enc, pred, tgt, aux)
 
 
 # --- where the stop-gradient acts -----------------------------------------------------------

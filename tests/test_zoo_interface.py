@@ -156,7 +156,7 @@ def test_trained_predictor_and_running_statistic_move_together():
     model, v = CenteredScalar(0.5), d.VARIANTS["simsiam"]
     h = d.Hyper(eps=0.1, eta_theta=0.05, eta_phi=0.02, beta=0.7)
     th, ph, m = 0.8, 0.3, 0.4
-    y = d.State(jnp.asarray(th), jnp.asarray(ph), None, {"m": jnp.asarray(m)})
+    y = d.SlotState(jnp.asarray(th), jnp.asarray(ph), None, {"m": jnp.asarray(m)})
     f = d.vector_field(model, v, h, y)
     a = 1.5  # hand-written oracle of the same loss (the centre is a constant shift: no gradient)
     np.testing.assert_allclose(f.enc, -(a * ph**2 * th - ph * th) - 0.05 * th, rtol=1e-14)

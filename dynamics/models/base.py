@@ -24,7 +24,7 @@ one declared rule, checked when the model class is defined and again when a stat
   DirectPred's running correlation);
 - ``tgt``: the variant's target rule (an EMA of the encoder, or a copy every ``k`` steps;
   :class:`~dynamics.types.Variant`);
-- extra slots (``State.aux``, a dict): :attr:`Model.slots` maps each name to ``"gradient"``
+- extra slots (``SlotState.aux``, a dict; :class:`~dynamics.types.SlotState`): :attr:`Model.slots` maps each name to ``"gradient"``
   (``d a/dt = -dL/d a``), ``"drift"`` (``d a/dt = slot_drift(...)[name]``: a running
   statistic, a centre, BatchNorm moments; an EMA with rate ``r`` is the drift
   ``r (value - a)``, whose Euler step is the EMA ``a <- m a + (1 - m) value``, ``m = 1 - r lr``)
@@ -67,7 +67,7 @@ class Model(abc.ABC):
 
     #: names of the ``enc``, ``pred`` and ``tgt`` parameters, for labels and datasets
     names: ClassVar[tuple[str, str, str]] = ("enc", "pred", "tgt")
-    #: extra state slots (``State.aux``) and their update rules, e.g. ``{"center": "drift"}``
+    #: extra state slots (``SlotState.aux``) and their update rules, e.g. ``{"center": "drift"}``
     slots: ClassVar[dict[str, str]] = {}
     #: the model's name in tables (default: the class name)
     label: ClassVar[str | None] = None
@@ -130,7 +130,7 @@ class Model(abc.ABC):
                 f"{type(self).__name__} declares the extra slots "
                 f"{sorted(want) or 'none'}; the state's aux holds "
                 f"{sorted(have) if isinstance(aux, (dict, type(None))) else type(aux).__name__}"
-                " (give State(..., aux={slot: array}))")
+                " (give SlotState(enc, pred, tgt, {slot: array}))")
 
     # --- hooks with defaults --------------------------------------------------------------
 

@@ -14,9 +14,9 @@ A family contributes only what is particular to its model:
 - its defaults, memory plan, summary table and figures.
 
 Families are found, not listed by hand (:func:`discover`): every module of the
-``dynamics.sweep`` package (the package's own ones first, in :data:`FIRST_MODULES` order, then
-the others by name) and every object of the entry-point group :data:`ENTRY_POINT_GROUP`, so
-that another installed package can add models::
+``dynamics.sweep`` package and every object of the entry-point group
+:data:`ENTRY_POINT_GROUP`, so that another installed package can add models (``--model`` lists
+them by :attr:`Family.order`, then as found)::
 
     [project.entry-points."dynamics.families"]
     mymodel = "mypackage.sweep_family"        # a module that registers, or a Family subclass
@@ -66,9 +66,6 @@ def register(cls):
 
 #: the entry-point group through which other packages add families
 ENTRY_POINT_GROUP = "dynamics.families"
-#: the package's family modules, imported first and in this order (so ``--model`` lists
-#: scalar, linear, permode, isoloss first); other modules follow by name
-FIRST_MODULES = ("scalar", "matrix", "isoloss")
 #: modules of the package that are the sweep machinery, not families
 NOT_FAMILIES = ("__main__", "config", "core", "family", "provenance")
 
@@ -82,11 +79,10 @@ def discover(package: str = "dynamics.sweep") -> dict[str, "Family"]:
     extension does not take the others down.
     """
     pkg = importlib.import_module(package)
-    found = [m.name for m in pkgutil.iter_modules(pkg.__path__)]
-    rest = sorted(m for m in found if m not in FIRST_MODULES and m not in NOT_FAMILIES
-                  and not m.startswith("_"))
-    for name in [m for m in FIRST_MODULES if m in found] + rest:
-        importlib.import_module(f"{package}.{name}")
+    found = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+    for name in found:
+        if name not in NOT_FAMILIES and not name.startswith("_"):
+            importlib.import_module(f"{package}.{name}")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
@@ -97,6 +93,10 @@ def discover(package: str = "dynamics.sweep") -> dict[str, "Family"]:
         if isinstance(obj, type) and issubclass(obj, Family) and not isinstance(
                 FAMILIES.get(obj.name), obj):
             register(obj)
+    # the listing order: by each family's ``order``, then by when it was registered
+    ordered = sorted(FAMILIES.items(), key=lambda kv: kv[1].order)
+    FAMILIES.clear()
+    FAMILIES.update(ordered)
     return FAMILIES
 
 
@@ -119,6 +119,8 @@ class Family(abc.ABC):
 
     #: the ``--model`` name
     name: ClassVar[str]
+    #: where ``--model`` lists the family (lower first; ties keep the order they were found in)
+    order: ClassVar[int] = 100
     #: one paragraph for ``--help``
     description: ClassVar[str]
     #: frozen dataclass of the family's own settings (fields made with

@@ -44,6 +44,7 @@ class IsoLossOptions:
 
 @register
 class IsoLossFamily(MatrixFamily):
+    order = 3
     name = "isoloss"
     description = (
         "Sweep linear SimSiam with the predictor (W W^T)^alpha under IsoLoss or the Euclidean "

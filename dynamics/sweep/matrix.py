@@ -323,6 +323,7 @@ class _DataFamily(MatrixFamily):
 
 @register
 class LinearFamily(_DataFamily):
+    order = 1
     name = "linear"
     description = (
         "Sweep linear SimSiam/BYOL over hyperparameters and random initial states; report per "
@@ -361,6 +362,7 @@ class LinearFamily(_DataFamily):
 
 @register
 class PerModeFamily(_DataFamily):
+    order = 2
     name = "permode"
     description = (
         "Sweep the per-mode reduction of linear SimSiam/BYOL (n1 decoupled scalar modes with "
