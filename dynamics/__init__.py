@@ -31,7 +31,7 @@ from dynamics.flow import (  # noqa: E402
     vector_field,
 )
 from dynamics.models import LinearSiamese, Model, PerModeSiamese, ScalarSiamese  # noqa: E402
-from dynamics.types import VARIANTS, Hyper, Outcome, State, Status, Variant  # noqa: E402
+from dynamics.types import VARIANTS, Hyper, Outcome, SlotState, State, Status, Variant  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "Model",
     "Outcome",
     "Status",
+    "SlotState",
     "State",
     "Variant",
     "VARIANTS",

@@ -10,8 +10,9 @@ Rule (applied per lane to the final state ``y_T`` of a run):
    collapsed (rule 3) or every eigenvalue of the autodiff Jacobian at ``y_T`` has real part
    ``<= jtol``. A lane parked on the stable manifold of a saddle (the basin boundary) stays
    undecided instead of being given a label by accident.
-3. *collapsed*: decided and the encoder's size ``model.encoder_norm(enc) <= collapse_tol``
-   (``|theta|`` for the scalar model).
+3. *collapsed*: decided and every per-mode score of the model's collapse measure
+   (:meth:`dynamics.models.Model.collapse_measure`; by default the encoder's singular values,
+   ``|theta|`` for the scalar model) is ``<= collapse_tol``.
 
 ``outcome`` combines them (``OUTCOME_NAMES``): 0 non-collapsed, 1 collapsed, 2 undecided
 (including runs that hit ``max_steps``), 3 failed (a non-finite number appeared).
@@ -19,7 +20,8 @@ Rule (applied per lane to the final state ``y_T`` of a run):
 SGD iterates never come to rest: they fluctuate about a fixed point (and are biased away from
 it by O(lr)), so no gradient tolerance can be met there. :func:`classify_window` judges an SGD
 lane by the statistics of its last snapshots instead (the *trailing window*, states
-``y_1 .. y_W`` at equally spaced steps; ``n_k = encoder_norm`` of each):
+``y_1 .. y_W`` at equally spaced steps; ``n_k`` the largest collapse score of each, ``|theta|``
+for the scalar model):
 
 1. *collapsed*: the window mean of ``n_k`` is ``<= collapse_tol``. The collapsed state is
    absorbing (every encoder gradient is proportional to the encoder), so a collapsed lane's
@@ -45,6 +47,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from dynamics.flow import jacobian_matrix, vector_field
+from dynamics.models.base import Model
 from dynamics.solve import STATUS_NONFINITE, STATUS_OK, broadcast_lanes, n_lanes
 from dynamics.types import Outcome
 
@@ -67,6 +70,14 @@ def _residual_and_spectrum(model, variant, hyper, y):
     f = ravel_pytree(vector_field(model, variant, unit, y))[0]
     lam_max = jnp.max(jnp.linalg.eigvals(jacobian_matrix(model, variant, hyper, y)).real)
     return jnp.max(jnp.abs(f)), lam_max
+
+
+def collapse_score(model, enc):
+    """The largest per-mode collapse score of ``enc``
+    (:meth:`~dynamics.models.Model.collapse_measure`); a model that does not subclass the interface is judged by its ``encoder_norm``."""
+    if isinstance(model, Model):
+        return jnp.max(model.collapse_measure(enc))
+    return jnp.max(jnp.atleast_1d(model.encoder_norm(enc)))
 
 
 def _outcome(failed, decided, collapsed):
@@ -93,7 +104,7 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
 
     Keys: ``converged``, ``decided``, ``collapsed`` (bools), ``outcome`` (int8, index into
     ``OUTCOME_NAMES``), ``fnorm`` (max |g|, the residual of rule 1), ``lam_max`` (largest real part of the Jacobian's
-    eigenvalues), ``enc_norm``.
+    eigenvalues), ``enc_norm`` (``model.encoder_norm``, reported beside the collapse measure).
     """
     finite = jnp.all(jnp.isfinite(ravel_pytree(y)[0]))
     y_safe = jax.tree_util.tree_map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), y)
@@ -101,7 +112,7 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
     enc_norm = jnp.max(jnp.atleast_1d(model.encoder_norm(y_safe.enc)))
     ok = (status == STATUS_OK) & finite
     converged = ok & (fnorm <= criterion.ftol)
-    small = enc_norm <= criterion.collapse_tol
+    small = collapse_score(model, y_safe.enc) <= criterion.collapse_tol
     decided = converged & (small | (lam_max <= criterion.jtol))
     collapsed = decided & small
     failed = (status == STATUS_NONFINITE) | ~finite
@@ -142,7 +153,7 @@ def classify_window(model, variant, hyper, ys, status, criterion: WindowCriterio
     flat = jax.vmap(lambda y: ravel_pytree(y)[0])(ys)
     finite = jnp.all(jnp.isfinite(flat))
     ys = jax.tree_util.tree_map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), ys)
-    norms = jax.vmap(lambda e: jnp.max(jnp.atleast_1d(model.encoder_norm(e))))(ys.enc)
+    norms = jax.vmap(lambda e: collapse_score(model, e))(ys.enc)
     w = norms.shape[0]
     k = jnp.arange(w) - (w - 1) / 2.0
     mean = jnp.mean(norms)

@@ -49,12 +49,30 @@ def broadcast_scalar_leaves(tree, n: int):
 class State(NamedTuple):
     """Parameters of a two-view model: encoder, predictor and (BYOL only) target.
 
-    ``tgt`` is ``None`` for SimSiam, whose target is the encoder itself.
+    ``tgt`` is ``None`` for SimSiam, whose target is the encoder itself. A model that declares
+    extra state slots uses :class:`SlotState`.
     """
 
     enc: Any
     pred: Any
     tgt: Any = None
+
+
+class SlotState(NamedTuple):
+    """A :class:`State` with the extra slots of a model that declares them
+    (:attr:`dynamics.models.Model.slots`: a running statistic such as a centre or BatchNorm
+    moments): ``aux`` is a dict ``{slot: array}``. A separate type, so that a plain
+    :class:`State` stays a three-field tuple (``W, Wp, Wa = state`` keeps working)."""
+
+    enc: Any
+    pred: Any
+    tgt: Any = None
+    aux: Any = None
+
+
+def make_state(enc, pred, tgt=None, aux=None):
+    """A :class:`State`, or a :class:`SlotState` when ``aux`` is given."""
+    return State(enc, pred, tgt) if aux is None else SlotState(enc, pred, tgt, aux)
 
 
 # --- where the stop-gradient acts -----------------------------------------------------------
@@ -70,18 +88,47 @@ class Variant:
             published). ``False`` lets the gradient flow through the target branch: for SimSiam
             into the encoder, for BYOL into the target parameters (which also keep their EMA
             drift).
+        copy_every: ``0`` (the default): BYOL's target is an EMA of the encoder. ``k >= 1``:
+            the target is a copy of the encoder, refreshed after every ``k``-th discrete step
+            (discrete methods only; ``k = 1`` is SimSiam's update).
+        label: the name in tables and datasets (a model family's own, e.g. ``"barlow"`` for
+            a symmetric loss run with gradients through both branches); not part of equality,
+            so it never changes what is computed or compiled.
     """
 
     target: str = "simsiam"
     stop_grad: bool = True
+    copy_every: int = 0
+    label: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if self.target not in ("simsiam", "byol"):
             raise ValueError(f"unknown target {self.target!r}: expected 'simsiam' or 'byol'")
+        k = self.copy_every
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"copy_every must be an integer >= 0, got {k!r}")
+        if k and self.target != "byol":
+            raise ValueError(f"copy_every={k} needs a target of its own (target='byol'), "
+                             f"got target={self.target!r}")
 
     @property
     def name(self) -> str:
-        return self.target + ("" if self.stop_grad else "-nosg")
+        """The label this variant goes by in tables and datasets: ``label`` when given, else
+        ``simsiam``, ``simsiam-nosg``, ``byol``, ``byol-nosg`` (``-copyK`` for a copied
+        target)."""
+        if self.label is not None:
+            return self.label
+        return (self.target + ("" if self.stop_grad else "-nosg")
+                + (f"-copy{self.copy_every}" if self.copy_every else ""))
+
+    @property
+    def target_rule(self) -> str:
+        """``"ema"`` (``d tgt/dt = beta (enc - tgt)``, the default) or ``"copy"`` (the target
+        is set to the encoder every ``copy_every`` discrete steps, the EM view of SimSiam of
+        Chen & He 2021); ``"none"`` without a target of its own."""
+        if not self.has_target:
+            return "none"
+        return "copy" if self.copy_every else "ema"
 
     @property
     def has_target(self) -> bool:
@@ -103,6 +150,7 @@ VARIANTS = {
         Variant("byol", False),
     )
 }
+
 
 
 # --- time scales and decays -----------------------------------------------------------------

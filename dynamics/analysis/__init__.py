@@ -24,6 +24,7 @@ from dynamics.analysis.alignment import (
     theorem3_K,
 )
 from dynamics.analysis.collapse_metrics import (
+    collapse_scores,
     collapse_summary,
     collapsed_fraction,
     effective_rank,
@@ -71,6 +72,7 @@ __all__ = [
     "alignment_summary",
     "bifurcation_diagram",
     "as_system",
+    "collapse_scores",
     "collapse_summary",
     "collapsed_fraction",
     "commutator_norm",

@@ -46,6 +46,15 @@ def encoder_singular_values(model, enc):
     return singular_values(enc, "scalar") if hook is None else hook(enc)
 
 
+def collapse_scores(model, enc):
+    """Per-mode collapse scores of a model's encoder
+    (:meth:`dynamics.models.Model.collapse_measure`; the default is the singular values): a mode is collapsed when its score is below the
+    threshold."""
+    if isinstance(model, Model):
+        return model.collapse_measure(enc)
+    return encoder_singular_values(model, enc)
+
+
 def effective_rank(sv, eps: float = 1e-12):
     """Entropy effective rank ``exp(H(p))``, ``p_j = s_j / sum s`` (Roy & Vetterli 2007).
 
@@ -86,16 +95,19 @@ def frobenius_norm(sv):
 
 
 @jax.jit
-def collapse_summary(sv, tol: float = 1e-3, relative_to=None) -> dict:
+def collapse_summary(sv, tol: float = 1e-3, relative_to=None, scores=None) -> dict:
     """All measures at once, as a dict of arrays with the batch shape of ``sv``.
 
     ``effective_rank`` counts only the modes that are not collapsed (0 when all are; the
     entropy rank alone is scale-invariant and would call a uniformly shrunk ``W`` full rank);
-    ``effective_rank_raw`` is the entropy rank of all singular values.
+    ``effective_rank_raw`` is the entropy rank of all singular values. ``scores``: the
+    model's per-mode collapse scores (:func:`collapse_scores`), which decide which modes are
+    collapsed; default the singular values themselves.
     """
     sv = jnp.asarray(sv)
+    scores = sv if scores is None else jnp.asarray(scores)
     thr = tol if relative_to is None else tol * jnp.asarray(relative_to)[..., None]
-    live = jnp.where(sv < thr, 0.0, sv)
+    live = jnp.where(scores < thr, 0.0, sv)
     return dict(
         norm=frobenius_norm(sv),
         sigma_max=jnp.max(sv, axis=-1),
@@ -103,6 +115,6 @@ def collapse_summary(sv, tol: float = 1e-3, relative_to=None) -> dict:
         effective_rank=effective_rank(live),
         effective_rank_raw=effective_rank(sv),
         participation_ratio=participation_ratio(sv),
-        n_collapsed=n_collapsed(sv, tol, relative_to),
-        collapsed_fraction=collapsed_fraction(sv, tol, relative_to),
+        n_collapsed=n_collapsed(scores, tol, relative_to),
+        collapsed_fraction=collapsed_fraction(scores, tol, relative_to),
     )

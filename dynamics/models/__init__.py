@@ -1,10 +1,11 @@
 """The toy systems, each defined by its loss through the :class:`Model` interface
 (see :mod:`dynamics.models.base`)."""
 
+from dynamics.models.barlow import BarlowTwinsLinear
 from dynamics.models.base import Model
 from dynamics.models.isoloss import IsoLossLinear
 from dynamics.models.linear import LinearSiamese
 from dynamics.models.permode import PerModeSiamese
 from dynamics.models.scalar import ScalarSiamese
 
-__all__ = ["IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
+__all__ = ["BarlowTwinsLinear", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]

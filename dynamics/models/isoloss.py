@@ -36,6 +36,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from dynamics.models.base import per_lane
 from dynamics.models.linear import LinearViews
 
 KINDS = ("iso", "euclidean")
@@ -63,8 +64,8 @@ class IsoLossLinear(LinearViews):
         kind: ``"iso"`` or ``"euclidean"`` (static).
     """
 
-    X: jax.Array
-    Xp: jax.Array
+    X: jax.Array = per_lane(2)
+    Xp: jax.Array = per_lane(2)
     alpha: float = 1.0
     kind: str = dataclasses.field(default="iso", metadata=dict(static=True))
 
@@ -84,16 +85,6 @@ class IsoLossLinear(LinearViews):
             raise ValueError(f"sigma2 must be >= 0, got {sigma2}")
         eye = jnp.eye(n1)
         return cls(eye, sigma2 * eye, alpha, kind)
-
-    def lane_broadcast(self, n: int) -> "IsoLossLinear":
-        """A lane axis of length ``n`` on ``X``, ``Xp`` (2-d) and ``alpha`` (0-d)."""
-
-        def lanes(m, ndim):
-            m = jnp.asarray(m)
-            return jnp.broadcast_to(m, (n,) + m.shape) if m.ndim == ndim else m
-
-        return dataclasses.replace(self, X=lanes(self.X, 2), Xp=lanes(self.Xp, 2),
-                                   alpha=lanes(self.alpha, 0))
 
     @property
     def a(self):

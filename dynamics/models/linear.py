@@ -49,7 +49,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from dynamics.models.base import Model
+from dynamics.models.base import Model, per_lane
 from dynamics.models.permode import mode_eta_crit
 from dynamics.types import State, Variant
 
@@ -127,11 +127,12 @@ class LinearSiamese(LinearViews):
         eps_dp: DirectPred's regulariser ``eps`` (static).
 
     Both matrices are pytree leaves. The batched solvers share 2-d ``X``, ``Xp`` across lanes
-    (:meth:`lane_broadcast`); give them shape ``(lanes, n1, n1)`` to vary them per lane.
+    (their lane rank is 2, :func:`~dynamics.models.base.per_lane`); give them shape
+    ``(lanes, n1, n1)`` to vary them per lane.
     """
 
-    X: jax.Array
-    Xp: jax.Array
+    X: jax.Array = per_lane(2)
+    Xp: jax.Array = per_lane(2)
     predictor: str = dataclasses.field(default="trained", metadata=dict(static=True))
     eps_dp: float = dataclasses.field(default=0.0, metadata=dict(static=True))
 
@@ -155,16 +156,6 @@ class LinearSiamese(LinearViews):
         if shapes[0][-1] != shapes[1][-1]:
             raise ValueError(f"X and Xp differ in size: {tuple(shapes[0])} vs {tuple(shapes[1])}")
 
-    def lane_broadcast(self, n: int) -> "LinearSiamese":
-        """This model with a leading lane axis of length ``n`` on ``X`` and ``Xp`` (left alone
-        when they already carry one); used by the batched solvers."""
-
-        def lanes(m):
-            m = jnp.asarray(m)
-            return jnp.broadcast_to(m, (n,) + m.shape) if m.ndim == 2 else m
-
-        return dataclasses.replace(self, X=lanes(self.X), Xp=lanes(self.Xp))
-
     @classmethod
     def isotropic(cls, n1: int, sigma2: float = 0.5, **kw) -> "LinearSiamese":
         """``X = I``, ``X' = sigma2 I`` (the setting of Tian et al.'s Theorem 3)."""
@@ -176,6 +167,12 @@ class LinearSiamese(LinearViews):
     @property
     def trains_predictor(self) -> bool:
         return self.predictor in ("trained", "symmetric")
+
+    @property
+    def pred_rule(self) -> str:
+        if self.predictor.startswith("directpred"):
+            return "drift"
+        return super().pred_rule
 
     # --- the predictor actually applied --------------------------------------------------
 
@@ -212,11 +209,11 @@ class LinearSiamese(LinearViews):
         tgt = state.tgt if variant.has_target else state.enc
         return self.predictor_matrix(state.enc, state.pred, tgt)
 
-    def predictor_drift(self, W, pred, tgt, batch=None):
+    def predictor_drift(self, W, pred, tgt, batch=None, hyper=None):
         """DirectPred's relaxation ``E[f f^T] - Fhat`` (``None`` for the other modes).
 
-        :mod:`dynamics.flow` moves ``pred`` by ``drift / eps`` instead of its gradient when a
-        model returns a drift here.
+        :mod:`dynamics.flow` moves ``pred`` by ``drift / eps`` instead of its gradient
+        (:attr:`pred_rule` is ``"drift"`` for the DirectPred modes).
         """
         if not self.predictor.startswith("directpred"):
             return None

@@ -23,7 +23,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from dynamics.models.base import Model
+from dynamics.models.base import Model, per_lane
 from dynamics.models.scalar import FixedPoints, saddle_node_eta, saddle_node_fixed_points
 from dynamics.types import State
 
@@ -45,8 +45,8 @@ class PerModeSiamese(Model):
         predictor: ``"trained"`` or ``"none"`` (every ``phi_j`` fixed, usually at 1).
     """
 
-    d: jax.Array
-    dp: jax.Array
+    d: jax.Array = per_lane(1)
+    dp: jax.Array = per_lane(1)
     predictor: str = dataclasses.field(default="trained", metadata=dict(static=True))
 
     names = ("theta", "phi", "theta_a")
@@ -56,15 +56,6 @@ class PerModeSiamese(Model):
             raise ValueError(
                 f"unknown predictor {self.predictor!r}: expected 'trained' or 'none'"
             )
-
-    def lane_broadcast(self, n: int) -> "PerModeSiamese":
-        """This model with a leading lane axis on ``d`` and ``dp`` (kept if already there)."""
-
-        def lanes(v):
-            v = jnp.asarray(v)
-            return jnp.broadcast_to(v, (n,) + v.shape) if v.ndim == 1 else v
-
-        return dataclasses.replace(self, d=lanes(self.d), dp=lanes(self.dp))
 
     @classmethod
     def isotropic(cls, n: int, sigma2: float = 0.5, **kw) -> "PerModeSiamese":
@@ -131,7 +122,7 @@ class PerModeSiamese(Model):
 
 def to_pst(state: State):
     """``(p, s, tau) = (phi, theta^2, theta_a/theta)``; SimSiam has ``tau = 1``."""
-    theta, phi, tgt = state
+    theta, phi, tgt = state.enc, state.pred, state.tgt
     tau = jnp.ones_like(theta) if tgt is None else tgt / theta
     return phi, theta**2, tau
 
@@ -152,7 +143,7 @@ def embed(model: PerModeSiamese, state: State, U, V):
         ``(X, Xp, State(W, Wp, Wa))`` with ``W = U diag(theta) V^T`` etc. Directions of
         ``R^{n1}`` outside ``V`` get zero data and augmentation variance.
     """
-    theta, phi, tgt = state
+    theta, phi, tgt = state.enc, state.pred, state.tgt
     X = (V * model.d) @ V.T
     Xp = (V * model.dp) @ V.T
     W = (U * theta) @ V.T

@@ -51,7 +51,7 @@ def run_discrete(
 
     def step(y, k):
         batch = None if batch_size is None else model.sample(jax.random.fold_in(key, k), batch_size)
-        return gd_step(model, variant, hyper, y, lr, batch), None
+        return gd_step(model, variant, hyper, y, lr, batch, step=k), None
 
     def block(y, j):
         ks = j * save_every + jnp.arange(save_every)

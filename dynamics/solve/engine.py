@@ -281,7 +281,7 @@ def _discrete_program(lane_leaves, shared_leaves, y0, lr, keys, *, spec, variant
     def lane_step(lane, y, l, key, k):
         m, h = spec.merge(lane, shared_leaves)
         batch = None if batch_size is None else m.sample(jax.random.fold_in(key, k), batch_size)
-        return gd_step(m, variant, h, y, l, batch)
+        return gd_step(m, variant, h, y, l, batch, step=k)
 
     step = jax.vmap(lane_step, in_axes=(0, 0, 0, 0, None))
 

@@ -114,10 +114,7 @@ class LaneSplit:
 
 def _shared_flags(tree, leaves, n: int):
     """Which leaves :func:`broadcast_lanes` would broadcast (those gain a dimension)."""
-    default = isinstance(tree, Hyper) or (
-        isinstance(tree, Model) and type(tree).lane_broadcast is Model.lane_broadcast
-    )
-    if default:  # the rule of broadcast_scalar_leaves, read off without building arrays
+    if isinstance(tree, Hyper):  # the rule of broadcast_scalar_leaves, read off without building arrays
         return [np.ndim(x) == 0 for x in leaves]
     wide = jax.tree_util.tree_leaves(broadcast_lanes(tree, n))
     return [np.ndim(w) > np.ndim(x) for x, w in zip(leaves, wide)]

@@ -15,13 +15,15 @@ From Python::
     ds = run(SweepConfig(eps=(1.0, 0.01), variant=("simsiam",)))
     ds["collapsed"].mean(("phi0", "theta0"))
 
-From the shell: ``python -m dynamics.sweep --model scalar|linear|permode|isoloss ...`` (see
-``--help``); it writes the Dataset and its figures into ``--out`` as one complete-or-absent set.
+From the shell: ``python -m dynamics.sweep --model scalar|linear|permode|isoloss|barlow ...``
+(see ``--help``); it writes the Dataset and its figures into ``--out`` as one complete-or-absent set.
 
 Modules: :mod:`~dynamics.sweep.config` (the frozen config), :mod:`~dynamics.sweep.core` (the
 loop), :mod:`~dynamics.sweep.family` (what a family gives, and the registry),
 :mod:`~dynamics.sweep.provenance`; the families :mod:`~dynamics.sweep.scalar`,
-:mod:`~dynamics.sweep.matrix` (``linear``, ``permode``), :mod:`~dynamics.sweep.isoloss`.
+:mod:`~dynamics.sweep.matrix` (``linear``, ``permode``), :mod:`~dynamics.sweep.isoloss`,
+:mod:`~dynamics.sweep.barlow`, found by :func:`discover` (and any other package's, through the
+entry-point group ``dynamics.families``).
 """
 
 from __future__ import annotations
@@ -30,18 +32,20 @@ import importlib
 
 from dynamics.compat import moved
 from dynamics.solve.policy import flow_solver
-# each family module registers itself; this order is the order --model lists them in
-from dynamics.sweep import scalar  # noqa: I001
-from dynamics.sweep import matrix  # noqa: F401
-from dynamics.sweep import isoloss  # noqa: F401
+from dynamics.sweep import scalar
 from dynamics.sweep.config import METHODS, SweepConfig, option
 from dynamics.sweep.core import SEGMENTS, SGD_WINDOW, axes, plan, run, segments
-from dynamics.sweep.family import FAMILIES, Family, family, register
+from dynamics.sweep.family import ENTRY_POINT_GROUP, FAMILIES, Family, discover, family, register
 from dynamics.sweep.provenance import git_revision, provenance
 from dynamics.sweep.scalar import DEFAULTS, PERCENT_NOTE, T1_DEFAULT, basin_title, summarize
 
+# every family module of this package registers itself, and so do the entry points of the
+# group "dynamics.families" (other packages' models): nothing here lists them by hand
+discover(__name__)
+
 __all__ = [
     "DEFAULTS",
+    "ENTRY_POINT_GROUP",
     "FAMILIES",
     "METHODS",
     "PERCENT_NOTE",
@@ -53,6 +57,7 @@ __all__ = [
     "axes",
     "basin_title",
     "build_parser",
+    "discover",
     "family",
     "git_revision",
     "main",

@@ -36,7 +36,7 @@ from dynamics.runtime import enable_compilation_cache, split_cpu_cores
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.core import plan, run
 from dynamics.sweep.family import FAMILIES, family
-from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED
+from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
 
 PROG = "python -m dynamics.sweep"
 #: what one PNG figure may take on disk (checked before any work)
@@ -80,10 +80,14 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
     g = p.add_argument_group("swept parameters (each takes one or more values)")
     for name, kind in (("eps", dict(positive=True)), ("eta", dict(nonneg=True)),
                        ("sigma2", dict(nonneg=True)), ("beta", dict(positive=True))):
+        if name in fam.ignores:  # a flag the family does not read is not offered
+            continue
         g.add_argument(f"--{name}", nargs="+", type=number(name, **kind), default=list(d[name]),
                        help=helps(name))
-    g.add_argument("--variant", nargs="+", type=variant, default=list(d["variant"]),
-                   help=helps("variant"))
+    g.add_argument("--variant", nargs="+", default=list(d["variant"]),
+                   type=variant if fam.variants is VARIANTS else _variant_of(fam),
+                   help=helps("variant") if fam.variants is VARIANTS or "variant" in fam.help
+                   else ", ".join(fam.variants))
     g.add_argument("--method", nargs="+", type=method, default=list(d["method"]),
                    help=helps("method"))
 
@@ -92,8 +96,9 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
         _add_option(g, f)
 
     g = p.add_argument_group("dynamics and integration")
-    g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
-                   help=helps("convention"))
+    if "convention" not in fam.ignores:
+        g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
+                       help=helps("convention"))
     g.add_argument("--t1", type=number("t1", positive=True), default=d["t1"], help=helps("t1"))
     g.add_argument("--lr", type=number("lr", positive=True), default=d["lr"], help=helps("lr"))
     g.add_argument("--batch", type=number("batch", positive=True, integer=True),
@@ -135,6 +140,18 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
     return p
 
 
+def _variant_of(fam):
+    """An argparse ``type`` for a variant label of ``fam`` (:attr:`Family.variants`)."""
+
+    def check(text):
+        if text not in fam.variants:
+            raise argparse.ArgumentTypeError(
+                f"unknown variant {text!r} (choose from {', '.join(fam.variants)})")
+        return text
+
+    return check
+
+
 def _add_option(group, f) -> None:
     """One flag for the options field ``f``, from its :func:`~dynamics.sweep.option` metadata."""
     meta = f.metadata
@@ -165,13 +182,20 @@ def config_from_args(args, argv=None) -> SweepConfig:
     argv = sys.argv[1:] if argv is None else argv
     return SweepConfig(
         model=args.model, variant=tuple(args.variant), method=tuple(args.method),
-        eps=tuple(args.eps), eta=tuple(args.eta), sigma2=tuple(args.sigma2),
-        beta=tuple(args.beta), convention=args.convention, t1=args.t1, lr=args.lr,
+        eps=_given(args, "eps"), eta=tuple(args.eta), sigma2=tuple(args.sigma2),
+        beta=_given(args, "beta"), convention=getattr(args, "convention", None), t1=args.t1,
+        lr=args.lr,
         batch=args.batch, seed=args.seed, rtol=args.rtol, atol=args.atol, solver=args.solver,
         integrator=ENGINES.get(args.engine, "auto"), max_steps=args.max_steps, chunk=args.chunk,
         collapse_tol=args.collapse_tol, options=fam.Options(**opts),
         command=" ".join([PROG, *argv]),
     )
+
+
+def _given(args, name):
+    """A swept flag's values, or ``None`` (the family's default) where it is not offered."""
+    v = getattr(args, name, None)
+    return None if v is None else tuple(v)
 
 
 def _model_asked(argv) -> str:

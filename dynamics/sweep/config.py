@@ -21,7 +21,7 @@ from typing import Any
 
 from dynamics.solve.batch import SOLVE_METHODS
 from dynamics.sweep.family import DIFFRAX_ONLY, ENGINE_ONLY, family
-from dynamics.types import CONVENTIONS, MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
+from dynamics.types import CONVENTIONS, MAX_DISCRETE_STEPS, MAX_SEED
 
 #: the dynamics a sweep can run: gradient flow, GD on the expected loss, SGD on sampled views
 METHODS = SOLVE_METHODS
@@ -102,8 +102,12 @@ class SweepConfig:
 
     Attributes:
         model: the family (:data:`dynamics.sweep.FAMILIES`): ``scalar``, ``linear``,
-            ``permode``, ``isoloss``.
+            ``permode``, ``isoloss``, ``barlow``, or any family :func:`~dynamics.sweep.discover`
+            finds.
         variant, method, eps, eta, sigma2, beta: the swept lists (tuples; lists are taken).
+            ``variant`` names the family's variants (:attr:`~dynamics.sweep.Family.variants`);
+            a setting the family ignores (:attr:`~dynamics.sweep.Family.ignores`) must keep its
+            default.
         convention: where the weight decay sits (``loss`` or ``tian``, docs/theory.md 1).
         t1: integration time; ``None`` takes the family's per-method default.
         lr, batch: gd/sgd step size in ODE time and sgd minibatch size.
@@ -168,8 +172,13 @@ class SweepConfig:
             if len(set(vals)) != len(vals):
                 raise ValueError(f"--{name} lists a value twice: {' '.join(map(str, vals))}")
         for v in self.variant:
-            if v not in VARIANTS:
-                raise ValueError(f"unknown variant {v!r} (choose from {', '.join(VARIANTS)})")
+            if v not in fam.variants:
+                raise ValueError(f"unknown variant {v!r} for --model {self.model} "
+                                 f"(choose from {', '.join(fam.variants)})")
+        for name in fam.ignores:
+            if getattr(self, name) != fam.defaults[name]:
+                raise ValueError(f"--model {self.model} does not use {name} "
+                                 f"(got {getattr(self, name)!r})")
         for m in self.method:
             if m not in METHODS:
                 raise ValueError(f"unknown method {m!r} (choose from {', '.join(METHODS)})")

@@ -31,7 +31,7 @@ from dynamics.solve.lanes import n_lanes
 from dynamics.solve.policy import flow_solver
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.provenance import provenance
-from dynamics.types import VARIANTS, Status
+from dynamics.types import Status
 
 #: the shared axes, outermost first; a family's lane axes follow
 SHARED_AXES = ("variant", "method", "eps", "eta", "sigma2", "beta")
@@ -100,7 +100,7 @@ def run(config: SweepConfig, progress=None, plan_=None) -> xr.Dataset:
     results: dict[str, np.ndarray] = {}
     solvers: dict[float, str] = {}
     for iv, v_name in enumerate(config.variant):
-        variant = VARIANTS[v_name]
+        variant = fam.variants[v_name]
         for im, method in enumerate(config.method):
             chunk = min(pl["chunk"][method], n_inner)
             for ie, eps in enumerate(config.eps):

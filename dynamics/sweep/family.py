@@ -13,17 +13,32 @@ A family contributes only what is particular to its model:
   Dataset holds (:meth:`Family.finish`);
 - its defaults, memory plan, summary table and figures.
 
-Register a family with :func:`register`; ``python -m dynamics.sweep --model NAME`` then offers
-it, with its options as flags (read from its :attr:`Family.Options` dataclass).
+Families are found, not listed by hand (:func:`discover`): every module of the
+``dynamics.sweep`` package and every object of the entry-point group
+:data:`ENTRY_POINT_GROUP`, so that another installed package can add models (``--model`` lists
+them by :attr:`Family.order`, then as found)::
+
+    [project.entry-points."dynamics.families"]
+    mymodel = "mypackage.sweep_family"        # a module that registers, or a Family subclass
+
+A family module decorates its :class:`Family` subclass with :func:`register`;
+``python -m dynamics.sweep --model NAME`` then offers it, with its options as flags (read from
+its :attr:`Family.Options` dataclass), its own variant labels (:attr:`Family.variants`) and
+without the shared flags it does not read (:attr:`Family.ignores`).
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
+import pkgutil
+import warnings
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from dynamics.solve.diffrax_flow import SOLVERS
 from dynamics.solve.policy import ENGINE_METHODS
+from dynamics.types import VARIANTS
 
 #: every flow solver a sweep accepts (``auto`` applies the stiffness policy)
 SOLVER_CHOICES = tuple(dict.fromkeys(ENGINE_METHODS + tuple(SOLVERS)))
@@ -49,8 +64,49 @@ def register(cls):
     return cls
 
 
+#: the entry-point group through which other packages add families
+ENTRY_POINT_GROUP = "dynamics.families"
+#: modules of the package that are the sweep machinery, not families
+NOT_FAMILIES = ("__main__", "config", "core", "family", "provenance")
+
+
+def discover(package: str = "dynamics.sweep") -> dict[str, "Family"]:
+    """Import every family module of ``package`` and load the entry points of
+    :data:`ENTRY_POINT_GROUP`; return :data:`FAMILIES`. Safe to call again (modules are
+    imported once; a family already registered is skipped).
+
+    An entry point that fails to load is skipped with a warning naming it, so that one broken
+    extension does not take the others down.
+    """
+    pkg = importlib.import_module(package)
+    found = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+    for name in found:
+        if name not in NOT_FAMILIES and not name.startswith("_"):
+            importlib.import_module(f"{package}.{name}")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # noqa: BLE001 - an extension's own failure, reported and skipped
+            warnings.warn(f"dynamics.families entry point {ep.name!r} ({ep.value}) failed to "
+                          f"load: {type(e).__name__}: {e}", RuntimeWarning, stacklevel=2)
+            continue
+        if isinstance(obj, type) and issubclass(obj, Family) and not isinstance(
+                FAMILIES.get(obj.name), obj):
+            register(obj)
+    # the listing order: by each family's ``order``, then by when it was registered
+    ordered = sorted(FAMILIES.items(), key=lambda kv: kv[1].order)
+    FAMILIES.clear()
+    FAMILIES.update(ordered)
+    return FAMILIES
+
+
 def family(name: str) -> "Family":
-    """The registered family ``name``; ``ValueError`` (one line) for an unknown one."""
+    """The registered family ``name``; ``ValueError`` (one line) for an unknown one.
+
+    A name not yet registered triggers :func:`discover` once more (a module or entry point
+    added since the package was imported)."""
+    if name not in FAMILIES:
+        discover()
     try:
         return FAMILIES[name]
     except KeyError:
@@ -63,6 +119,8 @@ class Family(abc.ABC):
 
     #: the ``--model`` name
     name: ClassVar[str]
+    #: where ``--model`` lists the family (lower first; ties keep the order they were found in)
+    order: ClassVar[int] = 100
     #: one paragraph for ``--help``
     description: ClassVar[str]
     #: frozen dataclass of the family's own settings (fields made with
@@ -84,6 +142,13 @@ class Family(abc.ABC):
     sgd_stream: ClassVar[int | None] = None
     #: help texts of shared flags where this family reads them differently
     help: ClassVar[dict] = {}
+    #: the variants the family runs, by the label its tables and Dataset show
+    #: (``{label: Variant}``; default the four SimSiam/BYOL variants)
+    variants: ClassVar[dict] = VARIANTS
+    #: shared settings the family does not read (of ``eps``, ``beta``, ``convention``): the
+    #: CLI does not offer them and :class:`~dynamics.sweep.SweepConfig` refuses a value other
+    #: than the family's default
+    ignores: ClassVar[tuple[str, ...]] = ()
     #: the result file and the patterns of everything a run writes (for the output folder)
     result_file: ClassVar[str]
     result_patterns: ClassVar[tuple[str, ...]]

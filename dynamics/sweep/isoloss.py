@@ -46,6 +46,7 @@ class IsoLossOptions:
 
 @register
 class IsoLossFamily(MatrixFamily):
+    order = 3
     name = "isoloss"
     description = (
         "Sweep linear SimSiam with the predictor (W W^T)^alpha under IsoLoss or the Euclidean "
@@ -88,7 +89,7 @@ class IsoLossFamily(MatrixFamily):
         return model, hyper, State(W, None, W if variant.has_target else None)
 
     def extra_dims(self, name):
-        return ("mode",) if name in ("sv", "s") else ()
+        return ("mode",) if name in ("sv", "score", "s") else ()
 
     def read(self, config, ctx, method, model, variant, hyper, y, status, window):
         out = super().read(config, ctx, method, model, variant, hyper, y, status, window)

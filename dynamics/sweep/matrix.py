@@ -34,7 +34,11 @@ from jax.flatten_util import ravel_pytree
 
 from dynamics._io import check_memory, memory_limit
 from dynamics.analysis.alignment import commutator_norm, feature_correlation
-from dynamics.analysis.collapse_metrics import collapse_summary, encoder_singular_values
+from dynamics.analysis.collapse_metrics import (
+    collapse_scores,
+    collapse_summary,
+    encoder_singular_values,
+)
 from dynamics.flow import vector_field
 from dynamics.models import LinearSiamese, PerModeSiamese
 from dynamics.models.linear import random_orthogonal
@@ -155,11 +159,12 @@ class MatrixFamily(Family):
         return (config.options.n_init,)
 
     def extra_dims(self, name):
-        return ("mode",) if name == "sv" else ()
+        return ("mode",) if name in ("sv", "score") else ()
 
     def read(self, config, ctx, method, model, variant, hyper, y, status, window):
         n = status.shape[0]
         out = dict(sv=jax.vmap(encoder_singular_values)(model, y.enc),
+                   score=jax.vmap(collapse_scores)(model, y.enc),
                    fnorm=fnorm_lanes(model, variant, hyper, y),
                    commutator=(commutator_lanes(model, variant, y) if self.has_commutator
                                else np.full(n, np.nan)))
@@ -168,7 +173,8 @@ class MatrixFamily(Family):
     def finish(self, config, ctx, dims, values):
         sv, status = values["sv"], values["status"]
         summ = {k: np.asarray(v) for k, v in
-                collapse_summary(jnp.asarray(sv), config.collapse_tol).items()}
+                collapse_summary(jnp.asarray(sv), config.collapse_tol,
+                                 scores=jnp.asarray(values["score"])).items()}
         finite = np.isfinite(sv).all(-1) & (status == "ok")
         for k in summ:
             summ[k] = np.where(finite, summ[k], np.nan)
@@ -317,6 +323,7 @@ class _DataFamily(MatrixFamily):
 
 @register
 class LinearFamily(_DataFamily):
+    order = 1
     name = "linear"
     description = (
         "Sweep linear SimSiam/BYOL over hyperparameters and random initial states; report per "
@@ -355,6 +362,7 @@ class LinearFamily(_DataFamily):
 
 @register
 class PerModeFamily(_DataFamily):
+    order = 2
     name = "permode"
     description = (
         "Sweep the per-mode reduction of linear SimSiam/BYOL (n1 decoupled scalar modes with "

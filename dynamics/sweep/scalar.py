@@ -142,6 +142,7 @@ COLLAPSE_RULE = (
 
 @register
 class ScalarFamily(Family):
+    order = 0
     name = "scalar"
     description = (
         "Sweep the scalar SimSiam/BYOL toy models over a grid of initial conditions "
