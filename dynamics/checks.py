@@ -28,17 +28,19 @@ def concrete(value):
     """``value`` as a numpy array when it is concrete, else ``None`` (nothing to check).
 
     Concrete: Python and numpy numbers, numpy arrays, concrete JAX arrays, (nested) lists and
-    tuples of numbers. Not concrete: ``None``, JAX tracers, and any other object (JAX's
+    tuples of numbers. Not concrete: ``None``, JAX tracers, booleans (the masks with which
+    JAX libraries filter a pytree, e.g. equinox inside diffrax) and any other object (JAX's
     placeholders while it rebuilds a pytree). Strings and bytes are not numbers:
-    ``ValueError`` is the caller's, so :func:`check_real` raises for them.
+    :func:`check_real` raises for them.
     """
-    if value is None or isinstance(value, jax.core.Tracer):
+    if value is None or isinstance(value, (jax.core.Tracer, bool, np.bool_)):
         return None
     if isinstance(value, (numbers.Number, np.ndarray, np.generic, list, tuple, jax.Array)):
         try:
-            return np.asarray(value)
+            arr = np.asarray(value)
         except Exception:  # an abstract array that cannot be read: nothing to check
             return None
+        return None if arr.dtype.kind == "b" else arr
     return None
 
 
@@ -76,7 +78,7 @@ def check_real(name: str, value, *, positive: bool = False, nonneg: bool = False
                finite: bool = True) -> None:
     """``ValueError`` unless every entry of ``value`` is a real number (finite, and ``> 0`` or
     ``>= 0`` when asked). Non-concrete values (tracers) pass unchecked."""
-    if isinstance(value, (str, bytes)) or isinstance(value, bool):
+    if isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     arr = concrete(value)
     if arr is None:
