@@ -149,7 +149,11 @@ class Hyper:
         check_real("alpha_p", alpha_p, positive=True)
         check_real("eta", eta)
         eps = 1.0 / alpha_p
-        return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta, beta=beta)
+        with np.errstate(over="ignore"):
+            eta_phi = eps * eta
+        check_real("eps = 1/alpha_p", eps)
+        check_real("eta_phi = eta/alpha_p", eta_phi)
+        return cls(eps=eps, eta_theta=eta, eta_phi=eta_phi, beta=beta)
 
     @classmethod
     def loss_decay(cls, eta, eps=1.0, beta=1.0) -> "Hyper":

@@ -224,12 +224,15 @@ def test_property_hyper(eps, eta_theta, eta_phi, beta):
 @given(eta=ANY_NUMBER, other=ANY_NUMBER)
 def test_property_hyper_conventions(eta, other):
     ok_eta, ok_other = _ok(eta), _ok(other, positive=True)
-    bad = [n for n, ok in (("eta", ok_eta), ("alpha_p", ok_other)) if not ok]
-    tian = judge(lambda: Hyper.tian(eta, alpha_p=other), ok_eta and ok_other, bad)
+    # Tian's eps = 1/alpha_p and eta_phi = eps eta (docs/theory.md 1) must be finite too
+    ok_tian = ok_eta and ok_other and math.isfinite(1 / other) and math.isfinite((1 / other) * eta)
+    bad = [n for n, ok in (("eta", ok_eta), ("alpha_p", ok_other and ok_tian)) if not ok]
+    tian = judge(lambda: Hyper.tian(eta, alpha_p=other), ok_tian, bad)
     bad = [n for n, ok in (("eta", ok_eta), ("eps", ok_other)) if not ok]
     loss = judge(lambda: Hyper.loss_decay(eta, eps=other), ok_eta and ok_other, bad)
     if tian is not None:  # Tian et al.: eps = 1/alpha_p, eta_phi = eps eta
         assert tian.eps == 1.0 / other and tian.eta_phi == tian.eps * eta
+    if loss is not None:
         assert loss.eps == other and loss.eta_phi == loss.eta_theta == eta
 
 
