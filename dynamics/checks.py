@@ -78,6 +78,10 @@ def check_real(name: str, value, *, positive: bool = False, nonneg: bool = False
                finite: bool = True) -> None:
     """``ValueError`` unless every entry of ``value`` is a real number (finite, and ``> 0`` or
     ``>= 0`` when asked). Non-concrete values (tracers) pass unchecked."""
+    if type(value) in (float, int):  # the common case, without numpy
+        ok = math.isfinite(value) or not finite
+        if ok and (not positive or value > 0) and (not nonneg or value >= 0):
+            return
     if isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     arr = concrete(value)
