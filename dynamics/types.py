@@ -17,7 +17,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from dynamics.checks import check_choice, check_real
 
 # --- lane-shaped aliases --------------------------------------------------------------------
 
@@ -102,8 +105,9 @@ class Variant:
     label: str | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
-        if self.target not in ("simsiam", "byol"):
-            raise ValueError(f"unknown target {self.target!r}: expected 'simsiam' or 'byol'")
+        check_choice("target", self.target, ("simsiam", "byol"))
+        if not isinstance(self.stop_grad, (bool, np.bool_)):
+            raise ValueError(f"stop_grad must be True or False, got {self.stop_grad!r}")
         k = self.copy_every
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"copy_every must be an integer >= 0, got {k!r}")
@@ -167,9 +171,13 @@ class Hyper:
 
     Attributes:
         eps: predictor time scale (> 0); the predictor moves ``1/eps`` times faster.
-        eta_theta: weight decay of the encoder.
-        eta_phi: weight decay of the predictor (as it enters ``eps * dpred/dt``).
-        beta: EMA rate of the BYOL target, ``d tgt/dt = beta (enc - tgt)``. Unused by SimSiam.
+        eta_theta: weight decay of the encoder (finite; a negative one is a growth term).
+        eta_phi: weight decay of the predictor (as it enters ``eps * dpred/dt``; finite).
+        beta: EMA rate of the BYOL target (>= 0), ``d tgt/dt = beta (enc - tgt)``; 0 freezes
+            the target. Unused by SimSiam.
+
+    Concrete values are checked when made (``ValueError`` naming the field and the value);
+    traced ones (under ``jit``/``vmap``) pass unchecked.
     """
 
     eps: Any = 1.0
@@ -177,19 +185,35 @@ class Hyper:
     eta_phi: Any = 0.0
     beta: Any = 1.0
 
+    def __post_init__(self):
+        check_real("eps", self.eps, positive=True)
+        check_real("eta_theta", self.eta_theta)
+        check_real("eta_phi", self.eta_phi)
+        check_real("beta", self.beta, nonneg=True)
+
     @classmethod
     def tian(cls, eta, alpha_p=1.0, beta=1.0) -> "Hyper":
         """Tian et al. convention: ``eps = 1/alpha_p``, ``eta_theta = eta``, ``eta_phi = eps*eta``."""
+        check_real("alpha_p", alpha_p, positive=True)
+        check_real("eta", eta)
         eps = 1.0 / alpha_p
-        return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta, beta=beta)
+        with np.errstate(over="ignore"):
+            eta_phi = eps * eta
+        check_real("eps = 1/alpha_p", eps)
+        check_real("eta_phi = eta/alpha_p", eta_phi)
+        return cls(eps=eps, eta_theta=eta, eta_phi=eta_phi, beta=beta)
 
     @classmethod
     def loss_decay(cls, eta, eps=1.0, beta=1.0) -> "Hyper":
         """Weight decay inside the loss (the slow-fast convention): ``eta_theta = eta_phi = eta``."""
+        check_real("eta", eta)
         return cls(eps=eps, eta_theta=eta, eta_phi=eta, beta=beta)
 
     @classmethod
     def from_convention(cls, convention: str, eta, eps, beta=1.0) -> "Hyper":
+        """The hyperparameters of weight decay ``eta`` in ``convention`` (:data:`CONVENTIONS`)."""
+        check_real("eta", eta)
+        check_real("eps", eps, positive=True)
         if convention == "tian":
             return cls(eps=eps, eta_theta=eta, eta_phi=eps * eta, beta=beta)
         if convention == "loss":

@@ -35,6 +35,13 @@ Last full run (every row caught; failing tests, and the clearest miss against it
     noise-std-as-variance              1   SGD seed mean off by 0.059, bound 3.7e-3
     linear-sweep-second-moment         2   surviving modes miss the closed form
     linear-sweep-count-all             2   collapsed-mode count off by 2 (exact)
+    gd-segments-drop-remainder         2   end state off by 7.9e-3 at rtol 1e-12 (7 steps short)
+    chunk-status-from-padded-end       1   lane 6 labelled nonfinite (exact comparison)
+    engine-flow-status-from-padded-end 1   lane 3 labelled nonfinite (exact comparison)
+    engine-discrete-status-from-padded-end
+                                       1   lane 3 labelled nonfinite (exact comparison)
+    isoloss-euclidean-discriminant-sign
+                                       2   s* off by 0.18 at rtol 1e-12 below the fold
 """
 
 from __future__ import annotations
@@ -185,6 +192,36 @@ MUTATIONS = [
         "collapse_summary(jnp.asarray(sv), config.collapse_tol)",
         "collapse_summary(jnp.asarray(sv), 1.0)")],
       ["tests/test_linear_sweep.py"]),
+    M("gd-segments-drop-remainder",
+      "a gd/sgd run's first segment drops the remainder steps, so it stops short of t1",
+      [("dynamics/sweep/core.py",
+        "return n_steps - length * (count - 1), length, count",
+        "return length, length, count")],
+      ["tests/test_sweep_api.py", "-k", "segments or every_step"]),
+    M("chunk-status-from-padded-end",
+      "a sweep chunk's per-lane status read from the padded end of the chunk",
+      [("dynamics/sweep/core.py",
+        "status[iv, im, ie].reshape(-1)[start:start + m] = st[:m]",
+        "status[iv, im, ie].reshape(-1)[start:start + m] = st[-m:]")],
+      ["tests/test_sweep_api.py", "-k", "padded"]),
+    M("engine-flow-status-from-padded-end",
+      "the engine's flow reads a chunk's per-lane status from its padded end",
+      [("dynamics/solve/engine.py",
+        "status[idx] = np.asarray(st)[:k]",
+        "status[idx] = np.asarray(st)[-k:]")],
+      ["tests/test_solve_batch.py", "-k", "padded"]),
+    M("engine-discrete-status-from-padded-end",
+      "the engine's gd/sgd reads a chunk's per-lane status from its padded end",
+      [("dynamics/solve/engine.py",
+        "stats.append(np.asarray(st)[: idx.size])",
+        "stats.append(np.asarray(st)[-idx.size:])")],
+      ["tests/test_solve_batch.py", "-k", "padded"]),
+    M("isoloss-euclidean-discriminant-sign",
+      "the Euclidean loss's saddle-node fixed point with the discriminant 1 + 4 a eta",
+      [("dynamics/models/isoloss.py",
+        "disc = 1.0 - 4.0 * a * eta",
+        "disc = 1.0 + 4.0 * a * eta")],
+      ["tests/test_isoloss.py", "-k", "fold or closed_form"]),
 ]
 
 

@@ -202,3 +202,29 @@ def test_sweep_core_and_cli_know_no_family():
         text = (root / name).read_text().lower()
         for word in ("isoloss", "permode", "linearsiamese", "scalarsiamese"):
             assert word not in text, (name, word)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.6])
+def test_euclidean_fixed_point_on_both_sides_of_the_fold(alpha):
+    """The Euclidean loss's stable eigenvalue with decay eta solves q (1 - a q) = eta with
+    q = s^alpha (the rate 2 s (q (1 - a q) - eta) vanishes); q (1 - a q) peaks at 1/(4a), so
+    below the fold eta_c = 1/(4a) the stable root is the larger one and past it there is none
+    (NaN). The root is found here by bisection of the hand-written rate, not from the model's
+    formula; tolerance 1e-12 (bisection to 1e-15, the closed form to rounding)."""
+    from scipy.optimize import brentq
+
+    a = 1 + SIGMA2
+    m = IsoLossLinear.isotropic(2, sigma2=SIGMA2, alpha=alpha, kind="euclidean")
+    eta_c = 1 / (4 * a)
+    for eta in (0.5 * eta_c, 0.9 * eta_c):
+        # the larger root lies between the peak q = 1/(2a) and q = 1/a, where g(q) <= 0 < eta
+        g = lambda q, eta=eta: q * (1 - a * q) - eta  # noqa: E731
+        q = brentq(g, 1 / (2 * a), 1 / a, xtol=1e-15)
+        s_star = q ** (1 / alpha)
+        np.testing.assert_allclose(float(m.fixed_point(eta)), s_star, rtol=1e-12)
+        rate = lambda s, eta=eta: _rate_by_hand(s, "euclidean", a, alpha) - 2 * s * eta  # noqa: E731
+        assert rate(0.99 * s_star) > 0 > rate(1.01 * s_star)  # stable from both sides
+    for eta in (1.1 * eta_c, 2.0 * eta_c):
+        q = np.linspace(0, 1 / a, 10001)
+        assert (q * (1 - a * q) < eta).all()  # no root: every eigenvalue decays
+        assert np.isnan(float(m.fixed_point(eta)))

@@ -23,15 +23,20 @@ def _files(*parts):
         yield from ([path] if path.suffix == ".py" else sorted(path.glob("*.py")))
 
 
-def test_types_imports_nothing_of_the_package():
-    assert not [m for m, _, _ in _imports(PKG / "types.py") if m.startswith("dynamics")]
+def test_checks_import_nothing_of_the_package_and_types_only_them():
+    """checks.py (the value checks every module shares) is the ground floor; types.py stands
+    on it alone."""
+    assert not [m for m, _, _ in _imports(PKG / "checks.py") if m.startswith("dynamics")]
+    assert [m for m, _, _ in _imports(PKG / "types.py") if m.startswith("dynamics")] in (
+        [], ["dynamics.checks"])
 
 
 def test_models_know_nothing_of_dynamics_solvers_or_sweeps():
     for f in _files("models"):
         for m, _, _ in _imports(f):
             if m.startswith("dynamics"):
-                assert m.startswith(("dynamics.models", "dynamics.types")), (f.name, m)
+                assert m.startswith(("dynamics.models", "dynamics.types", "dynamics.checks")), (
+                    f.name, m)
 
 
 def test_solvers_know_nothing_of_analyses_sweeps_or_figures():
@@ -42,7 +47,8 @@ def test_solvers_know_nothing_of_analyses_sweeps_or_figures():
 
 
 def test_no_private_names_cross_modules_of_the_lower_floors():
-    for f in _files("types.py", "flow.py", "runtime.py", "models", "solve", "analysis"):
+    for f in _files("checks.py", "types.py", "flow.py", "runtime.py", "models", "solve",
+                    "analysis"):
         for m, names, _ in _imports(f):
             if m.startswith("dynamics"):
                 assert not any(part.startswith("_") for part in m.split(".")), (f.name, m)
@@ -51,7 +57,8 @@ def test_no_private_names_cross_modules_of_the_lower_floors():
 
 def test_imports_at_module_top_in_the_lower_floors():
     """Only module-level imports (optional heavy packages excepted: none here)."""
-    for f in _files("types.py", "flow.py", "runtime.py", "models", "solve", "analysis"):
+    for f in _files("checks.py", "types.py", "flow.py", "runtime.py", "models", "solve",
+                    "analysis"):
         tree = ast.parse(f.read_text())
         top = {id(n) for n in tree.body}
         for node in ast.walk(tree):

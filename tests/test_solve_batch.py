@@ -183,3 +183,25 @@ def test_unwritable_compile_cache_warns_once_and_the_run_goes_on(tmp_path):
     assert out[:2] == ["None", "None"] and abs(float(out[2]) - 2 * np.sin(1.0)) < 1e-12
     lines = [x for x in r.stderr.splitlines() if "compile cache" in x]
     assert len(lines) == 1 and str(blocker / "cache") in lines[0]
+
+
+@pytest.mark.parametrize("method", ["flow", "gd"])
+def test_a_failing_last_lane_of_a_padded_chunk_keeps_its_status_to_itself(method):
+    """Five lanes in chunks of three: the second chunk holds lanes 3 and 4 and one padding copy
+    of lane 4. Lane 4 starts at NaN, so it must be ``nonfinite`` and lane 3 (a finite start,
+    finite field) ``ok``: each status is read from the chunk's first lanes, not its padded
+    end. That the finite lanes are ok is independent of the solver: a finite start of this
+    flow stays finite (its end state is compared with the unchunked run)."""
+    theta = jnp.array([0.8, -0.5, 0.3, 0.6, jnp.nan])
+    y0 = State(theta, jnp.array([0.1, 0.4, 1.2, 0.7, 0.2]))
+    h = Hyper.loss_decay(0.15, 1.0)
+    kw = dict(t1=2.0) if method == "flow" else dict(method="gd", lr=0.01, n_steps=20)
+    sol = solve_batch(ScalarSiamese(0.5), SIMSIAM, h, y0, chunk_size=3, **kw)
+    assert np.asarray(sol.status).tolist() == [Status.OK] * 4 + [Status.NONFINITE]
+    assert np.isfinite(np.asarray(sol.ys.enc)[:4]).all()
+    one = solve_batch(ScalarSiamese(0.5), SIMSIAM, h, take_lanes(y0, [3]), **kw)
+    np.testing.assert_allclose(np.asarray(sol.ys.enc)[3], np.asarray(one.ys.enc)[0], rtol=1e-12)
+
+
+def take_lanes(y, idx):
+    return jax.tree_util.tree_map(lambda x: x[jnp.asarray(idx)], y)

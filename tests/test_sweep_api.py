@@ -116,3 +116,67 @@ def test_old_entry_points_warn_and_still_work():
     assert isinstance(a, argparse.Namespace) and a.model == "linear" and a.n1 == 3
     with pytest.warns(DeprecationWarning, match="git_revision"):
         assert sweep._git_revision() == sweep.git_revision()
+
+
+# --- gd in segments, and statuses of padded chunks, against a hand-written GD loop -------------
+
+
+def _gd_by_hand(theta, phi, *, sigma2, eta, eps, lr, n):
+    """Exactly ``n`` explicit GD steps of scalar SimSiam with stop-gradient, weight decay in
+    the loss (docs/theory.md sections 1-2: theta' = -theta (a phi^2 - phi + eta),
+    eps phi' = theta^2 (1 - a phi) - eta phi), both updated from the old state."""
+    a = 1.0 + sigma2
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(n):
+            theta, phi = (theta - lr * theta * (a * phi**2 - phi + eta),
+                          phi - (lr / eps) * (theta**2 * (a * phi - 1.0) + eta * phi))
+    return theta, phi
+
+
+def test_segments_add_up_to_every_step():
+    for n in range(1, 260):
+        first, length, count = sweep.segments(n)
+        assert first + (count - 1) * length == n and first >= length >= 1, n
+
+
+def test_gd_sweep_takes_every_step_to_t1():
+    """t1 = 1.07 at lr = 0.01 is 107 steps, 50 segments of 2 with the remainder 7 in the first:
+    a lane must end where exactly 107 hand-written steps end (a run that dropped the remainder
+    stops at t = 1.00, 7 steps short, off by ~1e-3 here). Tolerance 1e-12: the two loops differ
+    only in rounding (~1e-16 a step)."""
+    opts = ScalarOptions(n=2, n_phi=2, theta_range=(-0.9, 0.7), phi_range=(-0.4, 1.5))
+    config = SweepConfig(variant=("simsiam",), method=("gd",), eps=(0.5,), eta=(0.15,),
+                         sigma2=(0.5,), t1=1.07, lr=0.01, options=opts)
+    assert sweep.plan(config)["steps"]["gd"] == 107
+    ds = run(config)
+    pick = {"variant": "simsiam", "method": "gd", "eps": 0.5, "eta": 0.15, "sigma2": 0.5,
+            "beta": 1.0}
+    th0, ph0 = np.meshgrid(ds["theta0"].values, ds["phi0"].values)
+    theta, phi = _gd_by_hand(th0, ph0, sigma2=0.5, eta=0.15, eps=0.5, lr=0.01, n=107)
+    short, _ = _gd_by_hand(th0, ph0, sigma2=0.5, eta=0.15, eps=0.5, lr=0.01, n=100)
+    assert np.abs(short - theta).max() > 1e-4  # the check can tell 100 steps from 107
+    got = ds.sel(pick).transpose("phi0", "theta0")
+    np.testing.assert_allclose(got["theta"].values, theta, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got["phi"].values, phi, rtol=1e-12, atol=1e-15)
+
+
+def test_a_failing_last_lane_of_a_padded_chunk_is_the_only_failed_lane():
+    """Eight lanes (sigma2 in {0.5, 1e300} x a 2 x 2 grid with theta0 in {0, 0.5}) in chunks of
+    three: the last chunk holds lanes 6 (theta0 = 0) and 7 (theta0 = 0.5) of sigma2 = 1e300 and
+    a padding copy of lane 7. With sigma2 = 1e300 a start at theta0 = 0.5 overflows within two
+    GD steps, one at theta0 = 0 stays finite (theta stays 0): the hand-written loop says which.
+    Each status must land on its own lane, not be read from the chunk's padded end."""
+    sigma2 = (0.5, 1e300)
+    opts = ScalarOptions(n=2, theta_range=(0.0, 0.5), phi_range=(0.2, 0.8))
+    config = SweepConfig(variant=("simsiam",), method=("gd",), eps=(1.0,), eta=(0.1,),
+                         sigma2=sigma2, t1=0.1, lr=0.01, chunk=3, options=opts)
+    ds = run(config).squeeze(["variant", "method", "eps", "eta", "beta"])
+    ds = ds.transpose("sigma2", "phi0", "theta0")
+    th0, ph0 = np.meshgrid(ds["theta0"].values, ds["phi0"].values)
+    for i, s in enumerate(sigma2):
+        theta, phi = _gd_by_hand(th0, ph0, sigma2=s, eta=0.1, eps=1.0, lr=0.01, n=10)
+        finite = np.isfinite(theta) & np.isfinite(phi)
+        status = ds["status"].values[i]
+        np.testing.assert_array_equal(status, np.where(finite, "ok", "nonfinite"))
+        np.testing.assert_allclose(ds["theta"].values[i][finite], theta[finite], rtol=1e-12)
+    assert ds["status"].values.reshape(-1)[-3:].tolist() == ["nonfinite", "ok", "nonfinite"]

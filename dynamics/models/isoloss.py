@@ -36,8 +36,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from dynamics.checks import as_leaf, check_choice, check_count, check_real
 from dynamics.models.base import per_lane
-from dynamics.models.linear import LinearViews
+from dynamics.models.linear import LinearViews, check_data_matrices
 
 KINDS = ("iso", "euclidean")
 
@@ -72,17 +73,17 @@ class IsoLossLinear(LinearViews):
     names = ("W", "Wp", "Wa")
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown kind {self.kind!r}: expected one of {', '.join(KINDS)}")
-        if isinstance(self.alpha, (int, float)) and not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        check_choice("kind", self.kind, KINDS)
+        object.__setattr__(self, "alpha", as_leaf(self.alpha))
+        check_real("alpha", self.alpha, positive=True)
+        check_data_matrices(self)
 
     @classmethod
     def isotropic(cls, n1: int, sigma2: float = 0.5, alpha: float = 1.0,
                   kind: str = "iso") -> "IsoLossLinear":
         """``X = I``, ``X' = sigma2 I``: the setting of the closed forms (``a = 1 + sigma2``)."""
-        if not sigma2 >= 0:
-            raise ValueError(f"sigma2 must be >= 0, got {sigma2}")
+        check_real("sigma2", sigma2, nonneg=True)
+        n1 = check_count("n1", n1)
         eye = jnp.eye(n1)
         return cls(eye, sigma2 * eye, alpha, kind)
 

@@ -49,6 +49,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from dynamics.checks import (
+    as_leaf,
+    check_choice,
+    check_count,
+    check_psd_matrix,
+    check_real,
+    concrete,
+)
 from dynamics.models.base import Model, per_lane
 from dynamics.models.permode import mode_eta_crit
 from dynamics.types import State, Variant
@@ -71,6 +79,18 @@ def sample_views(key, X, Xp, batch_size: int, dtype=jnp.float64):
     x1 = x + jax.random.normal(k1, (batch_size, n1), dtype) @ LXp
     x2 = x + jax.random.normal(k2, (batch_size, n1), dtype) @ LXp
     return x1, x2
+
+
+def check_data_matrices(model) -> None:
+    """Check (and turn lists into arrays) a linear model's ``X`` and ``Xp``: each a finite,
+    symmetric, positive semi-definite square matrix (or a stack of them on a lane axis), both
+    of one size. Placeholders and tracers (while JAX rebuilds the pytree) pass unchecked."""
+    for name in ("X", "Xp"):
+        object.__setattr__(model, name, as_leaf(getattr(model, name)))
+        check_psd_matrix(name, getattr(model, name))
+    X, Xp = concrete(model.X), concrete(model.Xp)
+    if X is not None and Xp is not None and X.shape[-1] != Xp.shape[-1]:
+        raise ValueError(f"X and Xp differ in size: {tuple(X.shape)} vs {tuple(Xp.shape)}")
 
 
 class LinearViews(Model):
@@ -139,28 +159,15 @@ class LinearSiamese(LinearViews):
     names = ("W", "Wp", "Wa")
 
     def __post_init__(self):
-        if self.predictor not in PREDICTORS:
-            raise ValueError(
-                f"unknown predictor {self.predictor!r}: expected one of {', '.join(PREDICTORS)}"
-            )
-        if not self.eps_dp >= 0:
-            raise ValueError(f"eps_dp must be >= 0, got {self.eps_dp}")
-        # Leaves may be tracers, carry a lane axis, or be placeholders while JAX rebuilds the
-        # pytree; check only real arrays, and only their trailing two axes.
-        shapes = [getattr(m, "shape", None) for m in (self.X, self.Xp)]
-        if any(s is None for s in shapes):
-            return
-        for name, s in zip(("X", "Xp"), shapes):
-            if len(s) < 2 or s[-1] != s[-2]:
-                raise ValueError(f"{name} must be a square matrix, got shape {tuple(s)}")
-        if shapes[0][-1] != shapes[1][-1]:
-            raise ValueError(f"X and Xp differ in size: {tuple(shapes[0])} vs {tuple(shapes[1])}")
+        check_choice("predictor", self.predictor, PREDICTORS)
+        check_real("eps_dp", self.eps_dp, nonneg=True)
+        check_data_matrices(self)
 
     @classmethod
     def isotropic(cls, n1: int, sigma2: float = 0.5, **kw) -> "LinearSiamese":
         """``X = I``, ``X' = sigma2 I`` (the setting of Tian et al.'s Theorem 3)."""
-        if sigma2 < 0:
-            raise ValueError(f"sigma2 must be >= 0, got {sigma2}")
+        check_real("sigma2", sigma2, nonneg=True)
+        n1 = check_count("n1", n1)
         eye = jnp.eye(n1)
         return cls(eye, sigma2 * eye, **kw)
 

@@ -22,9 +22,16 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from dynamics.checks import as_leaf, check_choice, check_count, check_real, concrete
 from dynamics.models.base import Model, per_lane
-from dynamics.models.scalar import FixedPoints, saddle_node_eta, saddle_node_fixed_points
+from dynamics.models.scalar import (
+    PREDICTOR_MODES,
+    FixedPoints,
+    saddle_node_eta,
+    saddle_node_fixed_points,
+)
 from dynamics.types import State
 
 
@@ -52,18 +59,30 @@ class PerModeSiamese(Model):
     names = ("theta", "phi", "theta_a")
 
     def __post_init__(self):
-        if self.predictor not in ("trained", "none"):
-            raise ValueError(
-                f"unknown predictor {self.predictor!r}: expected 'trained' or 'none'"
-            )
+        check_choice("predictor", self.predictor, PREDICTOR_MODES)
+        object.__setattr__(self, "d", as_leaf(self.d))
+        object.__setattr__(self, "dp", as_leaf(self.dp))
+        check_real("d", self.d, positive=True)
+        check_real("dp", self.dp, nonneg=True)
+        d, dp = concrete(self.d), concrete(self.dp)
+        for name, v in (("d", d), ("dp", dp)):
+            if v is not None and (v.ndim == 0 or v.shape[-1] == 0):
+                raise ValueError(f"{name} must hold at least one mode (shape (n,) or "
+                                 f"(lanes, n)), got shape {v.shape}")
+        if d is not None and dp is not None:
+            try:
+                same = d.shape[-1] == dp.shape[-1] and bool(np.broadcast_shapes(d.shape, dp.shape))
+            except ValueError:
+                same = False
+            if not same:
+                raise ValueError(f"d and dp must give one value per mode, got shapes {d.shape} "
+                                 f"and {dp.shape}")
 
     @classmethod
     def isotropic(cls, n: int, sigma2: float = 0.5, **kw) -> "PerModeSiamese":
         """``n`` identical modes with ``d = 1``, ``d' = sigma2`` (``a = 1 + sigma2``)."""
-        if sigma2 < 0:
-            raise ValueError(f"sigma2 must be >= 0, got {sigma2}")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        check_real("sigma2", sigma2, nonneg=True)
+        n = check_count("n", n)
         return cls(jnp.ones(n), jnp.full(n, float(sigma2)), **kw)
 
     @property

@@ -27,8 +27,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from dynamics.checks import as_leaf, check_choice, check_real
 from dynamics.models.base import Model
 from dynamics.types import CONVENTIONS
+
+#: what the predictor does: follows its gradient, or is the identity
+PREDICTOR_MODES = ("trained", "none")
 
 
 class FixedPoints(NamedTuple):
@@ -45,10 +49,7 @@ class FixedPoints(NamedTuple):
 
 
 def _check_convention(convention):
-    if convention not in CONVENTIONS:
-        raise ValueError(
-            f"unknown convention {convention!r}: expected {' or '.join(map(repr, CONVENTIONS))}"
-        )
+    check_choice("convention", convention, CONVENTIONS)
 
 
 def saddle_node_fixed_points(d, a, eta, eps, convention: str) -> FixedPoints:
@@ -79,8 +80,8 @@ class ScalarSiamese(Model):
     """Scalar two-view model.
 
     Attributes:
-        sigma2: augmentation noise variance (>= 0). A leaf of the pytree, so it can be
-            vmapped over in a sweep.
+        sigma2: augmentation noise variance (>= 0, finite). A leaf of the pytree, so it can
+            be vmapped over in a sweep.
         predictor: ``"trained"`` (``phi`` follows its gradient) or ``"none"`` (the predictor
             is the identity: ``phi`` stays at its initial value, usually 1, and gets no update).
     """
@@ -89,6 +90,11 @@ class ScalarSiamese(Model):
     predictor: str = dataclasses.field(default="trained", metadata=dict(static=True))
 
     names = ("theta", "phi", "theta_a")
+
+    def __post_init__(self):
+        check_choice("predictor", self.predictor, PREDICTOR_MODES)
+        object.__setattr__(self, "sigma2", as_leaf(self.sigma2))
+        check_real("sigma2", self.sigma2, nonneg=True)
 
     @property
     def a(self):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from dynamics.checks import check_count, check_real, check_times
 from dynamics.solve import diffrax_flow, discrete, engine
 from dynamics.solve.diffrax_flow import SOLVERS
 from dynamics.solve.lanes import Solution, lane_subset, n_lanes
@@ -83,6 +84,11 @@ def solve_batch(
         :class:`~dynamics.solve.lanes.Solution` with ``ts`` (n, S), ``ys`` leaves (n, S, ...),
         per-lane ``status`` (n,) and ``num_steps`` (n,). For gd/sgd, ``S = 1`` (the final
         state); for the flow ``S`` is ``len(ts)`` or 1.
+
+    Raises:
+        ValueError: one line naming a bad argument and its value: no lanes, a ``t1`` or
+            ``lr`` that is not finite and > 0, a step count that is not a positive integer, an
+            unknown method, integrator or solver, or arguments of the other methods.
     """
     if method not in SOLVE_METHODS:
         raise ValueError(
@@ -92,9 +98,13 @@ def solve_batch(
         raise ValueError(
             f"unknown integrator {integrator!r}: expected one of {', '.join(INTEGRATORS)}"
         )
+    n_lanes(y0)  # at least one lane
+    if stiff_eps is not None:
+        check_real("stiff_eps", stiff_eps, positive=True)
     if method == "flow":
         if t1 is None:
             raise ValueError("the flow needs an end time t1")
+        check_times(t1, ts)
         for name, value in (("lr", lr), ("n_steps", n_steps), ("keys", keys),
                             ("batch_size", batch_size)):
             if value is not None:
@@ -120,6 +130,8 @@ def solve_batch(
         raise ValueError(f"t1/ts are for the flow; {method} runs n_steps steps of size lr")
     if lr is None or n_steps is None:
         raise ValueError(f"{method} needs lr and n_steps")
+    n_steps = check_count("n_steps", n_steps)
+    check_real("lr", lr, positive=True)
     if method == "sgd" and (keys is None or batch_size is None):
         raise ValueError("sgd needs one PRNG key per lane (keys) and a batch_size")
     if method == "gd" and (keys is not None or batch_size is not None):

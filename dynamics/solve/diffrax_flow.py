@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optimistix as optx
 
+from dynamics.checks import check_choice, check_times, check_tolerances
 from dynamics.flow import FlowSystem, System
 from dynamics.solve.lanes import Solution, all_finite, broadcast_lanes, n_lanes
 from dynamics.types import Hyper, State, Status, Variant
@@ -47,6 +48,11 @@ def solve_flow(
         solver: a name in ``SOLVERS``; use an implicit one (Kvaerno) for small ``eps``.
         rtol, atol: tolerances of the PID step-size controller.
         max_steps: cap on solver steps; a lane that hits it gets ``Status.MAX_STEPS``.
+
+    Raises:
+        ValueError: a concrete ``t1`` that is not finite and > 0, save times outside
+            ``[0, t1]`` or not increasing, bad tolerances or an unknown solver (traced values,
+            under ``jit``, pass unchecked).
     """
     flow = FlowSystem(model, hyper, variant)
     return solve_system(
@@ -82,7 +88,6 @@ def _system_term(t, y, system: System):
     return system.field(y)
 
 
-@functools.partial(jax.jit, static_argnames=("solver", "rtol", "atol", "max_steps"))
 def solve_system(
     system, y0, t1, *, ts=None, solver: str = "tsit5", rtol: float = 1e-8, atol: float = 1e-10,
     max_steps: int = 16384,
@@ -91,10 +96,19 @@ def solve_system(
 
     The same as :func:`solve_flow` for systems that are not a model's plain gradient flow, e.g.
     :class:`dynamics.analysis.slowfast.ReducedSystem`. ``system`` is traced, so one compiled
-    program serves every parameter value of the same structure.
+    program serves every parameter value of the same structure. Concrete arguments are
+    checked first (see :func:`solve_flow`).
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}: expected one of {', '.join(SOLVERS)}")
+    check_choice("solver", solver, tuple(SOLVERS))
+    check_times(t1, ts)
+    max_steps = check_tolerances(rtol, atol, max_steps)
+    return _solve_system(system, y0, t1, ts=ts, solver=solver, rtol=rtol, atol=atol,
+                         max_steps=max_steps)
+
+
+@functools.partial(jax.jit, static_argnames=("solver", "rtol", "atol", "max_steps"))
+def _solve_system(system, y0, t1, *, ts, solver, rtol, atol, max_steps) -> Solution:
+    """:func:`solve_system` once its arguments are checked (the compiled program)."""
     if solver.startswith("kvaerno"):
         # Full Newton with the exact autodiff Jacobian. diffrax's default chord iteration
         # reuses a stale Jacobian and, in the fast-predictor transient (eps <= 1e-4), rejects

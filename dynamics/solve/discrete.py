@@ -12,6 +12,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from dynamics.checks import check_count, check_real
 from dynamics.flow import gd_step
 from dynamics.solve.lanes import Solution, all_finite, broadcast_lanes, n_lanes
 from dynamics.types import Hyper, State, Status, Variant
@@ -42,10 +43,18 @@ def run_discrete(
 
     Returns:
         ``Solution`` with ``ts`` the ODE times ``k * lr`` of the saved states.
+
+    Raises:
+        ValueError: ``n_steps``, ``batch_size`` or ``save_every`` not a positive integer, a
+            concrete ``lr`` that is not finite and > 0 (a traced one passes unchecked).
     """
-    if batch_size is not None and key is None:
-        raise ValueError("SGD (batch_size given) needs a PRNG key")
-    save_every = n_steps if save_every is None else save_every
+    n_steps = check_count("n_steps", n_steps)
+    check_real("lr", lr, positive=True)
+    if batch_size is not None:
+        batch_size = check_count("batch_size", batch_size)
+        if key is None:
+            raise ValueError("SGD (batch_size given) needs a PRNG key")
+    save_every = n_steps if save_every is None else check_count("save_every", save_every)
     if n_steps % save_every:
         raise ValueError(f"n_steps={n_steps} is not a multiple of save_every={save_every}")
 

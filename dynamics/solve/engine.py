@@ -46,6 +46,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from dynamics.checks import check_count, check_real, check_tolerances, check_times
 from dynamics.flow import gd_step, vector_field
 from dynamics.solve.discrete import discrete_batch as vmap_discrete_batch
 from dynamics.solve.lanes import Solution, host_lanes, n_lanes, split_params, take
@@ -165,25 +166,20 @@ def flow_batch(
         raise ValueError(
             f"unknown method {method!r}: expected one of {', '.join(ENGINE_METHODS)}"
         )
-    _check_positive("t1", float(t1))
-    _check_positive("rtol", float(rtol))
-    _check_positive("atol", float(atol), allow_zero=True)
-    if int(max_steps) != max_steps or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    check_times(t1, ts)
+    max_steps = check_tolerances(rtol, atol, max_steps)
+    t1, rtol, atol = float(t1), float(rtol), float(atol)
+    if chunk_size is not None:
+        chunk_size = check_count("chunk_size", chunk_size)
     if slots is None:
         slots = SLOTS if jax.default_backend() == "cpu" else SLOTS_ACCELERATOR
-    if int(slots) != slots or slots < 1:
-        raise ValueError(f"slots must be a positive integer, got {slots!r}")
+    slots = check_count("slots", slots)
     n = n_lanes(y0)
     if ts is None:
         t_save = np.array([float(t1)])
         save_all = False
     else:
         t_save = np.asarray(ts, dtype=float).reshape(-1)
-        if t_save.size == 0 or np.any(np.diff(t_save) <= 0) or t_save[0] < 0 or t_save[-1] > t1:
-            raise ValueError(f"ts must be increasing within [0, t1={t1}], got {ts!r}")
         if t_save[-1] < t1:
             t_save = np.append(t_save, float(t1))
             save_all = "trim"
@@ -339,12 +335,14 @@ def discrete_batch(
         ``Solution`` with ``ts`` (n, 1) = ``n_steps * lr``, ``ys`` leaves (n, 1, ...), ``status``
         (ok / nonfinite) and ``num_steps`` (n,), as numpy arrays.
     """
-    if int(n_steps) != n_steps or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-    if batch_size is not None and keys is None:
-        raise ValueError("SGD (batch_size given) needs one PRNG key per lane")
-    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    n_steps = check_count("n_steps", n_steps)
+    check_real("lr", lr, positive=True)
+    if batch_size is not None:
+        batch_size = check_count("batch_size", batch_size)
+        if keys is None:
+            raise ValueError("SGD (batch_size given) needs one PRNG key per lane")
+    if chunk_size is not None:
+        chunk_size = check_count("chunk_size", chunk_size)
     n = n_lanes(y0)
     y0_np = host_lanes(y0, n)
     spec, lane_leaves, shared_leaves = split_params(model, hyper, n)
@@ -376,12 +374,3 @@ def discrete_batch(
     ys = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:, None], *outs)
     ts = (n_steps * lr_np)[:, None]
     return Solution(ts, ys, np.concatenate(stats), np.full((n,), n_steps))
-
-
-def _check_positive(name, value, allow_zero=False):
-    ok = value >= 0 if allow_zero else value > 0
-    if not (np.isfinite(value) and ok):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound} and finite, got {value!r}")
-
-

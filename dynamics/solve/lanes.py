@@ -48,7 +48,11 @@ def n_lanes(y0: LaneTree) -> int:
     leaves = jax.tree_util.tree_leaves(y0)
     if not leaves or np.ndim(leaves[0]) == 0:
         raise ValueError("y0 must carry a leading lane axis on every leaf")
-    return int(np.shape(leaves[0])[0])
+    n = int(np.shape(leaves[0])[0])
+    if n == 0:
+        raise ValueError(f"y0 has no lanes (leaf shape {tuple(np.shape(leaves[0]))}): "
+                         "give at least one initial state")
+    return n
 
 
 def broadcast_lanes(tree, n: int):

@@ -19,6 +19,7 @@ import dataclasses
 import math
 from typing import Any
 
+from dynamics.checks import check_number
 from dynamics.solve.batch import SOLVE_METHODS
 from dynamics.sweep.family import DIFFRAX_ONLY, ENGINE_ONLY, family
 from dynamics.types import CONVENTIONS, MAX_DISCRETE_STEPS, MAX_SEED
@@ -44,27 +45,6 @@ def option(default, help: str, *, positive: bool = False, nonneg: bool = False,
     return dataclasses.field(default=default, metadata=dict(
         help=help, positive=positive, nonneg=nonneg, integer=integer, maximum=maximum,
         nargs=nargs, metavar=metavar, choices=choices, flag=flag))
-
-
-def check_number(name: str, value, *, positive=False, nonneg=False, integer=False, maximum=None,
-                 **_) -> None:
-    """``ValueError`` (one line naming ``name`` and ``value``) unless ``value`` is a finite
-    number within the bounds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if integer and value != int(value):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if positive and not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonneg and not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
 
 
 def check_options(options) -> None:
@@ -161,6 +141,10 @@ class SweepConfig:
         for name in SWEPT:
             v = getattr(self, name)
             v = (v,) if isinstance(v, (str, int, float)) else tuple(v)
+            if name in _NUMBERS:  # numbers as floats, so that 0.1 and "0.1" are one value
+                for x in v:
+                    check_number(name, x, **_NUMBERS[name])
+                v = tuple(float(x) for x in v)
             object.__setattr__(self, name, v)
         self._check(fam)
 
