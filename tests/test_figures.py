@@ -207,24 +207,34 @@ def test_tian10_fixed_points_are_the_papers():
     assert o["kind"] == "stable" and np.max(np.abs(o["z"][[0, 2]])) < 1e-8
 
 
-def test_tian5_small_beta_raises_lambda_min_K_early():
-    """Tian et al. Fig. 5 (target from Wa(0) = 0): early on a smaller EMA rate keeps tau small and
-    lambda_min(K) larger. Observed (n = 8 and the quick n = 4): the order beta = 0.1 > 0.4 > 1 > 4
-    holds at every saved time in about [2, 3.5], and for the mean over t in [0, 5] with gaps
-    of at least 0.017 (hence the 0.01 margin); at t = 0 all runs share one state (tau = 0), so their K agree exactly."""
+def test_tian5_small_beta_keeps_lambda_min_K_higher_over_the_run():
+    """Tian et al. Fig. 5, beta row (target from Wa(0) = 0, small init): "a small EMA also
+    boosts the eigenvalue of K, but the training converges much slower". Judged over the whole
+    run (t <= 150), not at one time: the lowest lambda_min(K) of the run rises strictly as
+    beta falls (observed at n = 4: -0.045, -0.033, -0.023, -0.008 for beta = 4, 1, 0.4, 0.1),
+    and the time for the top predictor eigenvalue to reach 0.9 p_+ (tau = 1) grows as beta
+    falls (observed 25, 29, 38, 86). The gaps are 0.01 and more, and 4 time units and more;
+    from the former init (0.6; n = 8) the first fails (beta = 0.1 dips to -0.063 against -0.082 at
+    beta = 4, but beta = 0.4 dips deepest, -0.093)."""
     from dynamics.figures import tian5
 
-    d = tian5.data(n=4, T=6.0, etas=(0.04,))
+    d = tian5.data(n=4, etas=(0.04,))
     ts = d["ts"]
+    assert ts[-1] >= 150.0 - 1e-9
     runs = [r for r in d["runs"] if r["sweep"] == "beta"]
     assert [r["beta"] for r in runs] == [0.1, 0.4, 1.0, 4.0]
     lam = np.array([r["lam_min"] for r in runs])
+    # t = 0: one shared state with tau = 0, so every run has the same K
     np.testing.assert_allclose(lam[:, 0], lam[0, 0], rtol=1e-12)
     assert np.all([r["tau"][0] == 0.0 for r in runs])
-    at3 = lam[:, np.argmin(np.abs(ts - 3.0))]
-    assert np.all(np.diff(at3) < 0), at3
-    early = lam[:, ts <= 5.0].mean(axis=1)
-    assert np.all(np.diff(early) < -0.01), early
+    low = lam.min(axis=1)
+    assert np.all(np.diff(low) < -0.005), low
+    a = 1.0 + d["params"]["sigma2"]
+    eta = d["params"]["eta0"]
+    p_plus = (1 + np.sqrt(1 - 4 * a * eta)) / (2 * a)
+    t90 = np.array([ts[np.argmax(r["p"].max(axis=1) > 0.9 * p_plus)] for r in runs])
+    assert np.all([np.any(r["p"].max(axis=1) > 0.9 * p_plus) for r in runs])
+    assert np.all(np.diff(t90) < -2.0), t90
 
 
 def test_tian8_antisymmetric_part_vanishes_and_modes_reach_p_plus():
