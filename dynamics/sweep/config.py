@@ -19,6 +19,7 @@ import dataclasses
 import math
 from typing import Any
 
+from dynamics.flow import TARGET_STARTS
 from dynamics.solve.batch import SOLVE_METHODS
 from dynamics.sweep.family import DIFFRAX_ONLY, ENGINE_ONLY, family
 from dynamics.types import CONVENTIONS, MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
@@ -105,6 +106,8 @@ class SweepConfig:
             ``permode``, ``isoloss``.
         variant, method, eps, eta, sigma2, beta: the swept lists (tuples; lists are taken).
         convention: where the weight decay sits (``loss`` or ``tian``, docs/theory.md 1).
+        target0: where a BYOL target starts: ``online`` (``theta_a(0) = theta(0)``, the
+            default) or ``zero`` (``theta_a(0) = 0``, Tian et al.'s choice); unused by SimSiam.
         t1: integration time; ``None`` takes the family's per-method default.
         lr, batch: gd/sgd step size in ODE time and sgd minibatch size.
         seed: the PRNG seed (sgd, and the matrix families' data and initial states).
@@ -126,6 +129,7 @@ class SweepConfig:
     sigma2: tuple | None = None
     beta: tuple | None = None
     convention: str | None = None
+    target0: str | None = None
     t1: float | None = None
     lr: float | None = None
     batch: int | None = None
@@ -176,6 +180,9 @@ class SweepConfig:
         if self.convention not in CONVENTIONS:
             raise ValueError(f"unknown convention {self.convention!r} "
                              f"(choose from {', '.join(CONVENTIONS)})")
+        if self.target0 not in TARGET_STARTS:
+            raise ValueError(f"unknown target0 {self.target0!r} "
+                             f"(choose from {', '.join(TARGET_STARTS)})")
         for name, bounds in _NUMBERS.items():
             value = getattr(self, name)
             if value is None and name in ("t1", "chunk"):

@@ -35,13 +35,13 @@ from jax.flatten_util import ravel_pytree
 from dynamics._io import check_memory, memory_limit
 from dynamics.analysis.alignment import commutator_norm, feature_correlation
 from dynamics.analysis.collapse_metrics import collapse_summary, encoder_singular_values
-from dynamics.flow import vector_field
+from dynamics.flow import initial_state, vector_field
 from dynamics.models import LinearSiamese, PerModeSiamese
 from dynamics.models.linear import random_orthogonal
 from dynamics.plot import collapse_phase_figure
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, Family, register
-from dynamics.types import Hyper, State
+from dynamics.types import Hyper
 
 #: the axes a phase diagram can be drawn over
 PHASE_AXES = ("eps", "eta", "sigma2", "beta")
@@ -350,7 +350,7 @@ class LinearFamily(_DataFamily):
                               sigma2[:, None, None] * jnp.eye(n1)[None])
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
         W = ctx["W"][ii]
-        return model, hyper, State(W, ctx["Wp"][ii], W if variant.has_target else None)
+        return model, hyper, initial_state(variant, W, ctx["Wp"][ii], target0=config.target0)
 
 
 @register
@@ -388,4 +388,5 @@ class PerModeFamily(_DataFamily):
                                sigma2[:, None] * jnp.ones((1, n1)))
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
         theta = ctx["W"][ii]
-        return model, hyper, State(theta, ctx["Wp"][ii], theta if variant.has_target else None)
+        return model, hyper, initial_state(variant, theta, ctx["Wp"][ii],
+                                           target0=config.target0)

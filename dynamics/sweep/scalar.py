@@ -22,7 +22,8 @@ from dynamics.sweep.config import option
 from dynamics.sweep.core import SEGMENTS, SGD_WINDOW
 from dynamics.sweep.family import SHARED_DEFAULTS, Family, register
 from dynamics._io import check_memory
-from dynamics.types import Hyper, Outcome, State
+from dynamics.flow import initial_state
+from dynamics.types import Hyper, Outcome
 
 DEFAULTS = dict(SHARED_DEFAULTS, eps=(0.01,), eta=(0.15,), variant=("simsiam", "simsiam-nosg"),
                 lr=0.005, batch=16, rtol=1e-8, atol=1e-10)
@@ -191,7 +192,7 @@ class ScalarFamily(Family):
                                            ("eta", "sigma2", "beta", "phi0", "theta0"))
         model = ScalarSiamese(sigma2=sigma2)
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
-        return model, hyper, State(theta0, phi0, theta0 if variant.has_target else None)
+        return model, hyper, initial_state(variant, theta0, phi0, target0=config.target0)
 
     def read(self, config, ctx, method, model, variant, hyper, y, status, window):
         st = jnp.asarray(status)
