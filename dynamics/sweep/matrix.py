@@ -35,6 +35,7 @@ from jax.flatten_util import ravel_pytree
 from dynamics._io import check_memory, memory_limit
 from dynamics.analysis.alignment import commutator_norm, feature_correlation
 from dynamics.analysis.collapse_metrics import collapse_summary, encoder_singular_values
+from dynamics.classify import encoder_scale
 from dynamics.flow import initial_state, vector_field
 from dynamics.models import LinearSiamese, PerModeSiamese
 from dynamics.models.linear import random_orthogonal
@@ -121,7 +122,8 @@ class MatrixFamily(Family):
     #: whether the lanes' commutator ``[F, Wp]`` is measured (a trained matrix predictor)
     has_commutator = False
     help = dict(convention="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta",
-                collapse_tol="a mode is collapsed when its singular value is below this")
+                collapse_tol="a mode is collapsed when its singular value is below this times "
+                             "sqrt(eta_phi/eta_theta) (sqrt(eps) in the tian convention)")
 
     @property
     def result_file(self):
@@ -160,6 +162,7 @@ class MatrixFamily(Family):
     def read(self, config, ctx, method, model, variant, hyper, y, status, window):
         n = status.shape[0]
         out = dict(sv=jax.vmap(encoder_singular_values)(model, y.enc),
+                   enc_scale=encoder_scale(hyper),
                    fnorm=fnorm_lanes(model, variant, hyper, y),
                    commutator=(commutator_lanes(model, variant, y) if self.has_commutator
                                else np.full(n, np.nan)))
@@ -168,7 +171,8 @@ class MatrixFamily(Family):
     def finish(self, config, ctx, dims, values):
         sv, status = values["sv"], values["status"]
         summ = {k: np.asarray(v) for k, v in
-                collapse_summary(jnp.asarray(sv), config.collapse_tol).items()}
+                collapse_summary(jnp.asarray(sv), config.collapse_tol,
+                                 jnp.asarray(values["enc_scale"])).items()}
         finite = np.isfinite(sv).all(-1) & (status == "ok")
         for k in summ:
             summ[k] = np.where(finite, summ[k], np.nan)
@@ -180,7 +184,8 @@ class MatrixFamily(Family):
                 "long_name": "entropy effective rank exp(H(s/sum s)) of the non-collapsed "
                              "singular values of W(t1) (0 when all collapsed)"}),
             "n_collapsed": (dims, summ["n_collapsed"],
-                            {"long_name": "number of singular values of W(t1) below collapse_tol"}),
+                            {"long_name": "number of singular values of W(t1) below collapse_tol "
+                                          "x sqrt(eta_phi / eta_theta)"}),
             "collapsed_fraction": (dims, summ["collapsed_fraction"],
                                    {"long_name": "fraction of modes collapsed"}),
             "fnorm": (dims, values["fnorm"],
@@ -197,7 +202,10 @@ class MatrixFamily(Family):
         attrs = dict(
             n1=s["n1"], n2=s["n2"], init_scale=o.init_scale,
             collapse_rule="a mode is collapsed when its singular value of W(t1) is below "
-                          "collapse_tol; measures are NaN on lanes whose status is not ok",
+                          "collapse_tol x sqrt(eta_phi / eta_theta) (the scale of the non-trivial "
+                          "fixed point: sqrt(eps) in the tian convention, 1 in the loss "
+                          "convention; 1 where either decay is 0); measures are NaN on lanes "
+                          "whose status is not ok",
         )
         return data_vars, coords, attrs
 

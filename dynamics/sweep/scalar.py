@@ -126,11 +126,13 @@ def basin_title(ds, variant: str) -> str:
 
 COLLAPSE_RULE = (
     "flow, gd: converged: status ok and max|g(y_T)| <= ftol (g: the flow at eps = 1); "
-    "decided: converged and (|theta_T| <= collapse_tol or max Re eig J(y_T) <= 1e-9); "
-    "collapsed: decided and |theta_T| <= collapse_tol. sgd: over the last "
-    f"{SGD_WINDOW} of {SEGMENTS} segment ends, collapsed when mean |theta| <= collapse_tol; "
-    "non-collapsed when the fitted |theta| changes by <= 10% across the window, "
-    "mean - 3 std > collapse_tol and the Jacobian at the mean state has no eigenvalue "
+    "decided: converged and (|theta_T| <= tol or max Re eig J(y_T) <= 1e-9); "
+    "collapsed: decided and |theta_T| <= tol, where tol = collapse_tol x sqrt(eta_phi / "
+    "eta_theta) is scale-free (the non-trivial fixed point sits at sqrt(eta_phi / eta_theta) "
+    "p: sqrt(eps) p_+ in the tian convention, p_+ in the loss convention; the factor is 1 where "
+    f"either decay is 0). sgd: over the last {SGD_WINDOW} of {SEGMENTS} segment ends, collapsed "
+    "when mean |theta| <= tol; non-collapsed when the fitted |theta| changes by <= 10% across "
+    "the window, mean - 3 std > tol and the Jacobian at the mean state has no eigenvalue "
     "with real part > 1e-9; else undecided"
 )
 
@@ -160,8 +162,10 @@ class ScalarFamily(Family):
         t1="integration time in ODE time units (default: "
            + ", ".join(f"{v:g} for {k}" for k, v in T1_DEFAULT.items())
            + "; gd/sgd take t1/lr steps)",
-        collapse_tol="collapsed when |theta_T| <= collapse-tol (sgd: its mean over the last "
-                     f"{SGD_WINDOW} of {SEGMENTS} segments of the run)",
+        collapse_tol="collapsed when |theta_T| <= collapse-tol x sqrt(eta_phi/eta_theta), "
+                     "i.e. x sqrt(eps) in the tian convention, where the survivors sit at "
+                     f"sqrt(eps) p_+ (sgd: the mean over the last {SGD_WINDOW} of {SEGMENTS} "
+                     "segments of the run)",
         chunk="lanes per compiled batch (bounds memory); default 65536 for flow on the "
               "batched engine (about 100 bytes a lane), else 4096",
         seed="PRNG seed of sgd (same seed, same result)",
@@ -225,7 +229,8 @@ class ScalarFamily(Family):
             "status": (dims, v["status"],
                        {"long_name": "solver status per lane: ok / max_steps / nonfinite"}),
             "collapsed": (dims, v["collapsed"], {"long_name": "decided and |theta(t1)| <= "
-                          "collapse_tol (sgd: its mean over the trailing window)"}),
+                          "collapse_tol x sqrt(eta_phi / eta_theta) (sgd: its mean over the "
+                          "trailing window)"}),
             "decided": (dims, v["decided"],
                         {"long_name": "converged to a fixed point that is not a saddle (sgd: "
                                       "stationary about one; see dynamics.classify)"}),
