@@ -281,6 +281,37 @@ def test_tian9_commutator_rises_above_its_start_at_zero_decay():
     assert d["runs"][(1.0, 0.2)]["collapsed"] and peak[(1.0, 0.2)] == 1.0
 
 
+def test_tian9_collapsed_runs_are_explained_by_the_fold_or_the_basin():
+    """Tian et al. Fig. 9's collapsed runs, explained from closed forms the test writes itself:
+    past eta = tau^2/(4a) no non-trivial fixed point exists (Obs. 5); below it the start
+    collapses when every predictor eigenvalue p_j(0) (of the symmetrised initial Wp, drawn
+    here again from the seed) lies under p_- = (tau - sqrt(tau^2 - 4 a eta)) / (2a) (Obs. 4).
+    This predicts every run's fate, collapsed or not, and the figure must give the same cause.
+    On the full settings (n = 8) two runs collapse below the fold: tau = 1, eta = 0.05
+    (p_j(0) <= 0.040 < p_- = 0.054) and tau = 1.5, eta = 0.2 (p_- = 0.158)."""
+    import jax
+
+    from dynamics.figures import tian9
+    from dynamics.flow import VARIANTS
+    from dynamics.models import linear as lin
+
+    for n, T in ((4, 100.0), (8, 150.0)):
+        d = tian9.data(n=n, T=T)
+        a = d["a"]
+        base = lin.LinearSiamese.isotropic(n, 0.5, predictor="symmetric")
+        y = lin.random_state(jax.random.PRNGKey(0), base, VARIANTS["simsiam"], n, scale=0.03)
+        p0 = np.linalg.eigvalsh(np.asarray(0.5 * (y.pred + y.pred.T))).max()
+        for (tau, eta), r in d["runs"].items():
+            fold = eta > tau**2 / (4 * a)
+            basin = (not fold) and p0 < (tau - np.sqrt(tau**2 - 4 * a * eta)) / (2 * a)
+            assert r["collapsed"] == (fold or basin), (n, tau, eta, p0)
+            want = "fold" if fold else ("basin" if basin else None)
+            assert r["cause"] == want, (n, tau, eta, r["cause"])
+        if n == 8:
+            causes = {k: r["cause"] for k, r in d["runs"].items() if r["collapsed"]}
+            assert causes[(1.0, 0.05)] == causes[(1.5, 0.2)] == "basin", causes
+
+
 def test_tian7_target_stays_correlated_with_the_online_weights():
     """Tian et al. Fig. 7 (Wa(0) = 0, sigma = 0.03): the correlation between Wa and W stays high
     (the paper: ~0.9 even for gamma_a near 1 and large eta). Observed minimum of the mean over
