@@ -113,13 +113,13 @@ def draw(data):
         rf"Linear BYOL, symmetric predictor (Tian et al. 2021, Fig. 5): $n_1=n_2$={pr['n1']}, "
         rf"$X=I$, $X'=\sigma^2 I$, $\sigma^2$={pr['sigma2']:g}, $\alpha_p$={pr['alpha_p']:g}, "
         rf"Euler step {pr['lr']:g}, small init (std {pr['init_scale']:g}$/\sqrt{{n}}$), "
-        rf"target from $W_a(0)$ = {pr['Wa0']}; "
+        rf"target from $W_a(0)$ = {pr['Wa0']}" "\n"
         r"$K = a(\alpha_p F/2 + W_p^2 - \tau W_p/a) + 3\eta I/2$, "
         r"$\tau = \mathrm{tr}(W_aW^\top)/\mathrm{tr}(WW^\top)$" "\n"
         r"a larger $\eta$ keeps $\lambda_{\min}(K)$ above 0 but lowers or kills $p_j$, $s_j$; "
         r"a smaller $\beta$ keeps $\tau$ small and the dip of $\lambda_{\min}(K)$ shallower over "
         r"the whole run (the EMA curriculum), at the cost of slower growth", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 

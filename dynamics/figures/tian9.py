@@ -129,11 +129,11 @@ def draw(d):
         rf"$n$ = {pr['n1']}, $X = I$, $X' = \sigma^2 I$, $\sigma^2$ = {pr['sigma2']:g}, "
         rf"$\alpha_p$ = 1, small init (scale {pr['init_scale']:g}), Euler step {pr['lr']:g}" "\n"
         r"the commutator shoots up before it decays when $\eta$ is small and/or $\tau$ large; "
-        r"collapsed runs (dashed, $s_{\max}(T) < 10^{-6}$) lose F and the commutator together: "
+        r"collapsed runs (dashed, $s_{\max}(T) < 10^{-6}$) lose F and the commutator together:" "\n"
         r"past $\eta = \tau^2/4a$ because no non-trivial fixed point is left (Obs. 5), below it "
         r"because the small start lies in the collapse basin, $p_j(0) < p_-$ (Obs. 4)",
         fontsize=9.5)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     return fig
 
 
