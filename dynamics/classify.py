@@ -31,9 +31,9 @@ it by O(lr)), so no gradient tolerance can be met there. :func:`classify_window`
 lane by the statistics of its last snapshots instead (the *trailing window*, states
 ``y_1 .. y_W`` at equally spaced steps; ``n_k = encoder_norm`` of each):
 
-1. *collapsed*: the window mean of ``n_k`` is ``<= collapse_tol * encoder_scale(hyper)``. The collapsed state is
-   absorbing (every encoder gradient is proportional to the encoder), so a collapsed lane's
-   norm decays geometrically and stays below the threshold.
+1. *collapsed*: the window mean of ``n_k`` is ``<= collapse_tol * encoder_scale(hyper)``. The
+   collapsed state is absorbing (every encoder gradient is proportional to the encoder), so a
+   collapsed lane's norm decays geometrically and stays below the threshold.
 2. *non-collapsed* (decided): the lane is stationary, its fluctuations stay clear of the
    threshold, and it fluctuates about a stable point rather than a saddle:
    - stationary: a least-squares line through ``n_k`` changes by at most

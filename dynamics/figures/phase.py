@@ -80,7 +80,8 @@ def draw(data):
     wa0 = "0" if pr.get("target0", "online") == "zero" else "W(0)"
     for ax, key, sym, title in ((axes[0], "eta_eps", r"\varepsilon", "linear SimSiam"),
                                 (axes[1], "eta_beta", r"\beta",
-                                 rf"linear BYOL ($\varepsilon$ = 1), target from $W_a(0)$ = {wa0}")):
+                                 rf"linear BYOL ($\varepsilon$ = 1), target from "
+                                 rf"$W_a(0)$ = {wa0}")):
         d = data[key]
         mesh = plot.phase_diagram(ax, d["axis"], etas, d["frac"])
         cb = fig.colorbar(mesh, ax=ax)

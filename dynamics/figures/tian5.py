@@ -28,13 +28,14 @@ def data(n=8, sigma2=0.5, alpha_p=1.0, lr=0.01, T=150.0, etas=(0.01, 0.04, 0.1, 
          save_every=10, target0="zero"):
     """Linear BYOL with a symmetric predictor (Theorem 3's setting), one init for all runs.
 
-    ``W`` and ``Wp`` start small (entries of std ``scale / sqrt(n)``): the paper's modes "grow
-    from small random initial conditions". The init sets the order of the beta row: at
-    ``scale = 0.1`` the lowest ``lambda_min(K)`` of the run rises as ``beta`` falls
-    (-0.051, -0.050, -0.047, -0.009 for beta = 4, 1, 0.4, 0.1 at n = 8), while from a large
-    init (0.6) ``beta = 0.1`` dips below zero for longest (81 time units against 21 for
-    ``beta = 4``), the opposite of the paper. The target starts at ``Wa(0) = 0`` (``target0="zero"``) as in the paper, so ``tau(0) = 0``
-    and the EMA acts as a curriculum from the start; ``target0="online"`` starts it at ``W(0)``.
+    ``W`` and ``Wp`` start small (entries of std ``scale / sqrt(n)``): the paper's modes
+    "grow from small random initial conditions". The init sets the order of the beta row: at
+    ``scale = 0.1`` the lowest ``lambda_min(K)`` of the run rises as ``beta`` falls (-0.051,
+    -0.050, -0.047, -0.009 for beta = 4, 1, 0.4, 0.1 at n = 8), while from a large init
+    (0.6) ``beta = 0.1`` dips below zero for longest (81 time units against 21 for ``beta =
+    4``), the opposite of the paper. The target starts at ``Wa(0) = 0`` (``target0="zero"``)
+    as in the paper, so ``tau(0) = 0`` and the EMA acts as a curriculum from the start;
+    ``target0="online"`` starts it at ``W(0)``.
 
     Sweeps ``eta`` at ``beta = beta0`` and ``beta`` at ``eta = eta0``. Records the eigenvalues
     ``p_j`` of ``Wp``, ``s_j`` of ``F = W W^T``, ``tau = tr(Wa W^T)/tr(W W^T)`` and
