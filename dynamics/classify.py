@@ -12,7 +12,17 @@ Rule (applied per lane to the final state ``y_T`` of a run):
    undecided instead of being given a label by accident.
 3. *collapsed*: decided and every per-mode score of the model's collapse measure
    (:meth:`dynamics.models.Model.collapse_measure`; by default the encoder's singular values,
-   ``|theta|`` for the scalar model) is ``<= collapse_tol``.
+   ``|theta|`` for the scalar model), measured against the scale of the non-trivial fixed
+   point, is small: ``score <= collapse_tol * encoder_scale(hyper)``.
+
+**Scale-free.** A surviving encoder sits at ``theta*^2 = (eta_phi / eta_theta) p^2``
+(docs/theory.md sections 2 and 4; per mode for the matrix models): ``sqrt(eps) p_+`` in Tian's
+convention, ``p_+`` with the decay in the loss. A fixed threshold on ``|theta|`` therefore calls
+Tian-convention survivors collapsed once ``sqrt(eps) p_+ < collapse_tol`` (eps below about
+5e-6 at the default sweep's eta). :func:`encoder_scale` is ``sqrt(eta_phi / eta_theta)``
+(1 when either decay is 0: without decay the survivors' size is set by the start, not by a
+fixed point), so the rule is the same in the coordinate ``theta / sqrt(eps)`` in which
+Tian's convention does not depend on ``eps`` (the scaling symmetry of section 2).
 
 ``outcome`` combines them (``OUTCOME_NAMES``): 0 non-collapsed, 1 collapsed, 2 undecided
 (including runs that hit ``max_steps``), 3 failed (a non-finite number appeared).
@@ -23,14 +33,14 @@ lane by the statistics of its last snapshots instead (the *trailing window*, sta
 ``y_1 .. y_W`` at equally spaced steps; ``n_k`` the largest collapse score of each, ``|theta|``
 for the scalar model):
 
-1. *collapsed*: the window mean of ``n_k`` is ``<= collapse_tol``. The collapsed state is
-   absorbing (every encoder gradient is proportional to the encoder), so a collapsed lane's
-   norm decays geometrically and stays below the threshold.
+1. *collapsed*: the window mean of ``n_k`` is ``<= collapse_tol * encoder_scale(hyper)``. The
+   collapsed state is absorbing (every encoder gradient is proportional to the encoder), so a
+   collapsed lane's norm decays geometrically and stays below the threshold.
 2. *non-collapsed* (decided): the lane is stationary, its fluctuations stay clear of the
    threshold, and it fluctuates about a stable point rather than a saddle:
    - stationary: a least-squares line through ``n_k`` changes by at most
      ``drift_rtol`` (relative to the window mean) across the window;
-   - noise-aware margin: ``mean(n) - z * std(n) > collapse_tol``;
+   - noise-aware margin: ``mean(n) - z * std(n) > collapse_tol * encoder_scale(hyper)``;
    - no saddle: every eigenvalue of the expected-loss Jacobian at the window-averaged state
      has real part ``<= jtol`` (lanes that linger near the saddle on the basin boundary stay
      undecided).
@@ -61,6 +71,17 @@ class Criterion:
     ftol: float = 1e-6
     collapse_tol: float = 1e-3
     jtol: float = 1e-9
+
+
+def encoder_scale(hyper):
+    """The scale of the encoder's non-trivial fixed point, ``sqrt(eta_phi / eta_theta)``
+    (``sqrt(eps)`` in Tian's convention, 1 with the decay in the loss), and 1 where either
+    decay is 0. Collapse is judged on ``encoder_norm / encoder_scale`` (module docstring)."""
+    eta_t = jnp.asarray(hyper.eta_theta)
+    eta_p = jnp.asarray(hyper.eta_phi)
+    both = (eta_t > 0) & (eta_p > 0)
+    return jnp.where(both, jnp.sqrt(jnp.where(both, eta_p, 1.0) / jnp.where(both, eta_t, 1.0)),
+                     1.0)
 
 
 def _residual_and_spectrum(model, variant, hyper, y):
@@ -112,7 +133,7 @@ def classify(model, variant, hyper, y, status, criterion: Criterion = Criterion(
     enc_norm = jnp.max(jnp.atleast_1d(model.encoder_norm(y_safe.enc)))
     ok = (status == STATUS_OK) & finite
     converged = ok & (fnorm <= criterion.ftol)
-    small = collapse_score(model, y_safe.enc) <= criterion.collapse_tol
+    small = collapse_score(model, y_safe.enc) <= criterion.collapse_tol * encoder_scale(hyper)
     decided = converged & (small | (lam_max <= criterion.jtol))
     collapsed = decided & small
     failed = (status == STATUS_NONFINITE) | ~finite
@@ -163,9 +184,10 @@ def classify_window(model, variant, hyper, ys, status, criterion: WindowCriterio
     y_avg = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), ys)
     fnorm, lam_max = _residual_and_spectrum(model, variant, hyper, y_avg)
     ok = (status == STATUS_OK) & finite
-    collapsed = ok & (mean <= criterion.collapse_tol)
+    tol = criterion.collapse_tol * encoder_scale(hyper)
+    collapsed = ok & (mean <= tol)
     stationary = drift <= criterion.drift_rtol
-    clear = mean - criterion.z * std > criterion.collapse_tol
+    clear = mean - criterion.z * std > tol
     alive = ok & ~collapsed & stationary & clear & (lam_max <= criterion.jtol)
     decided = collapsed | alive
     failed = (status == STATUS_NONFINITE) | ~finite

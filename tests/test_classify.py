@@ -137,3 +137,42 @@ def test_lane_on_the_saddle_stable_manifold_stays_undecided():
                    ("p+" if abs(z[1] - pp) < 1e-6 and abs(abs(z[0]) - pp) < 1e-6 else "?")
                    for z in ends)
     assert fates == ["collapsed", "p+"], ends
+
+
+def test_tian_survivors_at_tiny_eps_are_not_collapsed():
+    """Tian's convention at eps = 1e-6 (eta = 0.15, sigma2 = 0.5): the stable non-trivial fixed
+    point is theta* = sqrt(eps) p_+ = 4.39e-4 (docs/theory.md 4), below the default
+    collapse_tol 1e-3 of a fixed |theta| threshold. The rule is scale-free, so it labels that
+    point non-collapsed and the origin collapsed, both exactly at a zero of the field."""
+    sigma2, eta, eps = 0.5, 0.15, 1e-6
+    p_plus, _ = p_pm(1 + sigma2, eta)
+    theta_star = np.sqrt(eps) * p_plus
+    assert theta_star < 1e-3
+    model, hyper = d.ScalarSiamese(sigma2), d.Hyper.tian(eta, 1.0 / eps)
+    c = _classify(model, SIMSIAM, hyper, [theta_star, -theta_star, 0.0], [p_plus, p_plus, 0.3])
+    assert np.all(c["converged"]), c["fnorm"]
+    np.testing.assert_array_equal(c["outcome"], [NON_COLLAPSED, NON_COLLAPSED, COLLAPSED])
+
+
+def test_tian_sweep_at_tiny_eps_is_the_eps_one_sweep_rescaled():
+    """The scaling symmetry (docs/theory.md 2): in Tian's convention trajectories of
+    (phi, theta^2 / eps) do not depend on eps. So the sweep at eps = 1e-6 over theta0 in
+    +-1e-3 must label every lane as the sweep at eps = 1 over theta0 in +-1 does (observed:
+    26 of 64 survive in both), and its survivors must end at the closed form sqrt(eps) p_+
+    (the flow runs at rtol 1e-8, so 1e-6 relative is ample; observed 3e-10). A fixed
+    threshold of 1e-3 on |theta| called all 26 collapsed."""
+    from dynamics.sweep import SweepConfig, run
+    from dynamics.sweep.scalar import ScalarOptions
+
+    eps = 1e-6
+    kw = dict(variant=("simsiam",), convention="tian", eta=(0.15,), sigma2=(0.5,))
+    one = run(SweepConfig(eps=(1.0,), options=ScalarOptions(n=8), **kw))
+    tiny = run(SweepConfig(eps=(eps,), options=ScalarOptions(n=8, theta_range=(-1e-3, 1e-3)),
+                           **kw))
+    o1, o2 = one["outcome"].values.ravel(), tiny["outcome"].values.ravel()
+    np.testing.assert_array_equal(o2, o1)
+    alive = o2 == NON_COLLAPSED
+    assert 0 < alive.sum() < alive.size
+    p_plus, _ = p_pm(1.5, 0.15)
+    np.testing.assert_allclose(np.abs(tiny["theta"].values.ravel()[alive]),
+                               np.sqrt(eps) * p_plus, rtol=1e-6)

@@ -28,6 +28,7 @@ TINY = ScalarOptions(n=4)
     (dict(method=("adam",)), "unknown method 'adam'"),
     (dict(model="resnet"), "unknown model 'resnet'"),
     (dict(convention="paper"), "unknown convention 'paper'"),
+    (dict(target0="random"), "unknown target0 'random'"),
     (dict(seed=2**63), "seed must be <="),
     (dict(t1=float("nan")), "t1 must be finite"),
     (dict(method=("gd",), lr=0.5, eps=(0.1,)), "--lr 0.5 is too large for eps 0.1"),
@@ -69,6 +70,47 @@ def test_cli_writes_what_run_returns(tmp_path):
     assert cli.attrs["command"] == "python -m dynamics.sweep " + " ".join(argv)
     for k in lib.data_vars:
         np.testing.assert_array_equal(cli[k].values, lib[k].values, err_msg=k)
+
+
+@pytest.mark.parametrize("target0", ["online", "zero"])
+def test_byol_target_starts_where_target0_says(target0):
+    """Scalar BYOL lanes against scipy's DOP853 (rtol 1e-11) on the hand-written field of
+    docs/theory.md from theta_a(0) = theta0 (online) or 0 (zero). The sweep's flow runs at
+    rtol 1e-8 / atol 1e-10 to t1 = 5, so the end states agree to well under 1e-6; the two starts
+    differ there by 1e-2 and more, so a sweep that ignored target0 fails one of the cases."""
+    from scipy.integrate import solve_ivp
+
+    from tests.oracles import scalar_field
+
+    eta, beta, t1 = 0.05, 0.3, 5.0
+    ds = run(SweepConfig(variant=("byol",), convention="tian", eps=(1.0,), eta=(eta,),
+                         beta=(beta,), t1=t1, target0=target0, options=ScalarOptions(n=3)))
+    assert ds.attrs["target0"] == target0
+    lane = ds.isel(variant=0, method=0, eps=0, eta=0, sigma2=0, beta=0)
+    kw = dict(sigma2=0.5, eps=1.0, eta_theta=eta, eta_phi=eta, beta=beta, target="byol",
+              stop_grad=True)
+    for phi0 in lane.phi0.values:
+        for theta0 in lane.theta0.values:
+            ta0 = theta0 if target0 == "online" else 0.0
+            ref = solve_ivp(lambda t, z: scalar_field(*z, **kw), (0.0, t1), [theta0, phi0, ta0],
+                            method="DOP853", rtol=1e-11, atol=1e-13).y[:, -1]
+            got = lane.sel(phi0=phi0, theta0=theta0)
+            np.testing.assert_allclose([float(got.theta), float(got.phi), float(got.theta_a)],
+                                       ref, atol=1e-6)
+
+
+def test_matrix_byol_target_start_is_an_option_recorded_in_the_dataset():
+    """The linear family starts BYOL's target at W(0) or at 0 as asked, and says which. The
+    target drives W, so at t1 = 1 the encoder's singular values differ between the two starts
+    (observed: by up to 0.19; 1e-3 asked); SimSiam lanes have no target and do not change."""
+    kw = dict(model="linear", variant=("byol", "simsiam"), eps=(1.0,), eta=(0.05,), t1=1.0,
+              options=MatrixOptions(n1=2, n_init=2))
+    a, b = run(SweepConfig(target0="online", **kw)), run(SweepConfig(target0="zero", **kw))
+    assert (a.attrs["target0"], b.attrs["target0"]) == ("online", "zero")
+    sv_a, sv_b = (x["sv"].sel(variant="byol").values for x in (a, b))
+    assert np.max(np.abs(sv_a - sv_b)) > 1e-3
+    np.testing.assert_array_equal(a["sv"].sel(variant="simsiam").values,
+                                  b["sv"].sel(variant="simsiam").values)
 
 
 def test_sgd_does_not_depend_on_the_chunking():

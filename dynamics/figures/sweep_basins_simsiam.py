@@ -40,7 +40,11 @@ def data(quick=False):
         theory.append((fps, mans))
     params = dict(sweep_command="python -m dynamics.sweep " + " ".join(argv),
                   eps=list(args.eps), eta=list(args.eta), sigma2=list(args.sigma2),
-                  convention=args.convention, n=args.options.n, t1=float(ds.attrs["t1"]), overlay="stable manifolds of the saddles (theory)",
+                  convention=args.convention, n=args.options.n, t1=float(ds.attrs["t1"]),
+                  starts=f"{args.options.grid[0]} x {args.options.grid[1]} grid, theta0 in "
+                         f"{list(args.options.theta_range)}, phi0 in "
+                         f"{list(args.options.phi_range)} (no target: SimSiam)",
+                  overlay="stable manifolds of the saddles (theory)",
                   paper="none: the default sweep of this project")
     return dict(ds=ds, theory=theory, box=box, params=params)
 

@@ -113,6 +113,10 @@ def data(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0, n_grid=21, t1=60.0, 
                                  beta=pp["beta"], eta=0.0,
                                  time="lambda_d * t (the paper's field divided by lambda_d)"),
                     n_grid=n_grid, t1=t1,
+                    starts=dict(
+                        left=dict(w=wl.tolist(), w_p=wpl.tolist(), w_a="held at 1"),
+                        middle=dict(w=w0.tolist(), w_p="= w", w_a=0.0),
+                        right=dict(w=wn0.tolist(), w_p="1 (no predictor)", w_a=0.0)),
                     differences="trajectories (coloured) added to the paper's normalised "
                                 "field arrows; targets of the middle and right trajectories "
                                 "start at w_a = 0 as in the paper's analysis"),

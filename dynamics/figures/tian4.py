@@ -98,16 +98,38 @@ def draw(data):
     pr = data["params"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
     colors = ("#1b9e77", "#7570b3", "#d95f02", "#e7298a")
-    for c, cu in zip(colors, data["curves"]):
+    n_cu = len(data["curves"])
+    for i, (c, cu) in enumerate(zip(colors, data["curves"])):
         ax1.plot(cu["p"], cu["dp"], color=c, lw=2, label=rf"$\eta$ = {cu['eta']:g}")
-        plot.draw_fixed_points(ax1, cu["roots"], np.zeros_like(cu["roots"]), cu["kinds"], size=8)
+        # every curve has a fixed point at p = 0: later curves draw smaller markers on top,
+        # edged in the curve's colour, so each one stays visible (concentric) instead of
+        # hiding the one below it
+        for x, k in zip(cu["roots"], cu["kinds"]):
+            st = dict(plot.FIXED_POINT_STYLE[k])
+            st.pop("label")
+            at0 = abs(x) < 1e-9
+            if at0:
+                st.update(markeredgecolor=c)
+            ax1.plot([x], [0.0], linestyle="none",
+                     markersize=7 + 5 * (n_cu - 1 - i) if at0 else 8,
+                     markeredgewidth=2.0 if at0 else 1.3, zorder=6 + i, **st)
+    for k in ("stable", "unstable", "marginal"):
+        st = dict(plot.FIXED_POINT_STYLE[k])
+        lab = st.pop("label")
+        ax1.plot([], [], linestyle="none", markersize=7, markeredgewidth=1.3, label=lab, **st)
+    ax1.plot([], [], linestyle="none", label="$p$ = 0: a marker per curve,\nedged in its colour")
     ax1.axhline(0, color="0.4", lw=0.8)
     ax1.set_ylim(-0.15, 0.15)
     ax1.set_xlabel(r"predictor eigenvalue $p$")
     ax1.set_ylabel(r"$\dot p$ on the parabola $s = p^2/\alpha_p$")
     ax1.set_title(r"$\dot p = -a\,p\,(p - p_-)(p - p_+)$ for $\eta>0$", fontsize=10)
     ax1.grid(alpha=0.3)
-    plot.dedup_legend(ax1, loc="lower left", fontsize=7)
+    leg = plot.dedup_legend(ax1, loc="lower left", fontsize=7)
+    # the curves first (in eta order), then the kinds of fixed point
+    handles, labels = leg.legend_handles, [t.get_text() for t in leg.get_texts()]
+    order = sorted(range(len(labels)), key=lambda k: (not labels[k].startswith(r"$\eta$"), k))
+    ax1.legend([handles[k] for k in order], [labels[k] for k in order], loc="lower left",
+               fontsize=7, framealpha=0.85)
     bif = data["bif"]
     for kind in ("stable", "unstable", "marginal"):
         pts = [(e, p) for e, p, k in bif if k == kind]

@@ -69,6 +69,9 @@ def data(eps=(1.0, 0.3, 0.1, 0.03, 0.01), eta=0.15, sigma2=0.5, n=32, t1=200.0):
                          theta_max=np.array(hi), theory=theta_star(conv, eps, eta, sigma2))
     return dict(eps=np.asarray(eps, float), runs=out,
                 params=dict(eps=list(eps), eta=eta, sigma2=sigma2, n=n, t1=t1,
+                            starts=f"{n} x {n} grid, theta0 in "
+                                   f"{list(ScalarOptions(n=n).theta_range)}, phi0 in "
+                                   f"{list(ScalarOptions(n=n).phi_range)} (no target: SimSiam)",
                             variant="simsiam", sweeps=commands,
                             paper="Tian et al. (2021) Obs. 2: a very fast predictor (large "
                                   "alpha_p = 1/eps) keeps the encoder from growing",

@@ -32,6 +32,7 @@ from dynamics._cli import (
     variant,
     write_results,
 )
+from dynamics.flow import TARGET_STARTS
 from dynamics.runtime import enable_compilation_cache, split_cpu_cores
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.core import plan, run
@@ -60,6 +61,8 @@ _SHARED_HELP = dict(
     collapse_tol="the collapse threshold",
     convention="where the weight decay sits: loss or tian",
     beta="EMA rate of the BYOL target",
+    target0="where the BYOL target starts: online, theta_a(0) = theta(0); zero, theta_a(0) = 0 "
+            "(Tian et al. 2021); unused by SimSiam",
 )
 
 
@@ -99,6 +102,9 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
     if "convention" not in fam.ignores:
         g.add_argument("--convention", choices=("loss", "tian"), default=d["convention"],
                        help=helps("convention"))
+    if "target0" not in fam.ignores:
+        g.add_argument("--target0", choices=TARGET_STARTS, default=d["target0"],
+                       help=helps("target0"))
     g.add_argument("--t1", type=number("t1", positive=True), default=d["t1"], help=helps("t1"))
     g.add_argument("--lr", type=number("lr", positive=True), default=d["lr"], help=helps("lr"))
     g.add_argument("--batch", type=number("batch", positive=True, integer=True),
@@ -183,7 +189,8 @@ def config_from_args(args, argv=None) -> SweepConfig:
     return SweepConfig(
         model=args.model, variant=tuple(args.variant), method=tuple(args.method),
         eps=_given(args, "eps"), eta=tuple(args.eta), sigma2=tuple(args.sigma2),
-        beta=_given(args, "beta"), convention=getattr(args, "convention", None), t1=args.t1,
+        beta=_given(args, "beta"), convention=getattr(args, "convention", None),
+        target0=getattr(args, "target0", None), t1=args.t1,
         lr=args.lr,
         batch=args.batch, seed=args.seed, rtol=args.rtol, atol=args.atol, solver=args.solver,
         integrator=ENGINES.get(args.engine, "auto"), max_steps=args.max_steps, chunk=args.chunk,

@@ -56,7 +56,7 @@ class BarlowFamily(MatrixFamily):
     )
     Options = BarlowOptions
     variants = {BARLOW.name: BARLOW}
-    ignores = ("eps", "beta", "convention")
+    ignores = ("eps", "beta", "convention", "target0")
     defaults = dict(SHARED_DEFAULTS, variant=(BARLOW.name,), eps=(1.0,),
                     eta=(0.0, 1.0, 2.5, 3.5, 4.5, 5.5, 7.0), t1=60.0, lr=0.005, batch=64,
                     rtol=1e-8, atol=1e-10, chunk=2048)

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from dynamics.checks import check_number
+from dynamics.flow import TARGET_STARTS
 from dynamics.solve.batch import SOLVE_METHODS
 from dynamics.sweep.family import DIFFRAX_ONLY, ENGINE_ONLY, family
 from dynamics.types import CONVENTIONS, MAX_DISCRETE_STEPS, MAX_SEED
@@ -89,6 +90,8 @@ class SweepConfig:
             a setting the family ignores (:attr:`~dynamics.sweep.Family.ignores`) must keep its
             default.
         convention: where the weight decay sits (``loss`` or ``tian``, docs/theory.md 1).
+        target0: where a BYOL target starts: ``online`` (``theta_a(0) = theta(0)``, the
+            default) or ``zero`` (``theta_a(0) = 0``, Tian et al.'s choice); unused by SimSiam.
         t1: integration time; ``None`` takes the family's per-method default.
         lr, batch: gd/sgd step size in ODE time and sgd minibatch size.
         seed: the PRNG seed (sgd, and the matrix families' data and initial states).
@@ -110,6 +113,7 @@ class SweepConfig:
     sigma2: tuple | None = None
     beta: tuple | None = None
     convention: str | None = None
+    target0: str | None = None
     t1: float | None = None
     lr: float | None = None
     batch: int | None = None
@@ -169,6 +173,9 @@ class SweepConfig:
         if self.convention not in CONVENTIONS:
             raise ValueError(f"unknown convention {self.convention!r} "
                              f"(choose from {', '.join(CONVENTIONS)})")
+        if self.target0 not in TARGET_STARTS:
+            raise ValueError(f"unknown target0 {self.target0!r} "
+                             f"(choose from {', '.join(TARGET_STARTS)})")
         for name, bounds in _NUMBERS.items():
             value = getattr(self, name)
             if value is None and name in ("t1", "chunk"):

@@ -190,6 +190,9 @@ def _run_attrs(config, pl, solvers, integrator) -> dict:
     return dict(
         model=config.model,
         convention=config.convention,
+        target0=config.target0,
+        target0_meaning="where a BYOL lane's target started: online, theta_a(0) = theta(0); "
+                        "zero, theta_a(0) = 0 (unused by SimSiam)",
         solver=", ".join(f"eps={e:g}: {s} ({engine_word})" for e, s in solvers.items())
         or "none (discrete methods)",
         rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,

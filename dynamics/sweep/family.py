@@ -50,6 +50,7 @@ ENGINE_ONLY = tuple(s for s in ENGINE_METHODS if s != "auto" and s not in SOLVER
 #: ``dict(SHARED_DEFAULTS, ...)`` with what it changes
 SHARED_DEFAULTS = dict(
     sigma2=(0.5,), beta=(1.0,), variant=("simsiam",), method=("flow",), convention="loss",
+    target0="online",
     t1=None, seed=0, solver="auto", max_steps=200_000, chunk=None, collapse_tol=1e-3,
 )
 

@@ -20,12 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dynamics.flow import initial_state
 from dynamics.models.isoloss import KINDS, IsoLossLinear
 from dynamics.plot import fixed_point_figure
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, register
 from dynamics.sweep.matrix import MatrixFamily, init_keys
-from dynamics.types import Hyper, State
+from dynamics.types import Hyper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,7 @@ class IsoLossFamily(MatrixFamily):
                               sigma2[:, None, None] * eye[None], jnp.full(n, o.alpha), o.kind)
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
         W = ctx["W"][ii]
-        return model, hyper, State(W, None, W if variant.has_target else None)
+        return model, hyper, initial_state(variant, W, None, target0=config.target0)
 
     def extra_dims(self, name):
         return ("mode",) if name in ("sv", "score", "s") else ()

@@ -39,13 +39,14 @@ from dynamics.analysis.collapse_metrics import (
     collapse_summary,
     encoder_singular_values,
 )
-from dynamics.flow import vector_field
+from dynamics.classify import encoder_scale
+from dynamics.flow import initial_state, vector_field
 from dynamics.models import LinearSiamese, PerModeSiamese
 from dynamics.models.linear import random_orthogonal
 from dynamics.plot import collapse_phase_figure
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, Family, register
-from dynamics.types import Hyper, State
+from dynamics.types import Hyper
 
 #: the axes a phase diagram can be drawn over
 PHASE_AXES = ("eps", "eta", "sigma2", "beta")
@@ -125,7 +126,8 @@ class MatrixFamily(Family):
     #: whether the lanes' commutator ``[F, Wp]`` is measured (a trained matrix predictor)
     has_commutator = False
     help = dict(convention="loss: eta_theta = eta_phi = eta; tian: eta_phi = eps*eta",
-                collapse_tol="a mode is collapsed when its singular value is below this")
+                collapse_tol="a mode is collapsed when its singular value is below this times "
+                             "sqrt(eta_phi/eta_theta) (sqrt(eps) in the tian convention)")
 
     @property
     def result_file(self):
@@ -165,6 +167,7 @@ class MatrixFamily(Family):
         n = status.shape[0]
         out = dict(sv=jax.vmap(encoder_singular_values)(model, y.enc),
                    score=jax.vmap(collapse_scores)(model, y.enc),
+                   enc_scale=encoder_scale(hyper),
                    fnorm=fnorm_lanes(model, variant, hyper, y),
                    commutator=(commutator_lanes(model, variant, y) if self.has_commutator
                                else np.full(n, np.nan)))
@@ -174,6 +177,7 @@ class MatrixFamily(Family):
         sv, status = values["sv"], values["status"]
         summ = {k: np.asarray(v) for k, v in
                 collapse_summary(jnp.asarray(sv), config.collapse_tol,
+                                 jnp.asarray(values["enc_scale"]),
                                  scores=jnp.asarray(values["score"])).items()}
         finite = np.isfinite(sv).all(-1) & (status == "ok")
         for k in summ:
@@ -186,7 +190,8 @@ class MatrixFamily(Family):
                 "long_name": "entropy effective rank exp(H(s/sum s)) of the non-collapsed "
                              "singular values of W(t1) (0 when all collapsed)"}),
             "n_collapsed": (dims, summ["n_collapsed"],
-                            {"long_name": "number of singular values of W(t1) below collapse_tol"}),
+                            {"long_name": "number of singular values of W(t1) below collapse_tol "
+                                          "x sqrt(eta_phi / eta_theta)"}),
             "collapsed_fraction": (dims, summ["collapsed_fraction"],
                                    {"long_name": "fraction of modes collapsed"}),
             "fnorm": (dims, values["fnorm"],
@@ -203,7 +208,10 @@ class MatrixFamily(Family):
         attrs = dict(
             n1=s["n1"], n2=s["n2"], init_scale=o.init_scale,
             collapse_rule="a mode is collapsed when its singular value of W(t1) is below "
-                          "collapse_tol; measures are NaN on lanes whose status is not ok",
+                          "collapse_tol x sqrt(eta_phi / eta_theta) (the scale of the non-trivial "
+                          "fixed point: sqrt(eps) in the tian convention, 1 in the loss "
+                          "convention; 1 where either decay is 0); measures are NaN on lanes "
+                          "whose status is not ok",
         )
         return data_vars, coords, attrs
 
@@ -357,7 +365,7 @@ class LinearFamily(_DataFamily):
                               sigma2[:, None, None] * jnp.eye(n1)[None])
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
         W = ctx["W"][ii]
-        return model, hyper, State(W, ctx["Wp"][ii], W if variant.has_target else None)
+        return model, hyper, initial_state(variant, W, ctx["Wp"][ii], target0=config.target0)
 
 
 @register
@@ -396,4 +404,5 @@ class PerModeFamily(_DataFamily):
                                sigma2[:, None] * jnp.ones((1, n1)))
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
         theta = ctx["W"][ii]
-        return model, hyper, State(theta, ctx["Wp"][ii], theta if variant.has_target else None)
+        return model, hyper, initial_state(variant, theta, ctx["Wp"][ii],
+                                           target0=config.target0)

@@ -22,7 +22,8 @@ from dynamics.sweep.config import option
 from dynamics.sweep.core import SEGMENTS, SGD_WINDOW
 from dynamics.sweep.family import SHARED_DEFAULTS, Family, register
 from dynamics._io import check_memory
-from dynamics.types import Hyper, Outcome, State
+from dynamics.flow import initial_state
+from dynamics.types import Hyper, Outcome
 
 DEFAULTS = dict(SHARED_DEFAULTS, eps=(0.01,), eta=(0.15,), variant=("simsiam", "simsiam-nosg"),
                 lr=0.005, batch=16, rtol=1e-8, atol=1e-10)
@@ -131,11 +132,13 @@ def basin_title(ds, variant: str) -> str:
 
 COLLAPSE_RULE = (
     "flow, gd: converged: status ok and max|g(y_T)| <= ftol (g: the flow at eps = 1); "
-    "decided: converged and (|theta_T| <= collapse_tol or max Re eig J(y_T) <= 1e-9); "
-    "collapsed: decided and |theta_T| <= collapse_tol. sgd: over the last "
-    f"{SGD_WINDOW} of {SEGMENTS} segment ends, collapsed when mean |theta| <= collapse_tol; "
-    "non-collapsed when the fitted |theta| changes by <= 10% across the window, "
-    "mean - 3 std > collapse_tol and the Jacobian at the mean state has no eigenvalue "
+    "decided: converged and (|theta_T| <= tol or max Re eig J(y_T) <= 1e-9); "
+    "collapsed: decided and |theta_T| <= tol, where tol = collapse_tol x sqrt(eta_phi / "
+    "eta_theta) is scale-free (the non-trivial fixed point sits at sqrt(eta_phi / eta_theta) "
+    "p: sqrt(eps) p_+ in the tian convention, p_+ in the loss convention; the factor is 1 where "
+    f"either decay is 0). sgd: over the last {SGD_WINDOW} of {SEGMENTS} segment ends, collapsed "
+    "when mean |theta| <= tol; non-collapsed when the fitted |theta| changes by <= 10% across "
+    "the window, mean - 3 std > tol and the Jacobian at the mean state has no eigenvalue "
     "with real part > 1e-9; else undecided"
 )
 
@@ -166,8 +169,10 @@ class ScalarFamily(Family):
         t1="integration time in ODE time units (default: "
            + ", ".join(f"{v:g} for {k}" for k, v in T1_DEFAULT.items())
            + "; gd/sgd take t1/lr steps)",
-        collapse_tol="collapsed when |theta_T| <= collapse-tol (sgd: its mean over the last "
-                     f"{SGD_WINDOW} of {SEGMENTS} segments of the run)",
+        collapse_tol="collapsed when |theta_T| <= collapse-tol x sqrt(eta_phi/eta_theta), "
+                     "i.e. x sqrt(eps) in the tian convention, where the survivors sit at "
+                     f"sqrt(eps) p_+ (sgd: the mean over the last {SGD_WINDOW} of {SEGMENTS} "
+                     "segments of the run)",
         chunk="lanes per compiled batch (bounds memory); default 65536 for flow on the "
               "batched engine (about 100 bytes a lane), else 4096",
         seed="PRNG seed of sgd (same seed, same result)",
@@ -198,7 +203,7 @@ class ScalarFamily(Family):
                                            ("eta", "sigma2", "beta", "phi0", "theta0"))
         model = ScalarSiamese(sigma2=sigma2)
         hyper = Hyper.from_convention(config.convention, eta, jnp.full_like(eta, eps), beta)
-        return model, hyper, State(theta0, phi0, theta0 if variant.has_target else None)
+        return model, hyper, initial_state(variant, theta0, phi0, target0=config.target0)
 
     def read(self, config, ctx, method, model, variant, hyper, y, status, window):
         st = jnp.asarray(status)
@@ -231,7 +236,8 @@ class ScalarFamily(Family):
             "status": (dims, v["status"],
                        {"long_name": "solver status per lane: ok / max_steps / nonfinite"}),
             "collapsed": (dims, v["collapsed"], {"long_name": "decided and |theta(t1)| <= "
-                          "collapse_tol (sgd: its mean over the trailing window)"}),
+                          "collapse_tol x sqrt(eta_phi / eta_theta) (sgd: its mean over the "
+                          "trailing window)"}),
             "decided": (dims, v["decided"],
                         {"long_name": "converged to a fixed point that is not a saddle (sgd: "
                                       "stationary about one; see dynamics.classify)"}),
