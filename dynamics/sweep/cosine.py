@@ -60,7 +60,6 @@ class CosineOptions:
 
 @register
 class CosineFamily(MatrixFamily):
-    order = 31
     name = "cosine"
     description = (
         "Sweep linear SimSiam with the negative cosine loss against the Euclidean loss, and the "

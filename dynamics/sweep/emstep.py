@@ -35,7 +35,7 @@ SIMSIAM = Variant("simsiam")
 
 @register
 class EMStepFamily(ScalarFamily):
-    order = 30
+    order = 100  # after the built-in families (the scalar family it extends is listed first)
     name = "emstep"
     description = (
         "Sweep scalar SimSiam with its target copied from the encoder every k GD steps (the EM "
