@@ -59,6 +59,7 @@ def solve_batch(
     slots: int | None = None,
     devices: int | None = None,
     unroll: int = 1,
+    step0: int = 0,
 ) -> Solution:
     """Integrate ``n`` lanes of one model: gradient flow, GD or SGD (see the module table).
 
@@ -79,6 +80,8 @@ def solve_batch(
         keys, batch_size: sgd only: one PRNG key per lane, minibatch size. Step ``k`` of a lane
             draws its minibatch with ``fold_in(keys[lane], k)`` on both integrators.
         chunk_size, slots, devices, unroll: engine only (see :mod:`dynamics.solve.engine`).
+        step0: gd/sgd only: the index of the first step, when a run is cut into several calls
+            (a target copied every ``k`` steps counts from it; minibatch keys do not).
 
     Returns:
         :class:`~dynamics.solve.lanes.Solution` with ``ts`` (n, S), ``ys`` leaves (n, S, ...),
@@ -106,7 +109,7 @@ def solve_batch(
             raise ValueError("the flow needs an end time t1")
         check_times(t1, ts)
         for name, value in (("lr", lr), ("n_steps", n_steps), ("keys", keys),
-                            ("batch_size", batch_size)):
+                            ("batch_size", batch_size), ("step0", step0 or None)):
             if value is not None:
                 raise ValueError(f"{name} is for gd/sgd, not the flow (got {name}={value!r})")
         tol = dict(FLOW_DEFAULTS[integrator])
@@ -139,10 +142,10 @@ def solve_batch(
     if integrator == "engine":
         return engine.discrete_batch(
             model, variant, hyper, y0, lr, keys, n_steps=n_steps, batch_size=batch_size,
-            chunk_size=chunk_size, unroll=unroll, devices=devices,
+            chunk_size=chunk_size, unroll=unroll, devices=devices, step0=step0,
         )
     return discrete.discrete_batch(model, variant, hyper, y0, lr, keys, n_steps=int(n_steps),
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, step0=step0)
 
 
 def _diffrax_flow(model, variant, hyper, y0, t1, ts, solver, stiff_eps, tol) -> Solution:

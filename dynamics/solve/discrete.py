@@ -29,6 +29,7 @@ def run_discrete(
     batch_size: int | None = None,
     key=None,
     save_every: int | None = None,
+    step0=0,
 ) -> Solution:
     """Discrete GD (``batch_size=None``, expected gradients) or SGD on sampled minibatches.
 
@@ -40,6 +41,9 @@ def run_discrete(
             ``fold_in(key, k)``, so results do not depend on how a run is split.
         save_every: also save every this many steps (``n_steps`` must be a multiple);
             default saves only the final state.
+        step0: the index of the first step in a longer run (a run cut into segments), for
+            rules that read the step index (a target copied every ``k`` steps). Sampling keys
+            still use the step's index within this call.
 
     Returns:
         ``Solution`` with ``ts`` the ODE times ``k * lr`` of the saved states.
@@ -60,7 +64,7 @@ def run_discrete(
 
     def step(y, k):
         batch = None if batch_size is None else model.sample(jax.random.fold_in(key, k), batch_size)
-        return gd_step(model, variant, hyper, y, lr, batch, step=k), None
+        return gd_step(model, variant, hyper, y, lr, batch, step=step0 + k), None
 
     def block(y, j):
         ks = j * save_every + jnp.arange(save_every)
@@ -76,18 +80,22 @@ def run_discrete(
 
 @functools.partial(jax.jit, static_argnames=("variant", "n_steps", "batch_size", "save_every"))
 def discrete_batch(
-    model, variant, hyper, y0, lr, keys=None, *, n_steps, batch_size=None, save_every=None
+    model, variant, hyper, y0, lr, keys=None, *, n_steps, batch_size=None, save_every=None,
+    step0=0,
 ):
-    """:func:`run_discrete` vmapped over a leading lane axis (``keys``: one PRNG key per lane)."""
+    """:func:`run_discrete` vmapped over a leading lane axis (``keys``: one PRNG key per lane;
+    ``step0``: the index of the first step, shared by all lanes)."""
     n = n_lanes(y0)
     model, hyper = broadcast_lanes(model, n), broadcast_lanes(hyper, n)
     lr = jnp.broadcast_to(lr, (n,))
     if keys is None:
         return jax.vmap(
-            lambda m, h, y, l: run_discrete(m, variant, h, y, l, n_steps, save_every=save_every)
+            lambda m, h, y, l: run_discrete(m, variant, h, y, l, n_steps, save_every=save_every,
+                                            step0=step0)
         )(model, hyper, y0, lr)
     return jax.vmap(
         lambda m, h, y, l, k: run_discrete(
-            m, variant, h, y, l, n_steps, batch_size=batch_size, key=k, save_every=save_every
+            m, variant, h, y, l, n_steps, batch_size=batch_size, key=k, save_every=save_every,
+            step0=step0,
         )
     )(model, hyper, y0, lr, keys)

@@ -263,21 +263,21 @@ def _store(pending, ys_out, status, num_steps):
     num_steps[idx] = np.asarray(steps)[:k]
 
 
-def _discrete_program(lane_leaves, shared_leaves, y0, lr, keys, *, spec, variant, n_steps,
-                      batch_size, unroll):
+def _discrete_program(lane_leaves, shared_leaves, y0, lr, keys, step0, *, spec, variant,
+                      n_steps, batch_size, unroll):
     """One chunk of :func:`dynamics.solve.discrete.discrete_batch` (the same program, so the
     same numbers); ``unroll`` > 1 unrolls the step loop instead."""
     model, hyper = spec.merge(lane_leaves, shared_leaves)
     if unroll == 1:
         sol = vmap_discrete_batch(model, variant, hyper, y0, lr, keys if batch_size else None,
-                                  n_steps=n_steps, batch_size=batch_size)
+                                  n_steps=n_steps, batch_size=batch_size, step0=step0)
         y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
         return y, sol.status
 
     def lane_step(lane, y, l, key, k):
         m, h = spec.merge(lane, shared_leaves)
         batch = None if batch_size is None else m.sample(jax.random.fold_in(key, k), batch_size)
-        return gd_step(m, variant, h, y, l, batch, step=k)
+        return gd_step(m, variant, h, y, l, batch, step=step0 + k)
 
     step = jax.vmap(lane_step, in_axes=(0, 0, 0, 0, None))
 
@@ -303,7 +303,7 @@ def _compiled_discrete(spec, variant, n_steps, batch_size, unroll, n_dev):
         lane_s, shared_s = _lane_spec(spec)
         fn = jax.shard_map(
             fn, mesh=mesh,
-            in_specs=(lane_s, shared_s, P("lanes"), P("lanes"), P("lanes")),
+            in_specs=(lane_s, shared_s, P("lanes"), P("lanes"), P("lanes"), P()),
             out_specs=P("lanes"), check_vma=False,
         )
     return jax.jit(fn)
@@ -322,6 +322,7 @@ def discrete_batch(
     chunk_size: int | None = None,
     unroll: int = 1,
     devices: int | None = None,
+    step0: int = 0,
 ) -> Solution:
     """Discrete GD/SGD for a batch of lanes: the vmapped
     :func:`dynamics.solve.discrete.discrete_batch` (final state only), chunked over lanes,
@@ -361,13 +362,16 @@ def discrete_batch(
         spec, variant, int(n_steps), None if batch_size is None else int(batch_size), int(unroll),
         n_dev,
     )
+    if int(step0) != step0 or step0 < 0:
+        raise ValueError(f"step0 must be an integer >= 0, got {step0!r}")
+    step0_arr = np.asarray(int(step0), np.int64)
     outs, stats = [], []
     for start in range(0, n, size):
         idx = np.arange(start, min(start + size, n))
         pad = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
         y, st = prog(
             [x[pad] for x in lane_leaves], shared_leaves, take(y0_np, pad), lr_np[pad],
-            keys_np[pad],
+            keys_np[pad], step0_arr,
         )
         outs.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[: idx.size], y))
         stats.append(np.asarray(st)[: idx.size])

@@ -245,8 +245,10 @@ def run_segments(model, variant, hyper, y0, lr, keys, *, n_steps, batch, window,
     method = "gd" if keys is None else "sgd"
     for s in range(count):
         seg_keys = None if keys is None else jax.vmap(lambda k: jax.random.fold_in(k, s))(keys)
+        # step0: copied targets count steps over the whole run, not within a segment
         sol = solve_batch(model, variant, hyper, y, method=method, lr=lrs, keys=seg_keys,
-                          n_steps=first if s == 0 else length, batch_size=batch)
+                          n_steps=first if s == 0 else length, batch_size=batch,
+                          step0=0 if s == 0 else first + (s - 1) * length)
         y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
         bad |= np.asarray(sol.status) != Status.OK
         if window and s >= count - window:
