@@ -3,9 +3,10 @@
 
 from dynamics.models.barlow import BarlowTwinsLinear
 from dynamics.models.base import Model
+from dynamics.models.dino import DinoToy
 from dynamics.models.isoloss import IsoLossLinear
 from dynamics.models.linear import LinearSiamese
 from dynamics.models.permode import PerModeSiamese
 from dynamics.models.scalar import ScalarSiamese
 
-__all__ = ["BarlowTwinsLinear", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
+__all__ = ["BarlowTwinsLinear", "DinoToy", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
