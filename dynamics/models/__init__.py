@@ -8,5 +8,6 @@ from dynamics.models.isoloss import IsoLossLinear
 from dynamics.models.linear import LinearSiamese
 from dynamics.models.permode import PerModeSiamese
 from dynamics.models.scalar import ScalarSiamese
+from dynamics.models.swav import SwAVToy
 
-__all__ = ["BarlowTwinsLinear", "DinoToy", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
+__all__ = ["BarlowTwinsLinear", "DinoToy", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese", "SwAVToy"]

@@ -49,12 +49,15 @@ DINO = Variant("byol", True, label="dino")
 DINO_SG = Variant("simsiam", True, label="dino-sg")
 
 
-def _positive(name, value):
+def check_positive(name, value):
+    """``ValueError`` naming ``name`` unless a plain number ``value`` is finite and > 0
+    (arrays, e.g. per-lane values inside a sweep, are checked where they are made)."""
     if isinstance(value, (int, float)) and not (0 < value < float("inf")):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
-def _nonneg(name, value):
+def check_nonneg(name, value):
+    """As :func:`check_positive`, for a finite number >= 0."""
     if isinstance(value, (int, float)) and not (0 <= value < float("inf")):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
@@ -97,7 +100,7 @@ def whitened_data(N: int, g: float = 1.0):
     ``alpha = sqrt(g) - 1``: a shared input component when ``g > 1``)."""
     if not (isinstance(N, int) and N >= 2):
         raise ValueError(f"N must be an integer >= 2, got {N!r}")
-    _positive("g", g)
+    check_positive("g", g)
     alpha = np.sqrt(g) - 1.0
     return jnp.asarray(np.sqrt(N) * (np.eye(N) + alpha * np.ones((N, N)) / N))
 
@@ -129,10 +132,10 @@ class DinoToy(Model):
     label = "dino"
 
     def __post_init__(self):
-        _positive("tau_s", self.tau_s)
-        _positive("tau_t", self.tau_t)
-        _nonneg("eta_c", self.eta_c)
-        _nonneg("sigma2", self.sigma2)
+        check_positive("tau_s", self.tau_s)
+        check_positive("tau_t", self.tau_t)
+        check_nonneg("eta_c", self.eta_c)
+        check_nonneg("sigma2", self.sigma2)
         shape = getattr(self.x, "shape", None)
         if shape is not None and len(shape) < 2:
             raise ValueError(f"x must be an (N, n) array of data points, got shape {tuple(shape)}")

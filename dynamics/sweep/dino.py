@@ -137,36 +137,18 @@ class DinoFamily(MatrixFamily):
 
     def finish(self, config, ctx, dims, values):
         o = config.options
-        ok = values["status"] == "ok"
-        settled = ok & (values["fnorm"] <= o.ftol)
-        collapsed = values["info"] <= config.collapse_tol
-        outcome = np.where(~ok, 4, np.where(~settled, 3, np.where(
-            ~collapsed, 0, np.where(values["h_sample"] >= 0.5, 1, 2)))).astype(np.int8)
+        data_vars = output_vars(dims, values, o.ftol, config.collapse_tol)
         # closed forms (docs/theory.md, "DINO") from the model's own methods
         K = o.k
         lam = np.array([float(DinoToy(ctx["x"], o.tau_s, t).lambda_d(K)) for t in o.tau_t])
         hopf = np.array([[[[DinoToy(ctx["x"], o.tau_s, t).hopf_eta_c(
             K, e, b if self.variants[v].has_target else None) for t in o.tau_t]
             for b in config.beta] for e in config.eta] for v in config.variant])
-        data_vars = {
-            "info": (dims, values["info"], {
-                "long_name": "mutual information of sample and output over log K at t1 "
-                             "(the collapse measure: 0 in both collapses)"}),
-            "h_sample": (dims, values["h_sample"], {
-                "long_name": "mean entropy of the student's outputs over log K (1: uniform)"}),
-            "h_marginal": (dims, values["h_marginal"], {
-                "long_name": "entropy of the mean output over log K (0: one output)"}),
-            "norm": (dims, values["norm"], {"long_name": "||W(t1)||_F"}),
-            "fnorm": (dims, values["fnorm"], {"long_name": "max |f(y(t1))| of the flow"}),
-            "collapsed": (dims, collapsed & settled, {"long_name": "settled and info <= tol"}),
-            "outcome": (dims, np.asarray(OUTCOMES)[outcome], {
-                "long_name": "spread / uniform / one-output / not-settled / failed"}),
-            "status": (dims, values["status"],
-                       {"long_name": "solver status per lane: ok / max_steps / nonfinite"}),
+        data_vars.update({
             "hopf_eta_c": (("variant", "eta", "beta", "tau_t"), hopf, {
                 "long_name": "closed-form centre rate of the common mode's Hopf bifurcation "
                              "(stable above it; nan: stable for every eta_c)"}),
-        }
+        })
         coords = dict(lambda_d=("tau_t", lam, {
             "long_name": "(1/tau_t - 1/tau_s)/(K tau_s): between-sample growth rate at the "
                          "uniform state (grow iff lambda_d > eta)"}))
@@ -200,11 +182,39 @@ class DinoFamily(MatrixFamily):
         return out
 
 
-def shares(ds, variant, method):
-    """``{outcome: (eta, beta, tau_t, eta_c) array}``: the share of initial states (and
-    sigma2) with each outcome."""
+def output_vars(dims, values, ftol, collapse_tol) -> dict:
+    """The per-lane variables of a softmax-output family (DINO, SwAV): the output measures,
+    and the outcome: *failed* (status not ok), *not-settled* (``max |f| > ftol`` at t1), else
+    *spread* when the mutual information exceeds ``collapse_tol``, else *uniform* (mean
+    per-sample entropy >= 1/2 of ``log K``) or *one-output*."""
+    ok = values["status"] == "ok"
+    settled = ok & (values["fnorm"] <= ftol)
+    collapsed = values["info"] <= collapse_tol
+    outcome = np.where(~ok, 4, np.where(~settled, 3, np.where(
+        ~collapsed, 0, np.where(values["h_sample"] >= 0.5, 1, 2)))).astype(np.int8)
+    return {
+        "info": (dims, values["info"], {
+            "long_name": "mutual information of sample and output over log K at t1 "
+                         "(the collapse measure: 0 in both collapses)"}),
+        "h_sample": (dims, values["h_sample"], {
+            "long_name": "mean entropy of the outputs over log K (1: uniform)"}),
+        "h_marginal": (dims, values["h_marginal"], {
+            "long_name": "entropy of the mean output over log K (0: one output for all)"}),
+        "norm": (dims, values["norm"], {"long_name": "||W(t1)||_F"}),
+        "fnorm": (dims, values["fnorm"], {"long_name": "max |f(y(t1))| of the flow"}),
+        "collapsed": (dims, collapsed & settled, {"long_name": "settled and info <= tol"}),
+        "outcome": (dims, np.asarray(OUTCOMES)[outcome], {
+            "long_name": "spread / uniform / one-output / not-settled / failed"}),
+        "status": (dims, values["status"],
+                   {"long_name": "solver status per lane: ok / max_steps / nonfinite"}),
+    }
+
+
+def shares(ds, variant, method, row="tau_t", col="eta_c"):
+    """``{outcome: (eta, beta, row, col) array}``: the share of initial states (and sigma2)
+    with each outcome."""
     o = ds["outcome"].sel({"variant": variant, "method": method}).transpose(
-        "eta", "beta", "tau_t", "eta_c", ...)
+        "eta", "beta", row, col, ...)
     vals = o.values.reshape(o.shape[:4] + (-1,))
     return {k: (vals == k).mean(-1) for k in OUTCOMES}
 
@@ -243,40 +253,56 @@ def phase_figure(ds, variant, method):
     """The majority outcome over ``(tau_t, eta_c)`` (first eta and beta), its share written in
     each cell, with the closed forms: ``lambda_d = eta`` (the between-sample modes grow to the
     left of it) and the Hopf centre rate (the common mode is stable above it)."""
+    eta = float(ds.eta.values[0])
+    lam = ds.lambda_d.values
+    hopf = ds["hopf_eta_c"].sel(variant=variant).values[0, 0]
+    return outcome_figure(
+        ds, variant, method, "tau_t", "eta_c", "teacher temperature tau_t", "centre rate eta_c",
+        f"DINO toy, {variant} ({method}): majority outcome and its share\n"
+        f"tau_s = {ds.attrs['tau_s']:g}, K = {ds.attrs['K']}, N = {ds.attrs['n_samples']}, "
+        f"gain {ds.attrs['gain']:g}, eta = {eta:g}",
+        vline=(row_index(eta, lam), "lambda_d = eta (between modes grow to the left)"),
+        curve=(_rate_index(hopf, ds.eta_c.values), "Hopf centre rate (common mode stable above)"))
+
+
+def row_index(value, along):
+    """Fractional index at which the monotone ``along`` (one number per row) equals ``value``;
+    ``nan`` outside."""
+    along = np.asarray(along, float)
+    order = np.argsort(along)
+    return float(np.interp(value, along[order], np.arange(len(along))[order], left=np.nan,
+                           right=np.nan))
+
+
+def outcome_figure(ds, variant, method, row, col, xlabel, ylabel, title, vline=None, curve=None):
+    """The majority outcome over ``(row, col)`` (``row`` across, ``col`` up; first eta and
+    beta) with its share written in each cell; ``vline = (x, label)`` a dashed vertical line at
+    a fractional row index, ``curve = (y per row, label)`` a line at fractional column indices."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    sh = shares(ds, variant, method)
-    stack = np.stack([sh[k] for k in OUTCOMES])[:, 0, 0]  # (outcome, tau_t, eta_c)
+    sh = shares(ds, variant, method, row, col)
+    stack = np.stack([sh[k] for k in OUTCOMES])[:, 0, 0]  # (outcome, row, col)
     major = np.argmax(stack, axis=0)
-    taus, rates = ds.tau_t.values, ds.eta_c.values
+    xs, ys = ds[row].values, ds[col].values
     colors = ["#2ca02c", "#aaaaaa", "#d62728", "#ff7f0e", "#000000"]
     fig, ax = plt.subplots(figsize=(7.5, 5.0), constrained_layout=True)
     ax.imshow(major.T, origin="lower", aspect="auto", cmap=ListedColormap(colors), vmin=-0.5,
-              vmax=len(OUTCOMES) - 0.5, extent=(-0.5, len(taus) - 0.5, -0.5, len(rates) - 0.5))
-    for i, j in itertools.product(range(len(taus)), range(len(rates))):
+              vmax=len(OUTCOMES) - 0.5, extent=(-0.5, len(xs) - 0.5, -0.5, len(ys) - 0.5))
+    for i, j in itertools.product(range(len(xs)), range(len(ys))):
         ax.text(i, j, f"{stack[major[i, j], i, j]:.2f}", ha="center", va="center", fontsize=8)
-    eta = float(ds.eta.values[0])
-    lam = ds.lambda_d.values
-    order = np.argsort(lam)
-    xi = np.interp(eta, lam[order], np.arange(len(taus))[order], left=np.nan, right=np.nan)
-    if np.isfinite(xi):
-        ax.axvline(xi, color="k", ls="--", lw=1.5, label="lambda_d = eta (between modes grow "
-                                                              "to the left)")
-    hopf = ds["hopf_eta_c"].sel(variant=variant).values[0, 0]
-    ys = _rate_index(hopf, rates)
-    ax.plot(np.arange(len(taus)), ys, "k-", lw=2, marker="o", ms=3,
-            label="Hopf centre rate (common mode stable above)")
-    ax.set_xticks(range(len(taus)), [f"{t:g}" for t in taus])
-    ax.set_yticks(range(len(rates)), [f"{r:g}" for r in rates])
-    ax.set_xlabel("teacher temperature tau_t")
-    ax.set_ylabel("centre rate eta_c")
+    if vline is not None and np.isfinite(vline[0]):
+        ax.axvline(vline[0], color="k", ls="--", lw=1.5, label=vline[1])
+    if curve is not None:
+        ax.plot(np.arange(len(xs)), curve[0], "k-", lw=2, marker="o", ms=3, label=curve[1])
+    ax.set_xticks(range(len(xs)), [f"{t:g}" for t in xs])
+    ax.set_yticks(range(len(ys)), [f"{r:g}" for r in ys])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     for c, name in zip(colors, OUTCOMES):
         ax.plot([], [], "s", color=c, ms=10, label=name)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.set_title(f"DINO toy, {variant} ({method}): majority outcome and its share\n"
-                 f"tau_s = {ds.attrs['tau_s']:g}, K = {ds.attrs['K']}, N = "
-                 f"{ds.attrs['n_samples']}, gain {ds.attrs['gain']:g}, eta = {eta:g}", fontsize=9)
+    ax.set_title(title, fontsize=9)
     return fig
 
 
