@@ -8,11 +8,11 @@ the code ``q_i`` is computed from the scores of the *target* (the encoder held c
 codes get no gradient) by Sinkhorn-Knopp with entropy weight ``eps_ent`` and ``n_iter``
 iterations over the batch,
 
-    Q <- softmax(S / eps_ent) per sample;  n_iter times: Q_ik <- Q_ik / sum_j Q_jk (each
-    prototype gets the same total), then Q_ik <- Q_ik / sum_l Q_il (each sample a distribution)
+    Q <- exp(S / eps_ent);  n_iter times: Q_ik <- Q_ik / sum_j Q_jk (each prototype gets the
+    same total), then Q_ik <- Q_ik / sum_l Q_il (each sample a distribution)
 
-(SwAV's ``distributed_sinkhorn`` up to its global scalings, which cancel; ``n_iter = 0`` is the
-unconstrained code, a sharpened softmax of the sample's own scores). The loss is the swapped
+(SwAV's ``distributed_sinkhorn`` up to its global scalings, which cancel; with ``n_iter = 0``
+the last step alone, the unconstrained code: a sharpened softmax of the sample's own scores). The loss is the swapped
 prediction, each view predicting the other's code,
 
     L = -1/2 mean_i sum_k [q_ik(x2) log p_ik(x1) + q_ik(x1) log p_ik(x2)],
@@ -55,16 +55,18 @@ SWAV = Variant("simsiam", True, label="swav")
 
 
 def sinkhorn(scores, eps_ent, n_iter):
-    """Codes (B, K) of ``scores`` (B, K): the per-sample softmax of ``scores / eps_ent``, then
-    ``n_iter`` rounds of equal prototype totals and per-sample normalisation (see the module
-    docstring). ``n_iter`` may be traced."""
-    Q = jax.nn.softmax(scores / eps_ent, axis=-1)
+    """Codes (B, K) of ``scores`` (B, K): ``exp(scores / eps_ent)``, then ``n_iter`` rounds of
+    equal prototype totals and per-sample normalisation, and a last per-sample normalisation
+    (see the module docstring; ``n_iter = 0`` gives the per-sample softmax). ``n_iter`` may
+    be traced."""
+    Q = jnp.exp((scores - jnp.max(scores, axis=(-2, -1), keepdims=True)) / eps_ent)
 
     def round_(_, Q):
         Q = Q / jnp.sum(Q, axis=-2, keepdims=True)
         return Q / jnp.sum(Q, axis=-1, keepdims=True)
 
-    return jax.lax.fori_loop(0, jnp.asarray(n_iter, jnp.int32), round_, Q)
+    Q = jax.lax.fori_loop(0, jnp.asarray(n_iter, jnp.int32), round_, Q)
+    return Q / jnp.sum(Q, axis=-1, keepdims=True)
 
 
 @jax.tree_util.register_dataclass
