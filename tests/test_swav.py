@@ -68,24 +68,6 @@ def test_spectrum_at_the_uniform_state(n_iter):
     assert np.sum(np.isclose(got, common, rtol=1e-9)) == K - 1
 
 
-def test_without_equipartition_one_prototype_takes_every_sample():
-    from dynamics.sweep import SweepConfig, run
-    from dynamics.sweep.swav import SwAVOptions
-
-    cfg = SweepConfig(model="swav", t1=40.0,
-                      options=SwAVOptions(eps_ent=(0.05, 0.15), n_iter=(0, 1), n_init=2))
-    ds = run(cfg)
-    out = ds["outcome"].squeeze().transpose("eps_ent", "n_iter", "init").values
-    bal = ds["h_marginal"].squeeze().transpose("eps_ent", "n_iter", "init").values
-    # theory: eps_ent = 0.15 > tau: lambda_q < 0, the predictions decay to uniform; at 0.05
-    # the between modes grow (lambda_q = 33 > eta = 1) and the common mode grows too
-    # without the constraint (g lambda_q - eta > 0) but decays with it
-    assert ds["lambda_q"].values[1] < 0 < ds["lambda_q"].values[0]
-    assert (out[1] == "uniform").all()
-    assert (out[0, 0] == "one-output").all() and (bal[0, 0] < 0.1).all()
-    assert (out[0, 1] == "spread").all() and (bal[0, 1] > 0.99).all()
-
-
 @pytest.mark.parametrize("kw, msg", [
     (dict(tau=-1.0), r"tau must be a finite number > 0, got -1\.0"),
     (dict(eps_ent=0.0), r"eps_ent must be a finite number > 0, got 0\.0"),
