@@ -137,7 +137,7 @@ class DinoFamily(MatrixFamily):
 
     def finish(self, config, ctx, dims, values):
         o = config.options
-        data_vars = output_vars(dims, values, o.ftol, config.collapse_tol)
+        data_vars = output_vars(dims, values, o.ftol, config.collapse_tol, config.method)
         # closed forms (docs/theory.md, "DINO") from the model's own methods
         K = o.k
         lam = np.array([float(DinoToy(ctx["x"], o.tau_s, t).lambda_d(K)) for t in o.tau_t])
@@ -182,13 +182,17 @@ class DinoFamily(MatrixFamily):
         return out
 
 
-def output_vars(dims, values, ftol, collapse_tol) -> dict:
+def output_vars(dims, values, ftol, collapse_tol, methods) -> dict:
     """The per-lane variables of a softmax-output family (DINO, SwAV): the output measures,
-    and the outcome: *failed* (status not ok), *not-settled* (``max |f| > ftol`` at t1), else
+    and the outcome: *failed* (status not ok), *not-settled* (flow and gd: ``max |f| > ftol``
+    at t1; sgd iterates never come to rest and are judged by their last state), else
     *spread* when the mutual information exceeds ``collapse_tol``, else *uniform* (mean
     per-sample entropy >= 1/2 of ``log K``) or *one-output*."""
     ok = values["status"] == "ok"
-    settled = ok & (values["fnorm"] <= ftol)
+    shape = [1] * len(dims)
+    shape[dims.index("method")] = len(methods)
+    sgd = np.asarray([m == "sgd" for m in methods]).reshape(shape)
+    settled = ok & ((values["fnorm"] <= ftol) | sgd)
     collapsed = values["info"] <= collapse_tol
     outcome = np.where(~ok, 4, np.where(~settled, 3, np.where(
         ~collapsed, 0, np.where(values["h_sample"] >= 0.5, 1, 2)))).astype(np.int8)
@@ -231,8 +235,8 @@ def summarize(ds) -> str:
         stack = np.stack([sh[k] for k in OUTCOMES])
         for ie, e in enumerate(ds.eta.values):
             for ib, b in enumerate(ds.beta.values):
-                lines.append(f"{v} {m}  eta {e:g}" + (f"  beta {b:g}" if ds[
-                    "hopf_eta_c"].sel(variant=v).notnull().any() and v == "dino" else ""))
+                ema = DinoFamily.variants[str(v)].has_target  # beta moves only an EMA teacher
+                lines.append(f"{v} {m}  eta {e:g}" + (f"  beta {b:g}" if ema else ""))
                 lines.append(f"{'tau_t':>7} {'lambda_d':>9} {'hopf':>8}  "
                              + " ".join(f"{c:>6g}" for c in ds.eta_c.values))
                 for it, t in enumerate(ds.tau_t.values):

@@ -126,7 +126,7 @@ class SwAVFamily(DinoFamily):
 
     def finish(self, config, ctx, dims, values):
         o = config.options
-        data_vars = output_vars(dims, values, o.ftol, config.collapse_tol)
+        data_vars = output_vars(dims, values, o.ftol, config.collapse_tol, config.method)
         K = o.k
         # closed forms (docs/theory.md, "SwAV") from the model's own methods
         lam = np.array([float(SwAVToy(ctx["x"], o.tau, e).lambda_q(K)) for e in o.eps_ent])
