@@ -4,10 +4,15 @@
 from dynamics.models.barlow import BarlowTwinsLinear
 from dynamics.models.base import Model
 from dynamics.models.cosine import CosineSiamese
+from dynamics.models.dino import DinoToy
 from dynamics.models.directcopy import DirectCopyLinear
 from dynamics.models.isoloss import IsoLossLinear
 from dynamics.models.linear import LinearSiamese
 from dynamics.models.permode import PerModeSiamese
 from dynamics.models.scalar import ScalarSiamese
+from dynamics.models.swav import SwAVToy
 
-__all__ = ["BarlowTwinsLinear", "CosineSiamese", "DirectCopyLinear", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
+__all__ = [
+    "BarlowTwinsLinear", "CosineSiamese", "DinoToy", "DirectCopyLinear", "IsoLossLinear",
+    "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese", "SwAVToy",
+]
