@@ -88,3 +88,74 @@ def test_byol_spectrum_is_the_roots_of_its_cubic():
     for name, p in (("plus", pp), ("minus", pm)):
         for b, ev in zip(betas, spec[name]):
             assert _same_multiset(ev, byol_eigs(p, 1.5, b), 1e-9 * max(1.0, b)), (name, b)
+
+
+# --- item 7: discrete time -----------------------------------------------------------------------
+
+
+def h_max_by_hand(eps, a=1.5, eta=0.1):
+    """docs/theory.md 1: min over the eigenvalues at p_+ of -2 Re(lambda) / |lambda|^2."""
+    p = p_pm(1.0, a, eta)[0]
+    lam = simsiam_eigs(p, a, eta, eps, "loss")
+    return float(np.min(-2 * lam.real / np.abs(lam) ** 2))
+
+
+def test_gd_step_bound_separates_the_simulated_stability():
+    """GD from p_+ (1 + 1e-3) stays below 0.7 h_max and leaves above 1.4 h_max (the margins keep
+    the slow growth or decay near |1 + h lambda| = 1 out of the 2000-step verdict)."""
+    from dynamics.figures import discrete_time as M
+
+    eps = np.array([0.01, 0.1, 1.0, 3.0])
+    hm = np.array([h_max_by_hand(e) for e in eps])
+    np.testing.assert_allclose(M.h_max(eps, 0.5, 0.1), hm, rtol=1e-12)
+    for factor, want in ((0.7, True), (1.4, False)):
+        r = np.array([M.gd_stability([e], [factor * h], n_steps=2000)[0, 0]
+                      for e, h in zip(eps, hm)])
+        assert list(r < M.GROWTH) == [want] * len(eps), (factor, r)
+
+
+def test_sgd_stationary_variance_scales_like_h_over_B():
+    """Simulated Var(theta) at p_+ against the discrete Lyapunov equation (h = 0.01, B = 4, 16):
+    within 4 standard errors (the error of the seed average, 256 seeds) plus 5 % for the
+    linearisation (O(h) and third moments); and the B = 4 / B = 16 ratio near 4."""
+    from dynamics.figures import discrete_time as M
+
+    rows = M.sgd_covariance((0.01,), (4, 16), n_seeds=256, n_steps=2000)
+    for h, B, sim, theory, se in rows:
+        assert abs(sim - theory) < 4 * se + 0.05 * theory, (h, B, sim, theory, se)
+    ratio = rows[0, 2] / rows[1, 2]
+    err = ratio * np.hypot(rows[0, 4] / rows[0, 2], rows[1, 4] / rows[1, 2])
+    assert abs(ratio - 4.0) < 4 * err + 0.2, (ratio, err)
+
+
+# --- item 8: BYOL without stop-gradient ----------------------------------------------------------
+
+
+def test_byol_without_stop_gradient_fixed_points_and_threshold():
+    """The hand-derived non-trivial fixed points of BYOL without stop-gradient zero the autodiff
+    field (1e-12: float64 with O(1) terms); p_+ is stable, p_- a saddle; Newton from a grid of
+    seeds finds them 1 % below eta_threshold(beta) and only the origin 1 % above it."""
+    from dynamics.figures import compute as C
+    from dynamics.flow import VARIANTS, Hyper
+    from dynamics.models import ScalarSiamese
+
+    a, v, model = 1.5, VARIANTS["byol-nosg"], ScalarSiamese(0.5)
+    for beta in (0.3, 3.0):
+        k = a * beta + a * a - 1
+        eta_c = beta**2 / (4 * (beta + a) * k)  # by hand: max of phi (tau - a phi)
+        eta = 0.99 * eta_c
+        for sign, kind in ((1, "stable"), (-1, "saddle")):
+            phi = (beta + sign * np.sqrt(beta**2 - 4 * k * (beta + a) * eta)) / (2 * k)
+            th, ta = phi, phi * (beta + phi) / (beta + a)
+            hyper = Hyper.tian(eta, 1.0, beta)
+            f = C.field_at(model, v, hyper, C.make_state(v, th, phi, ta))
+            assert max(abs(float(f.enc)), abs(float(f.pred)), abs(float(f.tgt))) < 1e-12
+            w, _ = C.eigen_at(model, v, hyper, np.array([[th, phi, ta]]))
+            from dynamics.analysis import stability
+            assert stability(w[0]) == kind
+        seeds = np.stack(np.meshgrid(np.linspace(0.05, 1.5, 5), np.linspace(0.02, 1.0, 5),
+                                     np.linspace(0.02, 1.0, 3)), -1).reshape(-1, 3)
+        for factor, n_nontrivial in ((0.99, 2), (1.01, 0)):
+            fps = C.fixed_points(model, v, Hyper.tian(factor * eta_c, 1.0, beta), seeds)
+            nontrivial = [p for p in fps if p["z"][0] > 1e-6]
+            assert len(nontrivial) == n_nontrivial, (beta, factor, [p["z"] for p in fps])
