@@ -40,6 +40,9 @@ __all__ = ["FIGURES", "FigureSpec", "build_figure", "main", "manifest_files", "m
 # order is the order of FIGURES (and of a full run)
 from dynamics.figures import (  # noqa: E402,F401
     basins,
+    nosg,
+    discrete_time,
+    bifurcation,
     tian3,
     tian4,
     slowfast,

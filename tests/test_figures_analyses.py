@@ -1,0 +1,161 @@
+"""The analyses behind the bifurcation, discrete-time, no-stop-gradient and EMA figures, each
+against a closed form of docs/theory.md written out here by hand (not read from the package)."""
+
+import numpy as np
+
+
+# --- hand-written closed forms ------------------------------------------------------------------
+
+
+def p_pm(d, a, eta):
+    """Non-trivial fixed points of one SimSiam mode: roots of a p^2 - d p + eta = 0."""
+    r = np.sqrt(d * d - 4.0 * a * eta)
+    return (d + r) / (2.0 * a), (d - r) / (2.0 * a)
+
+
+def simsiam_eigs(p, a, eta, eps, convention):
+    """Jacobian eigenvalues at p (d = 1): Tian {-2 eta, 2 eta - p}; decay in the loss the roots
+    of lambda^2 + (p/eps) lambda + 2 p^2 (2ap - 1)(1 - ap)/eps (docs/theory.md sections 2, 4)."""
+    if convention == "tian":
+        return np.array([-2 * eta, 2 * eta - p], complex)
+    return np.roots([1.0, p / eps, 2 * p * p * (2 * a * p - 1) * (1 - a * p) / eps])
+
+
+def byol_eigs(p, a, beta):
+    """BYOL at (p/sqrt(alpha_p), p, theta), Tian convention: the cubic of docs/theory.md 2."""
+    return np.roots([1.0, 2 * p + beta, p * p * (1 - (1 - 2 * a * p) ** 2) + p * beta,
+                     -2 * beta * p * p * (1 - 2 * a * p) * (1 - a * p)])
+
+
+def _same_multiset(x, y, tol):
+    x, y = np.sort_complex(np.asarray(x)), np.sort_complex(np.asarray(y))
+    return np.max(np.abs(x - y)) <= tol
+
+
+# --- item 3: bifurcation diagrams --------------------------------------------------------------
+
+
+def test_bifurcation_branch_spectra_are_the_closed_forms():
+    """Every point of the continued branch (both conventions) is p_+ or p_- and its Jacobian
+    eigenvalues are the closed form at the branch's own phi; the fold is at 1/(4a). Continuation
+    corrects to a field residual <= 1e-10 with O(1) Jacobians, so 1e-8 is a safe bound away from
+    the fold (p is sqrt-sensitive to eta there, so p_pm is compared for eta < 0.95 eta_c)."""
+    from dynamics.figures import bifurcation as B
+
+    a = 1.5
+    for eps, conv in ((1.0, "tian"), (4.0, "loss")):
+        d = B.spectrum_branches(0.5, eps, conv, ds_max=0.02)
+        assert len(d["folds"]) == 1 and abs(d["folds"][0] - 1 / (4 * a)) < 1e-10
+        b = d["branch"]
+        for eta, phi, ev, kind in zip(b["eta"], b["phi"], b["eigs"], b["kinds"]):
+            assert _same_multiset(ev, simsiam_eigs(phi, a, eta, eps, conv), 1e-8), (conv, eta)
+            if eta < 0.95 / (4 * a):
+                pp, pm = p_pm(1.0, a, eta)
+                on_plus = abs(phi - pp) < 1e-8
+                assert on_plus or abs(phi - pm) < 1e-8, (conv, eta, phi)
+                assert kind == ("stable" if on_plus else "saddle"), (conv, eta, kind)
+        assert np.any(np.abs(b["eigs"].imag) > 0.05) == (conv == "loss")  # a focus at eps = 4
+        o = d["origin"]
+        expect = np.stack([-o["eta"], -o["eta"] / (eps if conv == "loss" else 1.0)], 1)
+        np.testing.assert_allclose(np.sort(o["eigs"].real, 1), np.sort(expect, 1), atol=1e-12)
+
+
+def test_fold_curves_follow_the_per_mode_threshold():
+    """The folds found by continuation lie on d^2 / (4 (d + sigma2)) in (eta, sigma2) and on
+    1/(4a) for every alpha_p in both conventions. The fold is located by regula falsi on the
+    tangent to ~1e-15 in eta (quadratic in the arclength error): 1e-10 leaves room."""
+    from dynamics.figures import bifurcation as B
+
+    s2 = np.array([0.0, 0.7, 2.0])
+    for dd in (0.5, 2.0):
+        ef, pf, res = B.fold_curve(s2, d=dd)
+        np.testing.assert_allclose(ef, dd**2 / (4 * (dd + s2)), atol=1e-10)
+        np.testing.assert_allclose(pf, dd / (2 * (dd + s2)), atol=1e-6)  # sqrt-sensitive
+        assert np.all(res < 1e-10)
+    for conv in ("tian", "loss"):
+        ef, _, _ = B.fold_curve([0.2, 5.0], over="alpha_p", sigma2=0.5, convention=conv)
+        np.testing.assert_allclose(ef, 1 / 6, atol=1e-10)
+
+
+def test_byol_spectrum_is_the_roots_of_its_cubic():
+    """The autodiff Jacobian of BYOL at p_pm against the hand-derived cubic, over beta from 0.01
+    to 100; both exact in float64, the roots well separated: 1e-9 relative to max(1, beta)."""
+    from dynamics.figures import bifurcation as B
+
+    betas = np.array([0.01, 0.3, 5.0, 100.0])
+    spec = B.byol_spectrum(betas, sigma2=0.5, eta=0.05, alpha_p=1.0)
+    pp, pm = p_pm(1.0, 1.5, 0.05)
+    for name, p in (("plus", pp), ("minus", pm)):
+        for b, ev in zip(betas, spec[name]):
+            assert _same_multiset(ev, byol_eigs(p, 1.5, b), 1e-9 * max(1.0, b)), (name, b)
+
+
+# --- item 7: discrete time -----------------------------------------------------------------------
+
+
+def h_max_by_hand(eps, a=1.5, eta=0.1):
+    """docs/theory.md 1: min over the eigenvalues at p_+ of -2 Re(lambda) / |lambda|^2."""
+    p = p_pm(1.0, a, eta)[0]
+    lam = simsiam_eigs(p, a, eta, eps, "loss")
+    return float(np.min(-2 * lam.real / np.abs(lam) ** 2))
+
+
+def test_gd_step_bound_separates_the_simulated_stability():
+    """GD from p_+ (1 + 1e-3) stays below 0.7 h_max and leaves above 1.4 h_max (the margins keep
+    the slow growth or decay near |1 + h lambda| = 1 out of the 2000-step verdict)."""
+    from dynamics.figures import discrete_time as M
+
+    eps = np.array([0.01, 0.1, 1.0, 3.0])
+    hm = np.array([h_max_by_hand(e) for e in eps])
+    np.testing.assert_allclose(M.h_max(eps, 0.5, 0.1), hm, rtol=1e-12)
+    for factor, want in ((0.7, True), (1.4, False)):
+        r = np.array([M.gd_stability([e], [factor * h], n_steps=2000)[0, 0]
+                      for e, h in zip(eps, hm)])
+        assert list(r < M.GROWTH) == [want] * len(eps), (factor, r)
+
+
+def test_sgd_stationary_variance_scales_like_h_over_B():
+    """Simulated Var(theta) at p_+ against the discrete Lyapunov equation (h = 0.01, B = 4, 16):
+    within 4 standard errors (the error of the seed average, 256 seeds) plus 5 % for the
+    linearisation (O(h) and third moments); and the B = 4 / B = 16 ratio near 4."""
+    from dynamics.figures import discrete_time as M
+
+    rows = M.sgd_covariance((0.01,), (4, 16), n_seeds=256, n_steps=2000)
+    for h, B, sim, theory, se in rows:
+        assert abs(sim - theory) < 4 * se + 0.05 * theory, (h, B, sim, theory, se)
+    ratio = rows[0, 2] / rows[1, 2]
+    err = ratio * np.hypot(rows[0, 4] / rows[0, 2], rows[1, 4] / rows[1, 2])
+    assert abs(ratio - 4.0) < 4 * err + 0.2, (ratio, err)
+
+
+# --- item 8: BYOL without stop-gradient ----------------------------------------------------------
+
+
+def test_byol_without_stop_gradient_fixed_points_and_threshold():
+    """The hand-derived non-trivial fixed points of BYOL without stop-gradient zero the autodiff
+    field (1e-12: float64 with O(1) terms); p_+ is stable, p_- a saddle; Newton from a grid of
+    seeds finds them 1 % below eta_threshold(beta) and only the origin 1 % above it."""
+    from dynamics.figures import compute as C
+    from dynamics.flow import VARIANTS, Hyper
+    from dynamics.models import ScalarSiamese
+
+    a, v, model = 1.5, VARIANTS["byol-nosg"], ScalarSiamese(0.5)
+    for beta in (0.3, 3.0):
+        k = a * beta + a * a - 1
+        eta_c = beta**2 / (4 * (beta + a) * k)  # by hand: max of phi (tau - a phi)
+        eta = 0.99 * eta_c
+        for sign, kind in ((1, "stable"), (-1, "saddle")):
+            phi = (beta + sign * np.sqrt(beta**2 - 4 * k * (beta + a) * eta)) / (2 * k)
+            th, ta = phi, phi * (beta + phi) / (beta + a)
+            hyper = Hyper.tian(eta, 1.0, beta)
+            f = C.field_at(model, v, hyper, C.make_state(v, th, phi, ta))
+            assert max(abs(float(f.enc)), abs(float(f.pred)), abs(float(f.tgt))) < 1e-12
+            w, _ = C.eigen_at(model, v, hyper, np.array([[th, phi, ta]]))
+            from dynamics.analysis import stability
+            assert stability(w[0]) == kind
+        seeds = np.stack(np.meshgrid(np.linspace(0.05, 1.5, 5), np.linspace(0.02, 1.0, 5),
+                                     np.linspace(0.02, 1.0, 3)), -1).reshape(-1, 3)
+        for factor, n_nontrivial in ((0.99, 2), (1.01, 0)):
+            fps = C.fixed_points(model, v, Hyper.tian(factor * eta_c, 1.0, beta), seeds)
+            nontrivial = [p for p in fps if p["z"][0] > 1e-6]
+            assert len(nontrivial) == n_nontrivial, (beta, factor, [p["z"] for p in fps])
