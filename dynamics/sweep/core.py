@@ -119,6 +119,19 @@ def unit_region(inner_shape, box, start: int) -> tuple[slice, ...]:
                  for n, b, f in zip(inner_shape, box, first))
 
 
+def block_units(inner_shape, box) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` flat lane ranges of a block's units of shape ``box``, in order
+    (the boxes of a grid over the block; those at its far edge may be smaller)."""
+    counts = [-(-n // b) for n, b in zip(inner_shape, box)]
+    out = []
+    for pos in np.ndindex(*counts):
+        first = [p * b for p, b in zip(pos, box)]
+        lanes = int(math.prod(min(b, n - f) for n, b, f in zip(inner_shape, box, first)))
+        start = int(np.ravel_multi_index(first, inner_shape)) if inner_shape else 0
+        out.append((start, start + lanes))
+    return out
+
+
 def work_units(config: SweepConfig, pl: dict) -> list[Unit]:
     """The sweep's work units in their order (blocks outermost, then lanes)."""
     _, values = inner_grid(config)
@@ -129,10 +142,10 @@ def work_units(config: SweepConfig, pl: dict) -> list[Unit]:
         for im, method in enumerate(config.method):
             box = unit_shape(inner_shape, min(pl["chunk"][method], n_inner))
             size = int(math.prod(box))
+            ranges = block_units(inner_shape, box)
             for ie in range(len(config.eps)):
-                for start in range(0, n_inner, size):
-                    units.append(Unit(len(units), (iv, im, ie), start,
-                                      min(start + size, n_inner), size))
+                for start, stop in ranges:
+                    units.append(Unit(len(units), (iv, im, ie), start, stop, size))
     return units
 
 
@@ -217,9 +230,10 @@ class MemorySink:
         self.inner_shape = tuple(len(v) for v in values)
         self.n_inner = pl["n_inner"]
         self.results: dict[str, np.ndarray] = {}
+        self.finished: set[int] = set()
 
     def done(self, unit: Unit) -> bool:
-        return False
+        return unit.index in self.finished
 
     def put(self, unit: Unit, got: dict) -> None:
         iv, im, ie = unit.block
@@ -230,6 +244,7 @@ class MemorySink:
                                    else np.zeros(shape, arr.dtype))
             block = self.results[k][iv, im, ie].reshape((self.n_inner,) + arr.shape[1:])
             block[unit.start:unit.stop] = arr
+        self.finished.add(unit.index)
 
     def values(self) -> dict:
         return self.results
@@ -272,7 +287,7 @@ def run(config: SweepConfig, progress=None, plan_=None, *, sink=None, backend=No
     if progress is not None and len(todo) < len(units):
         progress.update(sum(u.lanes for u in units) - sum(u.lanes for u in todo))
     backend.run(config, pl, todo, sink.put, progress=progress, should_stop=should_stop)
-    if any(not sink.done(u) for u in todo) and not isinstance(sink, MemorySink):
+    if not all(sink.done(u) for u in todo):
         return None
     return assemble(config, pl, sink.values())
 
