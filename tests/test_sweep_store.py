@@ -244,3 +244,70 @@ def test_a_store_of_another_kind_is_refused_and_left_alone(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "is a zarr store" in err[0], err
     assert snapshot(out) == before
     shutil.rmtree(out)
+
+
+# --- the Ray backend --------------------------------------------------------------------------
+
+
+def ray_workers_running_a_unit():
+    """Pids of Ray worker processes now running a unit (their title is ``ray::_run_unit``)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::_run_unit"):
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def descendants(pid):
+    """Pids of every process below ``pid`` (from /proc)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = [], [pid]
+    while todo:
+        kids = [c for c, p in parent.items() if p == todo.pop()]
+        found += kids
+        todo += kids
+    return found
+
+
+def kill_tree(p):
+    """SIGKILL the driver, then the local Ray cluster it started (which would outlive it)."""
+    below = descendants(p.pid)
+    kill(p)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds Ray's workers in /proc")
+def test_ray_backend_survives_a_killed_worker_and_the_driver_killed(tmp_path, env, reference):
+    """--backend ray on a local cluster of two worker processes: one worker is killed while it
+    runs a unit (Ray runs the unit again), then the driver itself is killed; the sweep resumed
+    on Ray gives the same variables bit for bit as the local reference."""
+    pytest.importorskip("ray")
+    out = tmp_path / "o"
+    ray_args = [*CHUNKED, "--backend", "ray", "--workers", "2"]
+    p = start(ray_args, out, env)
+    wait_for(p, lambda: records(out) >= 1 and ray_workers_running_a_unit(), "a busy worker")
+    os.kill(ray_workers_running_a_unit()[0], signal.SIGKILL)
+    done = records(out)
+    wait_for(p, lambda: records(out) >= done + 2, "two more units")
+    kill_tree(p)
+    assert records(out) < N_UNITS
+    p = start([*ray_args, "--resume"], out, env)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    same_variables(reference, xr.load_dataset(out / "sweep.nc"))

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import os
 import shlex
+import signal
 import sys
 import time
 
@@ -295,7 +296,8 @@ def _main(parser, args, argv, guard) -> int:
         if backend is not None:
             backend.close()
     if ds is None:
-        raise CliExit(exit_code(guard.signals[0]), f"interrupted; {guard.saved()}")
+        code = exit_code(guard.signals[0] if guard.signals else signal.SIGINT)
+        raise CliExit(code, f"interrupted; {guard.saved()}")
     guard.check()
     elapsed = time.perf_counter() - t0
     figures = [] if args.no_plot else fam.figures(ds, config)

@@ -115,6 +115,7 @@ def _quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
         warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr.*")
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         yield
 
 
