@@ -275,7 +275,8 @@ def descendants(pid):
                 pass
     found, todo = [], [pid]
     while todo:
-        kids = [c for c, p in parent.items() if p == todo.pop()]
+        above = todo.pop()
+        kids = [c for c, p in parent.items() if p == above]
         found += kids
         todo += kids
     return found
@@ -311,3 +312,12 @@ def test_ray_backend_survives_a_killed_worker_and_the_driver_killed(tmp_path, en
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
     same_variables(reference, xr.load_dataset(out / "sweep.nc"))
+
+
+def test_an_unreachable_ray_address_is_one_line_before_any_work(tmp_path, capsys):
+    pytest.importorskip("ray")
+    out = tmp_path / "o"
+    code, err = cli([*CHUNKED, "--backend", "ray", "--address", "127.0.0.1:1", "--out", str(out)],
+                    capsys)
+    assert code == 2 and len(err) == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in err[0]
+    assert not out.exists()

@@ -34,6 +34,27 @@ def _run_unit(config, pl, unit):
     return unit.index, runner(unit)
 
 
+#: seconds to wait for a cluster's address to answer
+CONNECT_TIMEOUT = 5.0
+
+
+def _probe(address: str) -> None:
+    """``ValueError`` (one line) unless ``HOST:PORT`` (or ``ray://HOST:PORT``) accepts a
+    connection within :data:`CONNECT_TIMEOUT` (Ray itself would retry for minutes); ``auto``
+    and other forms are left to Ray."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise ValueError(f"cannot reach the Ray cluster at {address}: "
+                         f"{e.strerror or type(e).__name__}") from None
+
+
 class RayBackend:
     """Runs the units as Ray tasks (see the module docstring).
 
@@ -52,6 +73,8 @@ class RayBackend:
             raise ValueError("--backend ray needs Ray: pip install -e '.[ray]'") from None
         self.ray = ray
         self.started = False
+        if address is not None:
+            _probe(address)
         try:
             if address is None:
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
