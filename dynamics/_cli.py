@@ -137,12 +137,22 @@ class Guard:
         self.result_set: ResultSet | None = None
         self.signals: list[int] = []
         self.running = True
+        #: when set, a first SIGINT only asks the run to stop at its next safe point (a
+        #: sweep: after the current work unit), which it learns from :meth:`stop_requested`
+        self.soft_interrupt = False
+        #: ``() -> str`` describing work saved outside the result set (a sweep's store)
+        self.saved = None
 
     def check(self) -> None:
         if self.signals:
             raise KeyboardInterrupt
 
+    def stop_requested(self) -> bool:
+        return bool(self.signals)
+
     def folder_state(self) -> str:
+        if self.saved is not None and not (self.result_set and self.result_set.committed):
+            return self.saved()
         rs = self.result_set
         if rs is None:
             return "nothing was written"
@@ -162,7 +172,13 @@ def guarded(prog: str, body) -> int:
     old = {}
 
     def on_signal(signum, frame):
+        first = not guard.signals
         guard.signals.append(signum)
+        if guard.running and guard.soft_interrupt and first and signum == signal.SIGINT:
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\n{prog}: stopping after the current work unit "
+                                 f"(Ctrl-C again stops at once)\n")
+            return
         if guard.running:  # once the body has ended, a signal is only recorded
             raise KeyboardInterrupt
 
@@ -237,7 +253,8 @@ def method(text):
 
 
 def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary: str,
-                  n_lanes: int, elapsed: float, kind: str, dpi: int = 110):
+                  n_lanes: int, elapsed: float, kind: str, dpi: int = 110,
+                  info: dict | None = None):
     """Write ``ds`` as ``name`` and each ``(png_name, make_figure)`` of ``figures`` into the
     guard's result set, commit the set, then print ``summary`` and what was written (unless
     ``quiet``). A write failure removes everything staged and stops with one line, exit 1."""
@@ -257,7 +274,7 @@ def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary:
                 pngs.append(png)
         guard.check()  # an interrupt a library swallowed may have cut a file short
         rs.commit([name, *pngs], info=dict(
-            command=ds.attrs.get("command", ""),
+            **(info or {}), command=ds.attrs.get("command", ""),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
     except OSError as e:
         reason = e.strerror or str(e)

@@ -17,12 +17,16 @@ if __name__ == "__main__":  # a signal from here on: one line, no traceback (bef
 
 import argparse
 import dataclasses
+import os
+import shlex
+import signal
 import sys
 import time
 
 from tqdm import tqdm
 
 from dynamics._cli import (
+    CliExit,
     OneLineParser,
     exit_process,
     guarded,
@@ -32,10 +36,13 @@ from dynamics._cli import (
     variant,
     write_results,
 )
+from dynamics._io import OutputError
+from dynamics._signals import exit_code
 from dynamics.flow import TARGET_STARTS
 from dynamics.runtime import enable_compilation_cache, split_cpu_cores
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.core import plan, run
+from dynamics.sweep.store import Store, discard, read_header, store_name
 from dynamics.sweep.family import FAMILIES, family
 from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
 
@@ -44,6 +51,8 @@ PROG = "python -m dynamics.sweep"
 FIGURE_BYTES = 400_000
 #: the ``--engine`` words and the integrators they name
 ENGINES = {"batched": "engine", "diffrax": "diffrax"}
+#: what ``--backend`` offers
+BACKENDS = ("local", "ray")
 
 _SHARED_HELP = dict(
     eta="weight decay; see --convention for how it enters the predictor",
@@ -138,6 +147,21 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
                         "is refused)")
     g.add_argument("--chunk", type=number("chunk", positive=True, integer=True),
                    default=d["chunk"], help=helps("chunk"))
+    g.add_argument("--resume", action="store_true",
+                   help=f"complete the sweep whose store ({store_name(fam)}) is in --out: its "
+                        f"finished work units are kept, the rest run (the config must be the "
+                        f"same)")
+
+    g = p.add_argument_group("where the work units run")
+    g.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="local: one after the other in this process; ray: as Ray tasks on a "
+                        "cluster (pip install -e '.[ray]')")
+    g.add_argument("--address", default=None,
+                   help="ray: the address of a running cluster (ray://HOST:10001, HOST:6379 or "
+                        "auto); without it a local cluster is started and stopped")
+    g.add_argument("--workers", type=number("workers", positive=True, integer=True),
+                   default=None,
+                   help="ray: worker processes of the local cluster (default: one per core)")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
     g.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache (in the user cache dir, "
@@ -223,6 +247,15 @@ def main(argv=None) -> int:
 
 def _main(parser, args, argv, guard) -> int:
     try:
+        if args.resume and args.overwrite:
+            raise ValueError("give --resume (complete the sweep in --out) or --overwrite "
+                             "(discard it), not both")
+        if args.backend != "ray" and (args.address is not None or args.workers is not None):
+            raise ValueError(f"--{'address' if args.address is not None else 'workers'} needs "
+                             f"--backend ray")
+        if args.address is not None and args.workers is not None:
+            raise ValueError("--workers sets up a local cluster; with --address the cluster "
+                             "has its own workers")
         split_cpu_cores()  # before any JAX computation: one device per core for the engine
         config = config_from_args(args, argv)
         pl = plan(config)
@@ -230,23 +263,85 @@ def _main(parser, args, argv, guard) -> int:
         parser.error(str(e))
     fam = config.family
     n_figs = 0 if args.no_plot else fam.n_figures(config)
-    open_results(guard, args.out, fam.result_kind, fam.result_patterns, overwrite=args.overwrite,
-                 min_free=pl["file_bytes"] + n_figs * FIGURE_BYTES)
+    name = store_name(fam)
+    if os.path.lexists(os.path.join(args.out, "zarr.json")):
+        raise OutputError(f"output folder {args.out} is a zarr store, not an output folder; "
+                          f"choose another output folder")
+    rs = open_results(guard, args.out, fam.result_kind, fam.result_patterns + (name,),
+                      overwrite=args.overwrite or args.resume,
+                      min_free=2 * pl["file_bytes"] + n_figs * FIGURE_BYTES)
+    store = _open_store(rs, config, pl, args)
+    resume_cmd = shlex.join([*PROG.split(), *[a for a in argv if a != "--overwrite"]]
+                            + ([] if args.resume else ["--resume"]))
+    guard.saved = lambda: (f"{store.summary()} are saved in {store.path}; resume with: "
+                           f"{resume_cmd}" if store.header is not None else
+                           f"nothing was written; {rs.folder} is as it was before the run")
+    backend = None
+    if args.backend == "ray":
+        from dynamics.sweep.ray_backend import RayBackend
+
+        try:
+            backend = RayBackend(address=args.address, workers=args.workers)
+        except ValueError as e:
+            raise CliExit(2, f"error: {e}") from None
     if not args.no_compile_cache:
         enable_compilation_cache()
     if not args.quiet:
-        print("sweep: " + fam.describe(config, pl["lanes"]), file=sys.stderr, flush=True)
+        print("sweep: " + fam.describe(config, pl["lanes"])
+              + (f"; resuming: {store.summary()} done" if store.finished else ""),
+              file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    with tqdm(total=pl["lanes"], unit="lane", delay=0.0, mininterval=0.5, disable=args.quiet,
-              file=sys.stderr, desc="sweep",
-              bar_format="{l_bar}{bar}| {n:.0f}/{total} lanes [{elapsed}<{remaining}]") as bar:
-        ds = run(config, progress=bar, plan_=pl)
+    guard.soft_interrupt = True
+    try:
+        with tqdm(total=pl["lanes"], unit="lane", delay=0.0, mininterval=0.5,
+                  disable=args.quiet, file=sys.stderr, desc="sweep",
+                  bar_format="{l_bar}{bar}| {n:.0f}/{total} lanes [{elapsed}<{remaining}]") as bar:
+            ds = run(config, progress=bar, plan_=pl, sink=store, backend=backend,
+                     should_stop=guard.stop_requested)
+    finally:
+        guard.soft_interrupt = False
+        if backend is not None:
+            backend.close()
+    if ds is None:
+        code = exit_code(guard.signals[0] if guard.signals else signal.SIGINT)
+        raise CliExit(code, f"interrupted; {guard.saved()}")
+    guard.check()
     elapsed = time.perf_counter() - t0
     figures = [] if args.no_plot else fam.figures(ds, config)
     write_results(guard, ds, fam.result_file, figures, quiet=args.quiet,
                   summary=fam.summarize(ds), n_lanes=pl["lanes"], elapsed=elapsed,
-                  kind=fam.figure_kind)
+                  kind=fam.figure_kind, info=dict(store=name))
     return 0
+
+
+def _open_store(rs, config, pl, args) -> Store:
+    """The sweep's store in the (locked) output folder: a new one, or with ``--resume`` the
+    one there (same config, its finished units checked). One-line :class:`OutputError` for a
+    store of another kind or config, a damaged one, or an unfinished sweep without
+    ``--resume``/``--overwrite``."""
+    path = rs.folder / store_name(config.family)
+    header = read_header(path)
+    if header is not None and args.overwrite:
+        if header.get("kind") != config.family.result_kind:  # never discard another's store
+            Store(path, config, dict(pl), header).check()
+        discard(path)
+        header = None
+    if header is None:
+        if args.resume and rs.previous:
+            raise OutputError(f"nothing to resume in {rs.folder}: it holds finished results "
+                              f"and no {path.name}; pass --overwrite to replace them")
+        if args.resume and not args.quiet:
+            print(f"sweep: no unfinished sweep in {rs.folder}; starting it", file=sys.stderr)
+        return Store(path, config, pl)
+    store = Store(path, config, pl, header)
+    store.check()
+    if not args.resume:
+        raise OutputError(f"{rs.folder} holds an unfinished sweep ({store.summary()} done in "
+                          f"{path.name}); pass --resume to complete it, or --overwrite to "
+                          f"discard it")
+    store.clean()
+    store.verify()
+    return store
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Every lane keeps a :class:`~dynamics.types.Status`; one lane that fails never st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -75,7 +76,195 @@ def plan(config: SweepConfig, memory: int | None = None) -> dict:
     return out
 
 
-def run(config: SweepConfig, progress=None, plan_=None) -> xr.Dataset:
+# --- work units ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One work unit: the lanes ``start:stop`` (flat, C order) of the block ``(iv, im, ie)``
+    (one variant, method and eps), run as one compiled call of ``size`` lanes (the last unit of
+    a block is padded with copies of its last lane). A unit is a box of the sweep's coordinates
+    (see :func:`unit_shape`), so it is one chunk of the result store."""
+
+    index: int
+    block: tuple[int, int, int]
+    start: int
+    stop: int
+    size: int
+
+    @property
+    def lanes(self) -> int:
+        return self.stop - self.start
+
+
+def unit_shape(inner_shape: tuple[int, ...], chunk: int) -> tuple[int, ...]:
+    """The box of at most ``chunk`` lanes that tiles a block of ``inner_shape`` (C order): the
+    trailing axes whole while they fit, then a slab of the next axis, ones before it. A unit is
+    then a contiguous range of the block's flat lanes and a rectangular region of its axes."""
+    shape = list(inner_shape)
+    k, whole = len(shape), 1
+    while k > 0 and whole * shape[k - 1] <= chunk:
+        whole *= shape[k - 1]
+        k -= 1
+    if k == 0:
+        return tuple(shape)
+    return (1,) * (k - 1) + (max(1, chunk // whole),) + tuple(shape[k:])
+
+
+def unit_region(inner_shape, box, start: int) -> tuple[slice, ...]:
+    """The unit of a block that starts at flat lane ``start``, as slices of its inner axes
+    (``box``: :func:`unit_shape`)."""
+    first = np.unravel_index(start, inner_shape)
+    return tuple(slice(0, n) if b == n else slice(int(f), min(int(f) + b, n))
+                 for n, b, f in zip(inner_shape, box, first))
+
+
+def block_units(inner_shape, box) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` flat lane ranges of a block's units of shape ``box``, in order
+    (the boxes of a grid over the block; those at its far edge may be smaller)."""
+    counts = [-(-n // b) for n, b in zip(inner_shape, box)]
+    out = []
+    for pos in np.ndindex(*counts):
+        first = [p * b for p, b in zip(pos, box)]
+        lanes = int(math.prod(min(b, n - f) for n, b, f in zip(inner_shape, box, first)))
+        start = int(np.ravel_multi_index(first, inner_shape)) if inner_shape else 0
+        out.append((start, start + lanes))
+    return out
+
+
+def work_units(config: SweepConfig, pl: dict) -> list[Unit]:
+    """The sweep's work units in their order (blocks outermost, then lanes)."""
+    _, values = inner_grid(config)
+    inner_shape = tuple(len(v) for v in values)
+    n_inner = pl["n_inner"]
+    units = []
+    for iv in range(len(config.variant)):
+        for im, method in enumerate(config.method):
+            box = unit_shape(inner_shape, min(pl["chunk"][method], n_inner))
+            size = int(math.prod(box))
+            ranges = block_units(inner_shape, box)
+            for ie in range(len(config.eps)):
+                for start, stop in ranges:
+                    units.append(Unit(len(units), (iv, im, ie), start, stop, size))
+    return units
+
+
+class Runner:
+    """Runs work units of one sweep (the loop body, written once for every backend).
+
+    Built from the config and its plan alone, so that any process can make its own (a Ray
+    worker does). ``runner(unit)`` returns ``{name: (lanes, ...) array}``: the family's
+    :meth:`~dynamics.sweep.family.Family.read` of the unit's lanes and ``status`` (int8 codes).
+    """
+
+    def __init__(self, config: SweepConfig, pl: dict):
+        self.config, self.plan = config, pl
+        self.family = fam = config.family
+        self.names, self.values = inner_grid(config)
+        self.inner_shape = tuple(len(v) for v in self.values)
+        self.ctx = fam.prepare(config)
+        self.integrator = config.flow_integrator
+        key = jax.random.PRNGKey(config.seed)
+        self.base_key = key if fam.sgd_stream is None else jax.random.fold_in(key, fam.sgd_stream)
+
+    def lanes(self, unit: Unit) -> tuple[np.ndarray, dict]:
+        """The unit's padded flat indices and each inner axis's values at them."""
+        idx = np.minimum(np.arange(unit.start, unit.start + unit.size), self.plan["n_inner"] - 1)
+        sub = np.unravel_index(idx, self.inner_shape)
+        return idx, {a: self.values[j][sub[j]] for j, a in enumerate(self.names)}
+
+    def flow_solver(self, eps: float) -> str:
+        """The flow method a block at ``eps`` runs (the stiffness policy)."""
+        unit = Unit(0, (0, 0, 0), 0, 1, 1)
+        _, lanes = self.lanes(unit)
+        variant = self.family.variants[self.config.variant[-1]]
+        _, _, y0 = self.family.build(self.config, self.ctx, variant, float(eps), lanes)
+        return _flow_solver(self.config, self.family, self.integrator, float(eps), y0)
+
+    def __call__(self, unit: Unit, progress=None) -> dict:
+        config, fam, pl = self.config, self.family, self.plan
+        iv, im, ie = unit.block
+        variant = fam.variants[config.variant[iv]]
+        method, eps = config.method[im], float(config.eps[ie])
+        m, chunk = unit.lanes, unit.size
+        idx, lanes = self.lanes(unit)
+        model, hyper, y0 = fam.build(config, self.ctx, variant, eps, lanes)
+        window = None
+        if method == "flow":
+            integrator = self.integrator
+            sol = solve_batch(
+                model, variant, hyper, y0, integrator=integrator,
+                t1=config.t1_for("flow"), solver=_flow_solver(config, fam, integrator, eps, y0),
+                rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
+                chunk_size=chunk if integrator == "engine" else None,
+            )
+            y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
+            st = np.asarray(sol.status)
+            if progress is not None:
+                progress.update(m)
+        else:
+            keys = None
+            if method == "sgd":
+                block_id = (iv * len(config.method) + im) * len(config.eps) + ie
+                gidx = jnp.asarray(block_id * pl["n_inner"] + idx)
+                keys = jax.vmap(lambda i: jax.random.fold_in(self.base_key, i))(gidx)
+            y, st, window = run_segments(
+                model, variant, hyper, y0, config.lr, keys,
+                n_steps=pl["steps"][method],
+                batch=config.batch if keys is not None else None,
+                window=SGD_WINDOW if method == "sgd" else 0,
+                progress=None if progress is None else lane_progress(progress, m),
+            )
+        got = fam.read(config, self.ctx, method, model, variant, hyper, y, st, window)
+        out = {k: np.asarray(v)[:m] for k, v in got.items()}
+        out["status"] = np.asarray(st)[:m].astype(np.int8)
+        return out
+
+
+class MemorySink:
+    """Holds a sweep's results in memory (what :func:`run` does without a store)."""
+
+    def __init__(self, config: SweepConfig, pl: dict):
+        _, values = inner_grid(config)
+        self.outer = (len(config.variant), len(config.method), len(config.eps))
+        self.inner_shape = tuple(len(v) for v in values)
+        self.n_inner = pl["n_inner"]
+        self.results: dict[str, np.ndarray] = {}
+        self.finished: set[int] = set()
+
+    def done(self, unit: Unit) -> bool:
+        return unit.index in self.finished
+
+    def put(self, unit: Unit, got: dict) -> None:
+        iv, im, ie = unit.block
+        for k, arr in got.items():
+            if k not in self.results:
+                shape = self.outer + self.inner_shape + arr.shape[1:]
+                self.results[k] = (np.full(shape, np.nan) if arr.dtype.kind == "f"
+                                   else np.zeros(shape, arr.dtype))
+            block = self.results[k][iv, im, ie].reshape((self.n_inner,) + arr.shape[1:])
+            block[unit.start:unit.stop] = arr
+        self.finished.add(unit.index)
+
+    def values(self) -> dict:
+        return self.results
+
+
+class LocalBackend:
+    """Runs the units one after the other in this process."""
+
+    name = "local"
+
+    def run(self, config, pl, units, on_done, progress=None, should_stop=None) -> None:
+        runner = Runner(config, pl)
+        for unit in units:
+            if should_stop is not None and should_stop():
+                return
+            on_done(unit, runner(unit, progress))
+
+
+def run(config: SweepConfig, progress=None, plan_=None, *, sink=None, backend=None,
+        should_stop=None) -> xr.Dataset | None:
     """Run the sweep ``config``; return its Dataset (one coordinate per axis, provenance in
     ``attrs``).
 
@@ -83,73 +272,41 @@ def run(config: SweepConfig, progress=None, plan_=None) -> xr.Dataset:
         config: the sweep.
         progress: optional object with ``update(lanes)`` (a tqdm bar); moves by the lanes done.
         plan_: :func:`plan`'s result when the caller has it (computed here otherwise).
+        sink: where finished units go: in memory (default) or a result store
+            (:class:`dynamics.sweep.store.Store`), whose finished units are skipped.
+        backend: what runs the units (default :class:`LocalBackend`; see
+            :mod:`dynamics.sweep.ray_backend`).
+        should_stop: optional ``() -> bool`` asked between units; when it says so the run
+            stops there and returns ``None`` (the units done are in ``sink``).
     """
-    fam = config.family
     pl = plan(config) if plan_ is None else plan_
+    sink = MemorySink(config, pl) if sink is None else sink
+    backend = LocalBackend() if backend is None else backend
+    units = work_units(config, pl)
+    todo = [u for u in units if not sink.done(u)]
+    if progress is not None and len(todo) < len(units):
+        progress.update(sum(u.lanes for u in units) - sum(u.lanes for u in todo))
+    backend.run(config, pl, todo, sink.put, progress=progress, should_stop=should_stop)
+    if not all(sink.done(u) for u in todo):
+        return None
+    return assemble(config, pl, sink.values())
+
+
+def assemble(config: SweepConfig, pl: dict, results: dict) -> xr.Dataset:
+    """The Dataset from the assembled per-lane values (``status`` as int8 codes)."""
+    fam = config.family
     names, values = inner_grid(config)
-    inner_shape = tuple(len(v) for v in values)
-    n_inner = pl["n_inner"]
-    outer = (len(config.variant), len(config.method), len(config.eps))
-    ctx = fam.prepare(config)
     integrator = config.flow_integrator
-    base_key = jax.random.PRNGKey(config.seed)
-    if fam.sgd_stream is not None:
-        base_key = jax.random.fold_in(base_key, fam.sgd_stream)
-
-    status = np.zeros(outer + inner_shape, np.int8)
-    results: dict[str, np.ndarray] = {}
     solvers: dict[float, str] = {}
-    for iv, v_name in enumerate(config.variant):
-        variant = fam.variants[v_name]
-        for im, method in enumerate(config.method):
-            chunk = min(pl["chunk"][method], n_inner)
-            for ie, eps in enumerate(config.eps):
-                block_id = (iv * outer[1] + im) * outer[2] + ie
-                for start in range(0, n_inner, chunk):
-                    m = min(chunk, n_inner - start)
-                    idx = np.minimum(np.arange(start, start + chunk), n_inner - 1)
-                    sub = np.unravel_index(idx, inner_shape)
-                    lanes = {a: values[j][sub[j]] for j, a in enumerate(names)}
-                    model, hyper, y0 = fam.build(config, ctx, variant, float(eps), lanes)
-                    window = None
-                    if method == "flow":
-                        solver = _flow_solver(config, fam, integrator, float(eps), y0)
-                        solvers[float(eps)] = solver
-                        sol = solve_batch(
-                            model, variant, hyper, y0, integrator=integrator,
-                            t1=config.t1_for("flow"), solver=solver, rtol=config.rtol,
-                            atol=config.atol, max_steps=config.max_steps,
-                            chunk_size=chunk if integrator == "engine" else None,
-                        )
-                        y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
-                        st = np.asarray(sol.status)
-                        if progress is not None:
-                            progress.update(m)
-                    else:
-                        keys = None
-                        if method == "sgd":
-                            gidx = jnp.asarray(block_id * n_inner + idx)
-                            keys = jax.vmap(lambda i: jax.random.fold_in(base_key, i))(gidx)
-                        y, st, window = run_segments(
-                            model, variant, hyper, y0, config.lr, keys,
-                            n_steps=pl["steps"][method],
-                            batch=config.batch if keys is not None else None,
-                            window=SGD_WINDOW if method == "sgd" else 0,
-                            progress=None if progress is None else lane_progress(progress, m),
-                        )
-                    got = fam.read(config, ctx, method, model, variant, hyper, y, st, window)
-                    status[iv, im, ie].reshape(-1)[start:start + m] = st[:m]
-                    for k, arr in got.items():
-                        arr = np.asarray(arr)
-                        if k not in results:
-                            shape = outer + inner_shape + arr.shape[1:]
-                            results[k] = (np.full(shape, np.nan) if arr.dtype.kind == "f"
-                                          else np.zeros(shape, arr.dtype))
-                        block = results[k][iv, im, ie].reshape((n_inner,) + arr.shape[1:])
-                        block[start:start + m] = arr[:m]
-
+    if "flow" in config.method:
+        runner = Runner(config, pl)
+        solvers = {float(e): runner.flow_solver(e) for e in config.eps}
+        ctx = runner.ctx
+    else:
+        ctx = fam.prepare(config)
+    results = dict(results)
+    results["status"] = np.asarray(Status.labels())[results["status"]]
     dims = axes(config)
-    results["status"] = np.asarray(Status.labels())[status]
     data_vars, coords, attrs = fam.finish(config, ctx, dims, results)
     ds = xr.Dataset(data_vars, coords={**_shared_coords(config, names, values), **coords})
     ds.attrs.update(provenance(config.command))

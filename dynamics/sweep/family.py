@@ -68,7 +68,7 @@ def register(cls):
 #: the entry-point group through which other packages add families
 ENTRY_POINT_GROUP = "dynamics.families"
 #: modules of the package that are the sweep machinery, not families
-NOT_FAMILIES = ("__main__", "config", "core", "family", "provenance")
+NOT_FAMILIES = ("__main__", "config", "core", "family", "provenance", "store", "ray_backend")
 
 
 def discover(package: str = "dynamics.sweep") -> dict[str, "Family"]:
