@@ -278,8 +278,9 @@ def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary:
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
     except OSError as e:
         reason = e.strerror or str(e)
+        # work saved outside the result set (a sweep's store) is kept and named
         where = ("the set there may be incomplete (its manifest is missing)" if rs.committing
-                 else f"nothing was written; {rs.folder} is as it was before the run")
+                 else guard.folder_state())
         rs.close()
         raise CliExit(1, f"error: could not write the results to {rs.folder}: {reason}; {where}") from None
     if not quiet:

@@ -275,7 +275,10 @@ def test_refused_or_failed_run_leaves_no_new_folder(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(cli, "save_dataset", full)
     code, err = run_sweep([*TINY, "--out", str(new)], capsys)
     assert code == 1 and len(err) == 1, err
-    assert os.listdir(tmp_path) == []
+    # the finished lanes stay in the sweep's store (nothing finished is lost), the message says
+    # where and how to resume, and nothing else is left in the new folder
+    assert "--resume" in err[0] and ".sweep.zarr" in err[0], err
+    assert sorted(os.listdir(new)) == [".dynamics.lock", ".sweep.zarr"]
 
 
 # --- item 5: nothing truncated, nothing pooled ----------------------------------------------
