@@ -3,9 +3,13 @@
 
 from dynamics.models.barlow import BarlowTwinsLinear
 from dynamics.models.base import Model
+from dynamics.models.infonce import InfoNCELinear
 from dynamics.models.isoloss import IsoLossLinear
 from dynamics.models.linear import LinearSiamese
+from dynamics.models.moco import MoCoLinear
 from dynamics.models.permode import PerModeSiamese
 from dynamics.models.scalar import ScalarSiamese
+from dynamics.models.vicreg import VICRegLinear
 
-__all__ = ["BarlowTwinsLinear", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese"]
+__all__ = ["BarlowTwinsLinear", "IsoLossLinear", "LinearSiamese", "Model", "PerModeSiamese", "ScalarSiamese",
+           "InfoNCELinear", "MoCoLinear", "VICRegLinear"]
