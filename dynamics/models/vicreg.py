@@ -155,6 +155,15 @@ class VICRegLinear(LinearViews):
 
         return block
 
+    def rank_one_state(self, gamma, sigma2, d, eta=0.0):
+        """``(k*, u1)``: at ``cov = 0`` every row of ``W`` settles on the data direction ``k*``
+        of the largest :meth:`mode_std` (each output's variance hinge is satisfied most
+        cheaply there), so ``W`` has rank one with squared singular value ``u1 = d u*_{k*}``
+        (``d`` rows of ``w*_{k*}`` each)."""
+        S = np.asarray(self.mode_std(gamma, sigma2, d, eta))
+        k = int(np.argmax(S))
+        return k, d * float(np.asarray(self.mode_fixed_point(gamma, sigma2, d, eta))[k])
+
     def cov_crit(self, gamma, sigma2, d, eta=0.0):
         """The smallest ``cov`` at which the aligned fixed point (every mode at
         :meth:`mode_fixed_point`, rows on distinct data directions) is stable against every
