@@ -30,7 +30,8 @@ def test_field_is_the_hand_derived_gradient_through_both_branches():
     std = jnp.sqrt(jnp.diag(A) + 1e-3)
     assert std[0] > 1 and np.all(std[1:] < 1)
     D = jnp.diag(jnp.where(std < 1, 1 / std, 0.0))
-    grad = 4 * 3.0 * W @ XP - 2 * 2.0 / N * D @ W @ S + 8 * 0.7 / N * (A - jnp.diag(jnp.diag(A))) @ W @ S
+    off = A - jnp.diag(jnp.diag(A))
+    grad = 4 * 3.0 * W @ XP - 2 * 2.0 / N * D @ W @ S + 8 * 0.7 / N * off @ W @ S
     got = d.vector_field(m, VICREG, d.Hyper(eta_theta=0.1), d.State(W, None)).enc
     np.testing.assert_allclose(got, -(grad + 0.1 * W), rtol=1e-12, atol=1e-12)
 
@@ -63,7 +64,8 @@ def test_aligned_fixed_point_and_its_spectrum():
     # w h'(w) = -2 var s^2 u / (d S^3); the pairs (W_jk, W_kj): the rotation blocks
     diag = -2 * 25.0 * s**2 * u / (N * Sd**3)
     blk = m.rotation_block(GAMMA, SIG, np.sqrt(u), N)
-    pairs = [e for j in range(N) for k in range(j + 1, N) for e in np.linalg.eigvals(blk(j, k)).real]
+    pairs = [e for j in range(N) for k in range(j + 1, N)
+             for e in np.linalg.eigvals(blk(j, k)).real]
     np.testing.assert_allclose(ev, np.sort(np.concatenate([diag, pairs])), rtol=1e-9, atol=1e-9)
     # the origin: a mode grows at 2 var s/(d sqrt(epsilon)) - 4 inv sigma2 (> 0 here: no collapse)
     assert np.all(np.asarray(m.origin_rate(GAMMA, SIG, N)) > 0)
@@ -77,7 +79,8 @@ def test_cov_crit_is_where_the_aligned_state_turns_stable():
     top = {}
     for f in (0.95, 1.05):
         mm = VICRegLinear(X, XP, cov=f * cc)
-        ev = np.linalg.eigvals(np.asarray(d.jacobian_matrix(mm, VICREG, d.Hyper(), d.State(W, None))))
+        J = d.jacobian_matrix(mm, VICREG, d.Hyper(), d.State(W, None))
+        ev = np.linalg.eigvals(np.asarray(J))
         top[f] = ev.real.max()
     assert top[0.95] > 0 > top[1.05]
 

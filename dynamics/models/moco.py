@@ -22,7 +22,8 @@ moment ``A_q = mean_l K_l S K_l^T``: exact whenever the queued encoders are equa
 point), and equal to the mixture's to first order about such a point, so that the Jacobian
 there, and with it every stability result, is exact:
 
-    Lbar = E|W x2 - W_k x1|^2 / (2 tau) - 1/2 log det(I + A_q/tau) - 1/2 tr((tau + A_q)^{-1} W S W^T).
+    Lbar = E|W x2 - W_k x1|^2 / (2 tau) - 1/2 log det(I + A_q/tau)
+           - 1/2 tr((tau + A_q)^{-1} W S W^T).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamics.models.base import per_lane
-from dynamics.models.infonce import check_tau, check_views, contrastive_batch_loss, gaussian_logmeanexp
+from dynamics.models.infonce import (
+    check_tau,
+    check_views,
+    contrastive_batch_loss,
+    gaussian_logmeanexp,
+)
 from dynamics.models.linear import LinearViews
 from dynamics.types import Variant
 

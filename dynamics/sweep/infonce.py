@@ -74,7 +74,8 @@ class InfoNCEFamily(MatrixFamily):
         if not lo <= hi:
             raise ValueError(f"--x-eig needs LO <= HI, got {lo:g} {hi:g}")
         if len(set(config.options.tau)) != len(config.options.tau):
-            raise ValueError(f"--tau values must differ, got {' '.join(map(str, config.options.tau))}")
+            given = " ".join(map(str, config.options.tau))
+            raise ValueError(f"--tau values must differ, got {given}")
 
     def axis_values(self, config):
         o = config.options
@@ -114,7 +115,8 @@ class InfoNCEFamily(MatrixFamily):
                                            tau[:, None, None, None], eta[None, :, None, None])
         return {
             "x_eig": ("mode_x", d, {"long_name": "eigenvalues gamma_k of the data correlation X"}),
-            "eta_crit": (("tau", "mode_x"), np.asarray(InfoNCELinear.eta_crit(d[None], tau[:, None])),
+            "eta_crit": (("tau", "mode_x"),
+                         np.asarray(InfoNCELinear.eta_crit(d[None], tau[:, None])),
                          {"long_name": "closed-form threshold 2 gamma_k / tau: mode k survives "
                                        "iff eta < it"}),
             "u_star": (("tau", "eta", "sigma2", "mode_x"), np.asarray(u), {
@@ -129,7 +131,8 @@ class InfoNCEFamily(MatrixFamily):
         return data_vars, coords, attrs
 
     def summarize(self, ds) -> str:
-        crit = "; ".join(f"tau {t:g}: " + " ".join(f"{e:.3g}" for e in ds["eta_crit"].sel(tau=t).values)
+        crit = "; ".join(f"tau {t:g}: "
+                         + " ".join(f"{e:.3g}" for e in ds["eta_crit"].sel(tau=t).values)
                          for t in ds.tau.values)
         return (table(ds, "collapsed_fraction", "tau", "eta",
                       "mean collapsed-mode fraction (over init, sigma2)")

@@ -172,7 +172,8 @@ class MoCoFamily(MatrixFamily):
             table(ds.isel(eta=[0]), "off", "queue", "beta",
                   f"distance from the fixed point at eta = {float(ds.eta[0]):g} (> 0.01: not "
                   "at it)", fmt="{:>6.3f}").rsplit("\n", 1)[0],
-            "lambda_max, the Jacobian at the closed-form fixed point (> 0: unstable); columns: beta",
+            "lambda_max, the Jacobian at the closed-form fixed point (> 0: unstable); "
+            "columns: beta",
             *rows])
 
     def figures(self, ds, config):
