@@ -17,6 +17,9 @@ GAMMA = np.array([1.5, 1.0, 0.5])
 SIG = np.full(3, 0.5)
 X, XP = jnp.diag(GAMMA), jnp.diag(SIG)
 N = 3
+# compiled once (every call here has one shape): far cheaper than op-by-op autodiff
+field = jax.jit(d.vector_field, static_argnums=1)
+jacobian = jax.jit(d.jacobian_matrix, static_argnums=1)
 
 
 def test_field_is_the_hand_derived_gradient_through_both_branches():
@@ -32,7 +35,7 @@ def test_field_is_the_hand_derived_gradient_through_both_branches():
     D = jnp.diag(jnp.where(std < 1, 1 / std, 0.0))
     off = A - jnp.diag(jnp.diag(A))
     grad = 4 * 3.0 * W @ XP - 2 * 2.0 / N * D @ W @ S + 8 * 0.7 / N * off @ W @ S
-    got = d.vector_field(m, VICREG, d.Hyper(eta_theta=0.1), d.State(W, None)).enc
+    got = field(m, VICREG, d.Hyper(eta_theta=0.1), d.State(W, None)).enc
     np.testing.assert_allclose(got, -(grad + 0.1 * W), rtol=1e-12, atol=1e-12)
 
 
@@ -58,8 +61,8 @@ def test_aligned_fixed_point_and_its_spectrum():
     assert np.all(Sd < 1) and np.all(Sd > 1e-2)  # the hinge is active: a smooth fixed point
     W = jnp.diag(np.sqrt(u))
     y = d.State(W, None)
-    assert float(jnp.max(jnp.abs(d.vector_field(m, VICREG, d.Hyper(), y).enc))) < 1e-12
-    ev = np.sort(np.linalg.eigvals(np.asarray(d.jacobian_matrix(m, VICREG, d.Hyper(), y))).real)
+    assert float(jnp.max(jnp.abs(field(m, VICREG, d.Hyper(), y).enc))) < 1e-12
+    ev = np.sort(np.linalg.eigvals(np.asarray(jacobian(m, VICREG, d.Hyper(), y))).real)
     # the diagonal entries: w' = w h(w), h = 2 var s/(d S) - 4 inv sigma2, so the rate is
     # w h'(w) = -2 var s^2 u / (d S^3); the pairs (W_jk, W_kj): the rotation blocks
     diag = -2 * 25.0 * s**2 * u / (N * Sd**3)
@@ -79,7 +82,7 @@ def test_cov_crit_is_where_the_aligned_state_turns_stable():
     top = {}
     for f in (0.95, 1.05):
         mm = VICRegLinear(X, XP, cov=f * cc)
-        J = d.jacobian_matrix(mm, VICREG, d.Hyper(), d.State(W, None))
+        J = jacobian(mm, VICREG, d.Hyper(), d.State(W, None))
         ev = np.linalg.eigvals(np.asarray(J))
         top[f] = ev.real.max()
     assert top[0.95] > 0 > top[1.05]
