@@ -7,9 +7,10 @@ families' data. The momentum is the shared ``--beta`` (the key encoder's EMA rat
 query encoder, SimCLR-like); the queue length is a lane axis (``--queue`` takes several
 values; the queue slot has the largest length and each lane reads its own). Beside the final
 spectrum it stores the closed forms (docs/theory.md, "InfoNCE and MoCo"): mode ``k`` survives
-weight decay exactly while ``eta < gamma_k / tau`` and sits at ``u*``; the largest real part
-``lambda_max`` of the aligned modes' linearisation says whether that fixed point is stable:
-a long queue (old negatives) with fast keys oscillates away from it, a slow momentum
+weight decay exactly while ``eta < gamma_k / tau`` and sits at ``u*``; ``lambda_max``, the
+largest real part of the flow's Jacobian at that fixed point (its aligned-mode part is
+:meth:`~dynamics.models.MoCoLinear.mode_spectrum`), says whether it is stable: a long queue
+(old negatives) with fast keys oscillates away from it and loses a dimension, a slow momentum
 restores it.
 """
 

@@ -60,11 +60,13 @@ class VICRegFamily(MatrixFamily):
     ignores = ("eps", "beta", "convention")
     lane_axes = ("cov", "init")
     defaults = dict(SHARED_DEFAULTS, variant=(VICREG.name,), eps=(1.0,), eta=(0.0,),
-                    sigma2=(0.5, 1.0, 2.0), t1=60.0, lr=0.001, batch=256, rtol=1e-8,
+                    sigma2=(0.5, 1.0, 2.0), t1=60.0, lr=2e-4, batch=256, rtol=1e-8,
                     atol=1e-10, chunk=2048)
     t1_default = {m: 60.0 for m in ("flow", "gd", "sgd")}
     stiff_eps = 0.0
     help = dict(MatrixFamily.help, sigma2="augmentation covariance X' = sigma2 I",
+                lr="gd/sgd step; the covariance term is quartic in W, so explicit steps need "
+                   "lr of about 2e-4 at --cov 300 (1e-3 diverges there)",
                 eta="weight decay of W: W' = -(dL/dW + eta W)",
                 seed="seed of X's eigenvectors, the initial states and SGD (same seed, same "
                      "result)")
