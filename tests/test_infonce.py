@@ -226,3 +226,6 @@ def test_bad_moco_values_are_one_line_errors():
         MoCoLinear(X, XP, -0.5, 1)
     with pytest.raises(ValueError, match=r"push_rate must be a finite number > 0, got 0"):
         MoCoLinear(X, XP, 1.0, 1, 0)
+    with pytest.raises(ValueError, match=r"queue = 4 reads more key encoders than the queue "
+                                         r"slot holds \(2\)"):
+        d.vector_field(MoCoLinear(X, XP, 1.0, 4), MOCO, d.Hyper(), _moco_state(jnp.eye(3), 2))

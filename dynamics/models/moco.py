@@ -92,6 +92,14 @@ class MoCoLinear(LinearViews):
     def trains_predictor(self) -> bool:
         return False
 
+    def check_state(self, state) -> None:
+        """The declared slot, and (for a concrete ``queue``) no more entries read than it holds."""
+        super().check_state(state)
+        q, L = self.queue, state.aux["queue"].shape[0]
+        if isinstance(q, (int, float)) and q > L:
+            raise ValueError(f"queue = {q!r} reads more key encoders than the queue slot holds "
+                             f"({L}): give aux['queue'] of shape ({int(q)}, n2, n1) or more")
+
     def queue_weights(self, L: int):
         """(L,) weights ``1/queue`` on the first ``queue`` entries, 0 beyond."""
         live = jnp.arange(L) < self.queue
