@@ -259,6 +259,61 @@ def fixed_point_figure(ds, variant: str, method: str):
     return fig
 
 
+def reg_band_figure(ds, variant: str, method: str):
+    """A DirectCopy sweep: per ``(sigma2, eta)`` row, the collapsed-mode fraction and the
+    effective rank of ``W(t1)`` against ``reg``, one line per initial scale (mean over the
+    initial directions), over each mode's closed-form ``p_-`` (dotted) and ``p_+`` (dashed)
+    from the Dataset's ``p_minus``, ``p_plus``: black steps give the share of modes with
+    ``reg >= p_+`` (collapsed from every start); grey shading marks ``reg <= p_-`` of some mode
+    (a collapse basin, so the outcome depends on the start), green the band inside every
+    mode's ``(p_-, p_+)`` (no collapse basin)."""
+    sel = {"variant": variant, "method": method}
+    rows = list(itertools.product(ds["sigma2"].values, ds["eta"].values))
+    fig, axs = plt.subplots(len(rows), 2, figsize=(10.5, 3.6 * len(rows)), squeeze=False,
+                            constrained_layout=True)
+    regs = ds["reg"].values
+    grid = np.linspace(regs.min(), regs.max(), 400)
+    colors = sweep_colors(ds.sizes["scale"])
+    r = ds.sizes.get("mode", 1)
+    for (s2, eta), (ax0, ax1) in zip(rows, axs):
+        at = dict(sel, sigma2=s2, eta=eta)
+        pm = ds["p_minus"].sel(sigma2=s2, eta=eta).values
+        pp = ds["p_plus"].sel(sigma2=s2, eta=eta).values
+        live = np.isfinite(pp)
+        certain = ((~live)[None, :] | (grid[:, None] >= np.where(live, pp, 0.0)[None, :])).mean(-1)
+        for ax, name, top in ((ax0, "collapsed_fraction", 1.0), (ax1, "effective_rank", r)):
+            v = ds[name].sel(at)
+            v = v.mean([k for k in v.dims if k not in ("reg", "scale")], skipna=True)
+            if live.any() and np.nanmax(pm[live]) > grid[0]:
+                ax.axvspan(grid[0], np.nanmax(pm[live]), color="0.85", zorder=0,
+                           label="reg <= p_- of a mode: start-dependent")
+            if live.all() and np.max(pm) < np.min(pp):
+                ax.axvspan(np.max(pm), np.min(pp), color="#d9f0d3", zorder=0,
+                           label="p_- < reg < p_+ for every mode: no collapse basin")
+            for p in pm[live]:
+                ax.axvline(p, color="0.4", ls=":", lw=0.9)
+            for p in pp[live]:
+                ax.axvline(p, color="0.4", ls="--", lw=0.9)
+            for c, sc in zip(colors, ds["scale"].values):
+                ax.plot(regs, v.sel(scale=sc).values, "o-", color=c, ms=4, lw=1.2,
+                        label=f"init scale {sc:g}")
+            if name == "collapsed_fraction":
+                ax.step(grid, certain, where="post", color="k", lw=1.0,
+                        label="theory: reg >= p_+ (any start)")
+            else:
+                ax.step(grid, r * (1 - certain), where="post", color="k", lw=1.0,
+                        label="theory: modes with reg < p_+ (a bound on the rank)")
+            ax.set_ylim(-0.05 * top, 1.05 * top)
+            ax.set_xlabel("reg (predictor = F + reg I)")
+            ax.set_ylabel(name.replace("_", " "))
+            ax.set_title(f"sigma2={s2:g}, eta={eta:g}: {name.replace('_', ' ')} of W(t1)",
+                         fontsize=10)
+        ax0.legend(fontsize=7, loc="center right")
+    fig.suptitle(f"{ds.attrs['model']} {variant} ({method}), n1={ds.attrs['n1']}, "
+                 f"t1={ds.attrs['t1']:g}; dotted: each mode's p_-, dashed: p_+")
+    return fig
+
+
 #: the dashes of each sigma2's eta_crit lines when sigma2 is not an axis of the plane
 ETA_CRIT_STYLES = ("--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
 

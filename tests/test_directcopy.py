@@ -79,3 +79,33 @@ def test_the_running_correlation_is_an_ema_of_the_batch_correlation():
 def test_bad_reg_is_a_one_line_error():
     with pytest.raises(ValueError, match=r"reg must be a finite number >= 0, got -0.1"):
         mode_model(1.0, 0.5, -0.1)
+
+
+def test_sweep_family_shows_the_band_without_a_basin_and_collapse_past_p_plus():
+    from dynamics.sweep import SweepConfig, build_parser, run
+    from dynamics.sweep.directcopy import DirectCopyOptions
+
+    regs = (0.0, 0.25, 0.45, 0.8)
+    cfg = SweepConfig(model="directcopy", eta=(0.05,), sigma2=(0.5,),
+                      options=DirectCopyOptions(n1=4, x_eig=(0.5, 1.5), reg=regs,
+                                                init_scales=(0.01, 1.0), n_init=2))
+    ds = run(cfg)
+    assert list(ds.variant.values) == ["directcopy"] and (ds["status"].values == "ok").all()
+    # independent closed form: the roots of c p^2 - d p + eta = 0 per mode, c = d + sigma2
+    dd = np.linspace(1.5, 0.5, 4)
+    c = dd + 0.5
+    disc = np.sqrt(dd**2 - 4 * c * 0.05)
+    pm, pp = (dd - disc) / (2 * c), (dd + disc) / (2 * c)  # p_- <= 0.14, p_+ in 0.36 ... 0.72
+    np.testing.assert_allclose(ds["p_plus"].values.ravel(), pp, rtol=1e-12)
+    cf = ds["collapsed_fraction"].squeeze()  # (reg, scale, init)
+    for r in regs:
+        here = cf.sel(reg=r).values
+        if r > pm.max():  # no basin for the modes with reg < p_+: the rest collapse, any start
+            np.testing.assert_array_equal(here, np.mean(r >= pp))
+    # 0.25 lies inside every mode's (p_-, p_+): even the 0.01 starts keep every mode
+    assert (cf.sel(reg=0.25).values == 0).all()
+    # reg = 0 < p_-: a basin; starts of size 0.01 (F(0) ~ 1e-4, far below p_-) all collapse
+    assert (cf.sel(reg=0.0, scale=0.01).values == 1).all()
+    flags = {a for act in build_parser("directcopy")._actions for a in act.option_strings}
+    assert not flags & {"--beta", "--convention", "--target0"}
+    assert {"--eps", "--reg", "--init-scales"} <= flags

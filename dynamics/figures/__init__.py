@@ -55,6 +55,7 @@ from dynamics.figures import (  # noqa: E402,F401
     tian9,
     tian10,
     wd_conventions,
+    zoo,
 )
 
 

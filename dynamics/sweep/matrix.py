@@ -206,13 +206,15 @@ class MatrixFamily(Family):
         coords = dict(mode=np.arange(s["r"]), **self.closed_forms(config, ctx))
         o = config.options
         attrs = dict(
-            n1=s["n1"], n2=s["n2"], init_scale=o.init_scale,
+            n1=s["n1"], n2=s["n2"],
             collapse_rule="a mode is collapsed when its singular value of W(t1) is below "
                           "collapse_tol x sqrt(eta_phi / eta_theta) (the scale of the non-trivial "
                           "fixed point: sqrt(eps) in the tian convention, 1 in the loss "
                           "convention; 1 where either decay is 0); measures are NaN on lanes "
                           "whose status is not ok",
         )
+        if hasattr(o, "init_scale"):  # one size of initial states (else the family's own axis)
+            attrs["init_scale"] = o.init_scale
         return data_vars, coords, attrs
 
     def plan(self, config, n_inner, n_lanes, memory=None):
