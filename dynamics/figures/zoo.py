@@ -5,8 +5,7 @@ Data as in the matrix sweeps: ``X = Q diag(d) Q^T`` (``d`` from 1.5 down to 0.5,
 from the seed), ``X' = sigma2 I`` with ``sigma2`` swept; ``n1 = n2 = 4``; the same random
 ``W0`` (and, where a predictor trains, the same ``Wp0``) for every mechanism. Each mechanism is
 one row of :data:`MECHANISMS`, ``(label, model factory, variant, hyper, contrastive)`` and
-optionally its initial state, so that adding one is one line; the contrastive rows appear when
-their models exist in :mod:`dynamics.models`. Panel (a): the model's per-mode collapse scores
+optionally its initial state, so that adding one is one line. Panel (a): the model's per-mode collapse scores
 (the singular values of ``W``; of ``W / ||W||`` for the cosine loss, which keeps the norm) over
 time at one ``sigma2``; panel (b): the final effective rank (of the modes not collapsed,
 :func:`dynamics.analysis.collapse_metrics.collapse_summary`) against ``sigma2``, mean over the
@@ -15,7 +14,6 @@ initial encoders. The DINO and SwAV toys are softmax models on other data and ar
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -29,6 +27,9 @@ from dynamics.analysis.collapse_metrics import collapse_scores, collapse_summary
 from dynamics.classify import encoder_scale
 from dynamics.figures.registry import register
 from dynamics.models.barlow import BARLOW
+from dynamics.models.infonce import INFONCE
+from dynamics.models.moco import MOCO
+from dynamics.models.vicreg import VICREG
 from dynamics.solve import solve_batch
 from dynamics.sweep.matrix import data_matrices, init_keys
 from dynamics.types import VARIANTS, Hyper, SlotState, State, Variant
@@ -71,13 +72,9 @@ def _moco_state(model, W, Wp):
     return SlotState(W, None, W, {"queue": K})
 
 
-def _variant(module: str, name: str) -> Variant:
-    return getattr(importlib.import_module(f"dynamics.models.{module}"), name)
-
-
 _EUCLID = Hyper.loss_decay(ETA, 1.0)
 
-#: the non-contrastive rows, always present
+#: the rows of the figure, non-contrastive then contrastive
 MECHANISMS: list[Mechanism] = [
     Mechanism("SimSiam (Euclidean)", lambda X, Xp: M.LinearSiamese(X, Xp), VARIANTS["simsiam"],
               _EUCLID, False),
@@ -92,21 +89,13 @@ MECHANISMS: list[Mechanism] = [
               _directcopy_state),
     Mechanism("Barlow Twins", lambda X, Xp: M.BarlowTwinsLinear(X, Xp, 1.0), BARLOW,
               Hyper(eta_theta=ETA, eta_phi=0.0), False),
+    Mechanism("InfoNCE (tau 1)", lambda X, Xp: M.InfoNCELinear(X, Xp, 1.0), INFONCE,
+              Hyper(eta_theta=ETA, eta_phi=0.0), True),
+    Mechanism(f"MoCo (queue {MOCO_QUEUE})", lambda X, Xp: M.MoCoLinear(X, Xp, 1.0, MOCO_QUEUE, 1.0),
+              MOCO, Hyper(eta_theta=ETA, eta_phi=0.0, beta=1.0), True, _moco_state),
+    Mechanism("VICReg", lambda X, Xp: M.VICRegLinear(X, Xp), VICREG,
+              Hyper(eta_theta=ETA, eta_phi=0.0), False),
 ]
-# the contrastive rows, once their models exist
-if hasattr(M, "InfoNCELinear"):
-    MECHANISMS.append(Mechanism("InfoNCE (tau 1)", lambda X, Xp: M.InfoNCELinear(X, Xp, 1.0),
-                                _variant("infonce", "INFONCE"), Hyper(eta_theta=ETA, eta_phi=0.0),
-                                True))
-if hasattr(M, "MoCoLinear"):
-    MECHANISMS.append(Mechanism(f"MoCo (queue {MOCO_QUEUE})",
-                                lambda X, Xp: M.MoCoLinear(X, Xp, 1.0, MOCO_QUEUE, 1.0),
-                                _variant("moco", "MOCO"),
-                                Hyper(eta_theta=ETA, eta_phi=0.0, beta=1.0), True, _moco_state))
-if hasattr(M, "VICRegLinear"):
-    MECHANISMS.append(Mechanism("VICReg", lambda X, Xp: M.VICRegLinear(X, Xp),
-                                _variant("vicreg", "VICREG"), Hyper(eta_theta=ETA, eta_phi=0.0),
-                                False))
 
 
 def mechanisms(labels=None) -> list[Mechanism]:
