@@ -30,8 +30,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from dynamics.checks import check_real
 from dynamics.models.base import per_lane
-from dynamics.models.linear import LinearViews
+from dynamics.models.linear import LinearViews, check_data_matrices
 from dynamics.types import Variant
 
 #: Barlow Twins' gradient placement: through both branches (no stop-gradient, no target)
@@ -60,17 +61,8 @@ class BarlowTwinsLinear(LinearViews):
     label = "barlow"
 
     def __post_init__(self):
-        lam = self.lam
-        if isinstance(lam, (int, float)) and not (lam >= 0 and lam < float("inf")):
-            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-        shapes = [getattr(m, "shape", None) for m in (self.X, self.Xp)]
-        if any(s is None for s in shapes):
-            return
-        for name, s in zip(("X", "Xp"), shapes):
-            if len(s) < 2 or s[-1] != s[-2]:
-                raise ValueError(f"{name} must be a square matrix, got shape {tuple(s)}")
-        if shapes[0][-1] != shapes[1][-1]:
-            raise ValueError(f"X and Xp differ in size: {tuple(shapes[0])} vs {tuple(shapes[1])}")
+        check_real("lam", self.lam, nonneg=True)
+        check_data_matrices(self)
 
     @classmethod
     def isotropic(cls, n1: int, sigma2: float = 0.5, lam: float = 1.0) -> "BarlowTwinsLinear":

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from dynamics.models.base import per_lane
-from dynamics.models.linear import LinearViews
+from dynamics.models.linear import LinearViews, check_data_matrices
 
 #: the predictor of a cosine model: trained, fixed where it starts, or the identity
 COSINE_PREDICTORS = ("trained", "fixed", "none")
@@ -74,14 +74,7 @@ class CosineSiamese(LinearViews):
         if self.predictor not in COSINE_PREDICTORS:
             raise ValueError(f"unknown predictor {self.predictor!r}: expected one of "
                              f"{', '.join(COSINE_PREDICTORS)}")
-        shapes = [getattr(m, "shape", None) for m in (self.X, self.Xp)]
-        if any(s is None for s in shapes):
-            return
-        for name, s in zip(("X", "Xp"), shapes):
-            if len(s) < 2 or s[-1] != s[-2]:
-                raise ValueError(f"{name} must be a square matrix, got shape {tuple(s)}")
-        if shapes[0][-1] != shapes[1][-1]:
-            raise ValueError(f"X and Xp differ in size: {tuple(shapes[0])} vs {tuple(shapes[1])}")
+        check_data_matrices(self)
 
     @classmethod
     def isotropic(cls, n1: int, sigma2: float = 0.5, **kw) -> "CosineSiamese":

@@ -38,8 +38,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from dynamics.checks import check_real
 from dynamics.models.base import per_lane
-from dynamics.models.linear import LinearViews
+from dynamics.models.linear import LinearViews, check_data_matrices
 
 
 @jax.tree_util.register_dataclass
@@ -65,17 +66,8 @@ class DirectCopyLinear(LinearViews):
     slots = {"F": "drift"}
 
     def __post_init__(self):
-        reg = self.reg
-        if isinstance(reg, (int, float)) and not (reg >= 0 and reg < float("inf")):
-            raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
-        shapes = [getattr(m, "shape", None) for m in (self.X, self.Xp)]
-        if any(s is None for s in shapes):
-            return
-        for name, s in zip(("X", "Xp"), shapes):
-            if len(s) < 2 or s[-1] != s[-2]:
-                raise ValueError(f"{name} must be a square matrix, got shape {tuple(s)}")
-        if shapes[0][-1] != shapes[1][-1]:
-            raise ValueError(f"X and Xp differ in size: {tuple(shapes[0])} vs {tuple(shapes[1])}")
+        check_real("reg", self.reg, nonneg=True)
+        check_data_matrices(self)
 
     @property
     def trains_predictor(self) -> bool:

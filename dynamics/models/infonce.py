@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from dynamics.models.base import per_lane
-from dynamics.models.linear import LinearViews
+from dynamics.models.linear import LinearViews, check_data_matrices
 from dynamics.types import Variant
 
 #: InfoNCE's gradient placement: through both branches (no stop-gradient, no target)
@@ -51,18 +51,6 @@ def check_tau(tau) -> None:
     """``ValueError`` (one line) unless a concrete temperature is a finite number > 0."""
     if isinstance(tau, (int, float)) and not (0 < tau < float("inf")):
         raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
-
-
-def check_views(X, Xp) -> None:
-    """``ValueError`` unless the concrete ``X`` and ``Xp`` are square and of one size."""
-    shapes = [getattr(m, "shape", None) for m in (X, Xp)]
-    if any(s is None for s in shapes):
-        return
-    for name, s in zip(("X", "Xp"), shapes):
-        if len(s) < 2 or s[-1] != s[-2]:
-            raise ValueError(f"{name} must be a square matrix, got shape {tuple(s)}")
-    if shapes[0][-1] != shapes[1][-1]:
-        raise ValueError(f"X and Xp differ in size: {tuple(shapes[0])} vs {tuple(shapes[1])}")
 
 
 def gaussian_logmeanexp(A, P, tau):
@@ -112,7 +100,7 @@ class InfoNCELinear(LinearViews):
         check_tau(self.tau)
         if self.layers not in (1, 2):
             raise ValueError(f"layers must be 1 or 2, got {self.layers!r}")
-        check_views(self.X, self.Xp)
+        check_data_matrices(self)
 
     @classmethod
     def isotropic(cls, n1: int, sigma2: float = 0.5, tau: float = 1.0) -> "InfoNCELinear":

@@ -38,11 +38,10 @@ import numpy as np
 from dynamics.models.base import per_lane
 from dynamics.models.infonce import (
     check_tau,
-    check_views,
     contrastive_batch_loss,
     gaussian_logmeanexp,
 )
-from dynamics.models.linear import LinearViews
+from dynamics.models.linear import LinearViews, check_data_matrices
 from dynamics.types import Variant
 
 #: MoCo's placement: an EMA key encoder, no gradient through the keys
@@ -86,7 +85,7 @@ class MoCoLinear(LinearViews):
         r = self.push_rate
         if isinstance(r, (int, float)) and not (0 < r < float("inf")):
             raise ValueError(f"push_rate must be a finite number > 0, got {r!r}")
-        check_views(self.X, self.Xp)
+        check_data_matrices(self)
 
     @property
     def trains_predictor(self) -> bool:

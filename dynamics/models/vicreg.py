@@ -30,8 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynamics.models.base import per_lane
-from dynamics.models.infonce import check_views
-from dynamics.models.linear import LinearViews
+from dynamics.models.linear import LinearViews, check_data_matrices
 from dynamics.types import Variant
 
 #: VICReg's placement: through both branches (no stop-gradient, no target)
@@ -70,7 +69,7 @@ class VICRegLinear(LinearViews):
         for name in ("inv", "var", "cov"):
             _check_weight(name, getattr(self, name))
         _check_weight("epsilon", self.epsilon, positive=True)
-        check_views(self.X, self.Xp)
+        check_data_matrices(self)
 
     @property
     def trains_predictor(self) -> bool:
