@@ -42,6 +42,7 @@ from dynamics.figures import (  # noqa: E402,F401
     basins,
     nosg,
     discrete_time,
+    ema_curriculum,
     bifurcation,
     tian3,
     tian4,
