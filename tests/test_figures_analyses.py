@@ -196,3 +196,26 @@ def test_ema_curriculum_end_states_and_trapping():
     slow, _ = E.run_modes(d, dp, "byol", eta, 0.01, th, ph, ts)
     assert trapped(slow).sum() > trapped(sim).sum()
     assert np.all(trapped(slow) >= trapped(sim))
+
+
+# --- item 1: the predictor's learning rate -------------------------------------------------------
+
+
+def test_predictor_lr_surviving_modes_sit_on_the_invariant_parabola():
+    """Linear SimSiam, symmetric predictor, eta = 0.04, X = I (the figure's quick lanes): every
+    surviving eigenvalue of W W^T ends at p_+^2 / alpha_p, p_+ = (1 + sqrt(1 - 4 a eta)) / (2a)
+    written here by hand (Theorem 1 with eta > 0 and the fixed point of docs/theory.md 2). GD's
+    fixed points are the flow's, and the slowest rate at p_+ (~2 eta) leaves e^-12 of the start
+    by T = 150: 1e-3 relative. More modes survive as alpha_p grows (Obs. 1)."""
+    from dynamics.figures import predictor_lr as M
+
+    alphas, a, eta = np.array([0.5, 2.0, 10.0]), 1.5, 0.04
+    ts, s, lam = M.run(alphas, (0,))
+    p_plus = (1 + np.sqrt(1 - 4 * a * eta)) / (2 * a)
+    alive = s[:, -1] > M.ALIVE
+    for i, al in enumerate(alphas):
+        np.testing.assert_allclose(s[i, -1][alive[i]], p_plus**2 / al, rtol=1e-3)
+        half = s.shape[1] // 2  # the rest are still shrinking (collapsing, not stalled)
+        assert np.all(s[i, -1][~alive[i]] < 0.5 * s[i, half][~alive[i]])
+    n_alive = alive.sum(-1)
+    assert np.all(np.diff(n_alive) >= 0) and n_alive[-1] > n_alive[0], n_alive

@@ -43,6 +43,7 @@ from dynamics.figures import (  # noqa: E402,F401
     nosg,
     discrete_time,
     ema_curriculum,
+    predictor_lr,
     bifurcation,
     tian3,
     tian4,
