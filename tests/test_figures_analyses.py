@@ -159,3 +159,63 @@ def test_byol_without_stop_gradient_fixed_points_and_threshold():
             fps = C.fixed_points(model, v, Hyper.tian(factor * eta_c, 1.0, beta), seeds)
             nontrivial = [p for p in fps if p["z"][0] > 1e-6]
             assert len(nontrivial) == n_nontrivial, (beta, factor, [p["z"] for p in fps])
+
+
+# --- item 2: the EMA curriculum ------------------------------------------------------------------
+
+
+def test_ema_curriculum_end_states_and_trapping():
+    """Per-mode BYOL from W_a(0) = 0 at eta = 0.1 (8 starts x 8 modes, the figure's quick shapes).
+    By hand (docs/theory.md 3): a surviving mode ends at tau = 1, p = p_+ = roots of
+    a p^2 - d p + eta, s = p^2 / alpha_p; every mode with eta > d^2/(4a) is trapped; a fast EMA
+    (beta = 30) traps the same modes as SimSiam from the same starts, a slow one (0.01) more
+    (Obs. 10). t1 = 2000 is > 100 / (slowest rate) at these settings, so 1e-6 bounds the
+    distance to the fixed point together with the solver's tolerance (rtol 1e-8)."""
+    from dynamics.figures import ema_curriculum as E
+
+    eta = 0.1
+    d, dp = E.setting(8, 0.5)
+    a = d + dp
+    ts = np.concatenate([[0.0], np.geomspace(1e-2, 2000.0, 300)])
+    th, ph = E.starts(8, 8, seed=2)
+    ys, status = E.run_modes(d, dp, "byol", eta, 0.4, th, ph, ts)
+    assert np.all(status == 0)
+    theta, phi, theta_a = ys.enc[:, -1], ys.pred[:, -1], ys.tgt[:, -1]
+    alive = np.abs(theta) > E.COLLAPSED
+    assert alive.any() and (~alive).any()
+    p_plus = np.broadcast_to((d + np.sqrt(np.maximum(d * d - 4 * a * eta, 0))) / (2 * a),
+                             theta.shape)
+    np.testing.assert_allclose(phi[alive], p_plus[alive], atol=1e-6)
+    np.testing.assert_allclose(theta[alive] ** 2, p_plus[alive] ** 2, atol=1e-6)
+    np.testing.assert_allclose(theta_a[alive] / theta[alive], 1.0, atol=1e-6)
+    assert np.all(~alive[:, eta > d * d / (4 * a)])
+    fast, _ = E.run_modes(d, dp, "byol", eta, 30.0, th, ph, ts)
+    sim, _ = E.run_modes(d, dp, "simsiam", eta, 1.0, th, ph, ts)
+    trapped = lambda y: np.abs(y.enc[:, -1]) < E.COLLAPSED  # noqa: E731
+    np.testing.assert_array_equal(trapped(fast), trapped(sim))
+    slow, _ = E.run_modes(d, dp, "byol", eta, 0.01, th, ph, ts)
+    assert trapped(slow).sum() > trapped(sim).sum()
+    assert np.all(trapped(slow) >= trapped(sim))
+
+
+# --- item 1: the predictor's learning rate -------------------------------------------------------
+
+
+def test_predictor_lr_surviving_modes_sit_on_the_invariant_parabola():
+    """Linear SimSiam, symmetric predictor, eta = 0.04, X = I (the figure's quick lanes): every
+    surviving eigenvalue of W W^T ends at p_+^2 / alpha_p, p_+ = (1 + sqrt(1 - 4 a eta)) / (2a)
+    written here by hand (Theorem 1 with eta > 0 and the fixed point of docs/theory.md 2). GD's
+    fixed points are the flow's, and the slowest rate at p_+ (~2 eta) leaves e^-12 of the start
+    by T = 150: 1e-3 relative. More modes survive as alpha_p grows (Obs. 1)."""
+    from dynamics.figures import predictor_lr as M
+
+    alphas, a, eta = np.array([0.5, 2.0, 10.0]), 1.5, 0.04
+    ts, s, lam = M.run(alphas, (0,))
+    p_plus = (1 + np.sqrt(1 - 4 * a * eta)) / (2 * a)
+    alive = s[:, -1] > M.ALIVE
+    for i, al in enumerate(alphas):
+        np.testing.assert_allclose(s[i, -1][alive[i]], p_plus**2 / al, rtol=1e-3)
+        half = s.shape[1] // 2  # the rest are still shrinking (collapsing, not stalled)
+        assert np.all(s[i, -1][~alive[i]] < 0.5 * s[i, half][~alive[i]])
+    n_alive = alive.sum(-1)
+    assert np.all(np.diff(n_alive) >= 0) and n_alive[-1] > n_alive[0], n_alive

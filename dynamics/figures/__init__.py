@@ -42,6 +42,8 @@ from dynamics.figures import (  # noqa: E402,F401
     basins,
     nosg,
     discrete_time,
+    ema_curriculum,
+    predictor_lr,
     bifurcation,
     tian3,
     tian4,
