@@ -261,7 +261,8 @@ def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary:
     rs = guard.result_set
     pngs = []
     try:
-        save_dataset(ds, rs.path(name))
+        if name is not None:  # None: the Dataset is already written (a sweep's zarr result)
+            save_dataset(ds, rs.path(name))
         if figures:
             import matplotlib.pyplot as plt
 
@@ -273,7 +274,7 @@ def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary:
                     plt.close(fig)
                 pngs.append(png)
         guard.check()  # an interrupt a library swallowed may have cut a file short
-        rs.commit([name, *pngs], info=dict(
+        rs.commit([name, *pngs] if name is not None else pngs, info=dict(
             **(info or {}), command=ds.attrs.get("command", ""),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
     except OSError as e:
@@ -285,5 +286,6 @@ def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary:
         raise CliExit(1, f"error: could not write the results to {rs.folder}: {reason}; {where}") from None
     if not quiet:
         print(summary)
-        print(f"{n_lanes} lanes in {elapsed:.1f} s; wrote {rs.folder / name}"
+        where = rs.folder / (name if name is not None else (info or {}).get("dataset", ""))
+        print(f"{n_lanes} lanes in {elapsed:.1f} s; wrote {where}"
               + (f" and {len(pngs)} {kind}(s) in {rs.folder}/" if pngs else ""))

@@ -42,7 +42,7 @@ from dynamics.flow import TARGET_STARTS
 from dynamics.runtime import enable_compilation_cache, split_cpu_cores
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.core import plan, run
-from dynamics.sweep.store import Store, discard, read_header, store_name
+from dynamics.sweep.store import RESULT, Store, discard, read_header, store_name
 from dynamics.sweep.family import FAMILIES, family
 from dynamics.types import MAX_DISCRETE_STEPS, MAX_SEED, VARIANTS
 
@@ -162,12 +162,22 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
     g.add_argument("--workers", type=number("workers", positive=True, integer=True),
                    default=None,
                    help="ray: worker processes of the local cluster (default: one per core)")
+    g.add_argument("--no-netcdf", action="store_true",
+                   help=f"write the Dataset as the zarr store {result_zarr(fam)} in --out, slab "
+                        f"by slab (memory bounded by a chunk from start to end; read it with "
+                        f"xarray.open_zarr), instead of {fam.result_file}, which is assembled in "
+                        f"memory; for grids too large for one netCDF file")
     g.add_argument("--no-plot", action="store_true", help="skip the PNG figures")
     g.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache (in the user cache dir, "
                         "or $DYNAMICS_COMPILE_CACHE; 0 there also turns it off)")
     g.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return p
+
+
+def result_zarr(fam) -> str:
+    """The Dataset's name under ``--no-netcdf``: the result file's stem + ``.zarr``."""
+    return os.path.splitext(fam.result_file)[0] + ".zarr"
 
 
 def _variant_of(fam):
@@ -271,6 +281,9 @@ def _main(parser, args, argv, guard) -> int:
                       overwrite=args.overwrite or args.resume,
                       min_free=2 * pl["file_bytes"] + n_figs * FIGURE_BYTES)
     store = _open_store(rs, config, pl, args)
+    dest = rs.folder / result_zarr(fam)
+    if os.path.lexists(dest):  # checked before any work
+        _check_result(dest, fam, args)
     resume_cmd = shlex.join([*PROG.split(), *[a for a in argv if a != "--overwrite"]]
                             + ([] if args.resume else ["--resume"]))
     guard.saved = lambda: (f"{store.summary()} are saved in {store.path}; resume with: "
@@ -297,7 +310,7 @@ def _main(parser, args, argv, guard) -> int:
                   disable=args.quiet, file=sys.stderr, desc="sweep",
                   bar_format="{l_bar}{bar}| {n:.0f}/{total} lanes [{elapsed}<{remaining}]") as bar:
             ds = run(config, progress=bar, plan_=pl, sink=store, backend=backend,
-                     should_stop=guard.stop_requested)
+                     should_stop=guard.stop_requested, load=not args.no_netcdf)
     finally:
         guard.soft_interrupt = False
         if backend is not None:
@@ -306,11 +319,38 @@ def _main(parser, args, argv, guard) -> int:
         code = exit_code(guard.signals[0] if guard.signals else signal.SIGINT)
         raise CliExit(code, f"interrupted; {guard.saved()}")
     guard.check()
+    if os.path.lexists(dest):  # an earlier run's zarr result: replaced or removed
+        discard(dest)
+    if args.no_netcdf:
+        ds = store.write_dataset(dest)
+    guard.check()
     elapsed = time.perf_counter() - t0
     figures = [] if args.no_plot else fam.figures(ds, config)
-    write_results(guard, ds, fam.result_file, figures, quiet=args.quiet,
-                  summary=fam.summarize(ds), n_lanes=pl["lanes"], elapsed=elapsed,
-                  kind=fam.figure_kind, info=dict(store=name))
+    write_results(guard, ds, None if args.no_netcdf else fam.result_file, figures,
+                  quiet=args.quiet, summary=fam.summarize(ds), n_lanes=pl["lanes"],
+                  elapsed=elapsed, kind=fam.figure_kind,
+                  info=dict(store=name, **({"dataset": dest.name} if args.no_netcdf else {})))
+    return 0
+
+
+def _check_result(dest, fam, args) -> None:
+    """:class:`OutputError` unless ``dest`` is the zarr Dataset an earlier ``--no-netcdf`` run
+    of this family wrote and ``--overwrite`` or ``--resume`` was given (it is then replaced)."""
+    import json
+
+    try:
+        kind = json.loads((dest / "zarr.json").read_text())["attributes"].get(RESULT)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        kind = None
+    if kind != fam.result_kind:
+        raise OutputError(f"{dest} is not a sweep result of this model, and this run would "
+                          f"replace it; move it away or choose another output folder")
+    if not (args.overwrite or args.resume):
+        raise OutputError(f"{dest} holds an earlier sweep's results; pass --overwrite to "
+                          f"replace them, or choose another output folder")
+
+
+def _unused():
     return 0
 
 

@@ -264,7 +264,7 @@ class LocalBackend:
 
 
 def run(config: SweepConfig, progress=None, plan_=None, *, sink=None, backend=None,
-        should_stop=None) -> xr.Dataset | None:
+        should_stop=None, load: bool = True):
     """Run the sweep ``config``; return its Dataset (one coordinate per axis, provenance in
     ``attrs``).
 
@@ -278,6 +278,9 @@ def run(config: SweepConfig, progress=None, plan_=None, *, sink=None, backend=No
             :mod:`dynamics.sweep.ray_backend`).
         should_stop: optional ``() -> bool`` asked between units; when it says so the run
             stops there and returns ``None`` (the units done are in ``sink``).
+        load: assemble the Dataset in memory (default); ``False`` returns the finished
+            ``sink`` instead (a store then writes the Dataset slab by slab:
+            :meth:`dynamics.sweep.store.Store.write_dataset`).
     """
     pl = plan(config) if plan_ is None else plan_
     sink = MemorySink(config, pl) if sink is None else sink
@@ -289,28 +292,69 @@ def run(config: SweepConfig, progress=None, plan_=None, *, sink=None, backend=No
     backend.run(config, pl, todo, sink.put, progress=progress, should_stop=should_stop)
     if not all(sink.done(u) for u in todo):
         return None
+    if not load:
+        return sink
     return assemble(config, pl, sink.values())
 
 
 def assemble(config: SweepConfig, pl: dict, results: dict) -> xr.Dataset:
     """The Dataset from the assembled per-lane values (``status`` as int8 codes)."""
-    fam = config.family
-    names, values = inner_grid(config)
-    integrator = config.flow_integrator
+    ctx, solvers = finish_context(config, pl)
+    data_vars, coords, attrs = finish_slab(config, ctx, results)
+    return skeleton(config, pl, solvers, data_vars, coords, attrs)
+
+
+#: lanes the streamed assembly (:func:`slabs`, :func:`finish_slab`) holds at once
+SLAB = 1 << 20
+
+
+def finish_context(config: SweepConfig, pl: dict) -> tuple:
+    """``(ctx, solvers)``: the family's context and each eps's flow solver, what
+    :func:`finish_slab` and :func:`skeleton` need besides the values."""
     solvers: dict[float, str] = {}
     if "flow" in config.method:
         runner = Runner(config, pl)
         solvers = {float(e): runner.flow_solver(e) for e in config.eps}
-        ctx = runner.ctx
-    else:
-        ctx = fam.prepare(config)
-    results = dict(results)
-    results["status"] = np.asarray(Status.labels())[results["status"]]
+        return runner.ctx, solvers
+    return config.family.prepare(config), solvers
+
+
+def finish_slab(config: SweepConfig, ctx, values: dict) -> tuple[dict, dict, dict]:
+    """The family's ``finish`` of the values of the whole grid or of one slab of it (each
+    ``(variant, method, eps, *inner axes, ...)``, ``status`` as int8 codes): ``(data_vars,
+    coords, attrs)``. A family's per-lane variables depend on their own lane only, so the
+    slabs of :func:`slabs` give the grid's variables piece by piece."""
+    values = dict(values)
+    values["status"] = np.asarray(Status.labels())[values["status"]]
+    return config.family.finish(config, ctx, axes(config), values)
+
+
+def lane_variables(config: SweepConfig, data_vars: dict) -> list[str]:
+    """The names of ``data_vars`` laid out over every lane axis (the others come from the
+    config alone, the same in every slab)."""
     dims = axes(config)
-    data_vars, coords, attrs = fam.finish(config, ctx, dims, results)
+    return [k for k, v in data_vars.items() if tuple(v[0])[:len(dims)] == dims]
+
+
+def slabs(config: SweepConfig, slab: int = SLAB) -> list[tuple[tuple[int, int, int], tuple]]:
+    """The ``(block, region)`` slabs of at most ``slab`` lanes that tile the grid (a region:
+    slices of the inner axes, as :func:`unit_region`), blocks outermost."""
+    _, values = inner_grid(config)
+    inner_shape = tuple(len(v) for v in values)
+    box = unit_shape(inner_shape, max(1, min(slab, int(math.prod(inner_shape)))))
+    regions = [unit_region(inner_shape, box, start)
+               for start, _ in block_units(inner_shape, box)]
+    outer = (len(config.variant), len(config.method), len(config.eps))
+    return [(tuple(int(i) for i in b), r) for b in np.ndindex(*outer) for r in regions]
+
+
+def skeleton(config: SweepConfig, pl: dict, solvers: dict, data_vars: dict, coords: dict,
+             attrs: dict) -> xr.Dataset:
+    """The Dataset of ``data_vars`` with the sweep's coordinates and attributes."""
+    names, values = inner_grid(config)
     ds = xr.Dataset(data_vars, coords={**_shared_coords(config, names, values), **coords})
     ds.attrs.update(provenance(config.command))
-    ds.attrs.update(_run_attrs(config, pl, solvers, integrator))
+    ds.attrs.update(_run_attrs(config, pl, solvers, config.flow_integrator))
     ds.attrs.update(attrs)
     return ds
 

@@ -40,7 +40,20 @@ import numpy as np
 
 from dynamics._io import OutputError, atomic_write_text
 from dynamics.sweep.config import SweepConfig
-from dynamics.sweep.core import Unit, axes, inner_grid, unit_region, unit_shape, work_units
+from dynamics.sweep.core import (
+    SLAB,
+    Unit,
+    axes,
+    finish_context,
+    finish_slab,
+    inner_grid,
+    lane_variables,
+    skeleton,
+    slabs,
+    unit_region,
+    unit_shape,
+    work_units,
+)
 
 #: what the store's ``attrs["dynamics_store"]["format"]`` says
 FORMAT = "dynamics sweep store"
@@ -49,6 +62,8 @@ VERSION = 1
 HEADER = "dynamics_store"
 #: the group of unit records
 UNITS = "units"
+#: the attribute that marks a Dataset written by :meth:`Store.write_dataset`
+RESULT = "dynamics_result"
 
 
 def store_name(fam) -> str:
@@ -385,6 +400,90 @@ class Store:
 
     def summary(self) -> str:
         return f"{len(self.finished)} of {len(self.units)} units"
+
+    def write_dataset(self, dest, slab: int = SLAB):
+        """Write the sweep's Dataset (what :func:`~dynamics.sweep.core.run` returns) as the
+        zarr store ``dest`` without ever holding the grid: every finished unit is checked
+        against its record one by one, then the family's ``finish`` runs slab by slab
+        (:func:`~dynamics.sweep.core.slabs`, at most ``slab`` lanes) and each slab's variables
+        go in with a region write. Written beside ``dest`` and moved into place (``dest``
+        must not exist). Returns the Dataset read back lazily (``xr.open_zarr``), whose
+        variables are those of the in-memory assembly bit for bit."""
+        import xarray as xr
+        import zarr
+
+        dest = Path(dest)
+        self._check(None)  # unit by unit: memory bounded by a unit
+        group = self._group()
+        config, pl = self.config, self.plan
+        ctx, solvers = finish_context(config, pl)
+        n_axes = len(axes(config))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        try:
+            with _quiet():
+                for i, (block, region) in enumerate(slabs(config, slab)):
+                    sl = (*(slice(b, b + 1) for b in block), *region)
+                    values = {n: np.asarray(group[n][sl]) for n in self.header["variables"]}
+                    data_vars, coords, attrs = finish_slab(config, ctx, values)
+                    lane = lane_variables(config, data_vars)
+                    if i == 0:
+                        self._create_result(tmp, solvers, data_vars, coords, attrs, lane,
+                                            values)
+                    names = axes(config)
+                    where = dict(zip(names, sl))
+                    part = {}
+                    for k in lane:
+                        dims, arr = data_vars[k][0], np.asarray(data_vars[k][1])
+                        part[k] = (dims, arr)
+                        where.update({d: slice(0, n) for d, n in
+                                      zip(dims[n_axes:], arr.shape[n_axes:])})
+                    xr.Dataset(part).to_zarr(tmp, region=where, mode="r+", consolidated=False)
+                zarr.consolidate_metadata(tmp)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        with _quiet():
+            return xr.open_zarr(dest, chunks=None)
+
+    def _create_result(self, path, solvers, data_vars, coords, attrs, lane, values) -> None:
+        """The result store at ``path``: coordinates, attributes and the variables that are
+        not per lane written whole, an empty array for each per-lane one (chunked by slab)."""
+        import xarray as xr
+        import zarr
+
+        config = self.config
+        n_axes = len(axes(config))
+        rest = {k: v for k, v in data_vars.items() if k not in lane}
+        ds = skeleton(config, self.plan, solvers, rest, coords, attrs)
+        ds.attrs[RESULT] = self.kind
+        ds.to_zarr(path, mode="w", consolidated=False)
+        group = zarr.open_group(path, mode="r+")
+        grid = tuple(ds.sizes[d] for d in axes(config))
+        box = next(iter(values.values())).shape[:n_axes]
+        for k in lane:
+            dims, arr, meta = data_vars[k][0], np.asarray(data_vars[k][1]), data_vars[k][2]
+            trailing = arr.shape[n_axes:]
+            fill = (np.nan if arr.dtype.kind == "f" else False if arr.dtype.kind == "b"
+                    else "" if arr.dtype.kind == "U" else 0)
+            group.create_array(k, shape=grid + trailing, chunks=box + trailing,
+                               dtype=arr.dtype, fill_value=fill, dimension_names=dims,
+                               attributes=_plain_attrs(meta))
+        # the coordinates that are not indexes, as xarray records them
+        extra = [c for c in ds.coords if c not in ds.dims]
+        for k in lane:
+            dims = set(data_vars[k][0])
+            own = [c for c in extra if set(ds[c].dims) <= dims]
+            if own:
+                group[k].attrs["coordinates"] = " ".join(own)
+
+
+def _plain_attrs(meta: dict) -> dict:
+    """Attributes as JSON values (numpy arrays and scalars as lists and numbers)."""
+    out = {}
+    for k, v in (meta or {}).items():
+        out[k] = v.tolist() if isinstance(v, np.ndarray | np.generic) else v
+    return out
 
 
 def _where(config, unit) -> str:
