@@ -40,19 +40,20 @@ for i, (line, src) in enumerate(blocks, 1):
 """
 
 
-def fenced_blocks(lang):
-    """[(line number of the block's first code line, source)] of every ```lang block."""
-    text = README.read_text()
+def fenced_blocks(lang, path=README):
+    """[(line number of the block's first code line, source)] of every ```lang block of a
+    markdown file (the README unless told)."""
+    text = Path(path).read_text()
     out = []
     for m in re.finditer(rf"^```{lang}\n(.*?)^```", text, re.S | re.M):
         out.append((text.count("\n", 0, m.start(1)) + 1, m.group(1)))
     return out
 
 
-def dynamics_commands():
+def dynamics_commands(path=README):
     """(block number, command) for each ``python -m dynamics...`` part of a ```bash line."""
     cmds = []
-    for i, (_, src) in enumerate(fenced_blocks("bash"), 1):
+    for i, (_, src) in enumerate(fenced_blocks("bash", path), 1):
         for line in src.splitlines():
             for part in line.split("&&"):
                 words = shlex.split(part, comments=True)
@@ -105,20 +106,27 @@ def test_python_blocks_run_in_order(workdir):
     assert sorted(eig.groups()) == sorted(theory.groups()[1:]), r.stdout
 
 
-@pytest.mark.parametrize("block,words", dynamics_commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
-def test_bash_commands(block, words, workdir):
-    cmd = " ".join(words)
-    literal = cmd == MAIN_JOB or "--help" in words or "-h" in words or "--list" in words
-    if cmd == MAIN_JOB:
-        return  # run once by the workdir fixture
+def check_dynamics_command(words, cwd, where):
+    """Run one printed ``python -m dynamics...`` command as the module docstring says: ``--help``
+    and ``--list`` lines as printed, any other with ``--help`` appended (argparse then checks the
+    values before it), and every ``--flag`` it uses must be one its ``--help`` lists."""
+    literal = "--help" in words or "-h" in words or "--list" in words
     args = words[1:] if literal else [*words[1:], "--help"]
-    r = subprocess.run([sys.executable, *args], cwd=workdir, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                        env=_env(), timeout=300)
-    assert r.returncode == 0, f"bash block {block}: `{' '.join(['python', *args[1:]])}` exited {r.returncode}: {r.stderr.strip()[-2000:]}"
-    assert r.stdout.strip(), f"bash block {block}: `{cmd}` printed nothing"
+    cmd = " ".join(words)
+    assert r.returncode == 0, f"{where}: `{' '.join(['python', *args[1:]])}` exited {r.returncode}: {r.stderr.strip()[-2000:]}"
+    assert r.stdout.strip(), f"{where}: `{cmd}` printed nothing"
     if not literal:
         unknown = [w for w in words if w.startswith("--") and w not in r.stdout]
-        assert not unknown, f"bash block {block}: `{cmd}` uses flags its --help does not list: {unknown}"
+        assert not unknown, f"{where}: `{cmd}` uses flags its --help does not list: {unknown}"
+
+
+@pytest.mark.parametrize("block,words", dynamics_commands(), ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_bash_commands(block, words, workdir):
+    if " ".join(words) == MAIN_JOB:
+        return  # run once by the workdir fixture
+    check_dynamics_command(words, workdir, f"bash block {block}")
 
 
 def test_theory_citations_resolve():
