@@ -60,6 +60,7 @@ def solve_batch(
     devices: int | None = None,
     unroll: int = 1,
     step0: int = 0,
+    steady_tol: float | None = None,
 ) -> Solution:
     """Integrate ``n`` lanes of one model: gradient flow, GD or SGD (see the module table).
 
@@ -80,6 +81,9 @@ def solve_batch(
         keys, batch_size: sgd only: one PRNG key per lane, minibatch size. Step ``k`` of a lane
             draws its minibatch with ``fold_in(keys[lane], k)`` on both integrators.
         chunk_size, slots, devices, unroll: engine only (see :mod:`dynamics.solve.engine`).
+        steady_tol: engine flow only: lanes whose field stays below it stop early when only
+            ``t1`` is saved (:func:`dynamics.solve.engine.flow_batch`); ``None`` runs every
+            lane to ``t1``.
         step0: gd/sgd only: the index of the first step, when a run is cut into several calls
             (a target copied every ``k`` steps counts from it; minibatch keys do not).
 
@@ -122,7 +126,7 @@ def solve_batch(
             return engine.flow_batch(
                 model, variant, hyper, y0, t1=t1, ts=ts, method=solver, chunk_size=chunk_size,
                 slots=slots, stiff_eps=STIFF_EPS if stiff_eps is None else stiff_eps,
-                devices=devices, **tol,
+                devices=devices, steady_tol=steady_tol, **tol,
             )
         if solver != "auto" and solver not in SOLVERS:
             raise ValueError(f"unknown diffrax solver {solver!r}: expected auto or one of "

@@ -70,7 +70,7 @@ LANE_LAST_MAX_DIM = 64
 
 
 def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, max_steps, *,
-                   spec, variant, method, unravel, save_all, slots):
+                   spec, variant, method, unravel, save_all, slots, steady_tol):
     """One chunk: per-lane parameter leaves on axis 0, shared ones as they are, ``y0`` (d, n)."""
 
     def f_lane(lane, z):
@@ -91,6 +91,7 @@ def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, 
     return integrate_pool(
         f, jac, list(lane_leaves), y0, n_valid, t_save, rtol, atol, max_steps,
         method=method, save_all=save_all, slots=min(slots, y0.shape[1]),
+        steady_tol=steady_tol,
     )
 
 
@@ -100,11 +101,11 @@ def _lane_spec(spec):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(spec, variant, method, unravel_key, save_all, n_dev, slots):
+def _compiled(spec, variant, method, unravel_key, save_all, n_dev, slots, steady_tol=None):
     unravel = _UNRAVELS[unravel_key]
     fn = functools.partial(
         _chunk_program, spec=spec, variant=variant, method=method, unravel=unravel,
-        save_all=save_all, slots=slots,
+        save_all=save_all, slots=slots, steady_tol=steady_tol,
     )
     if n_dev > 1:
         mesh = Mesh(np.array(jax.local_devices()[:n_dev]), ("lanes",))
@@ -135,7 +136,7 @@ def flow_batch(
     model, variant: Variant, hyper: Hyper, y0: State, *, t1: float, ts=None,
     method: str = "auto", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
     chunk_size: int | None = None, slots: int | None = None, stiff_eps: float = STIFF_EPS,
-    devices: int | None = None,
+    devices: int | None = None, steady_tol: float | None = None,
 ) -> Solution:
     """Integrate the gradient flow for a batch of lanes on the engine.
 
@@ -157,6 +158,12 @@ def flow_batch(
             its slot to the next pending lane of the chunk. Default ``SLOTS`` on a CPU,
             ``SLOTS_ACCELERATOR`` on a GPU/TPU. Results agree to rounding whatever its value.
         devices: number of local devices to split each chunk over (default: all).
+        steady_tol: when given and only ``t1`` is saved (``ts`` is None), a lane that has
+            arrived at a fixed point stops there: ``max |f(y)| <= steady_tol`` and not growing
+            for ``pool.STEADY_STEPS`` accepted steps. Its final state is where it stopped (a
+            stable fixed point's neighbourhood, ``|f| <= steady_tol``, not the state at ``t1``),
+            its slot goes to the next lane, ``num_steps`` counts the steps it took. Default
+            ``None``: every lane runs to ``t1``.
 
     Returns:
         ``Solution`` with ``ts`` (n, S), ``ys`` leaves (n, S, ...), ``status`` int8 (n,),
@@ -171,6 +178,8 @@ def flow_batch(
     t1, rtol, atol = float(t1), float(rtol), float(atol)
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size)
+    if steady_tol is not None:
+        check_real("steady_tol", steady_tol, positive=True)
     if slots is None:
         slots = SLOTS if jax.default_backend() == "cpu" else SLOTS_ACCELERATOR
     slots = check_count("slots", slots)
@@ -216,7 +225,8 @@ def flow_batch(
             continue
         size = min(chunk_size, -(-lanes.size // n_dev) * n_dev)
         shard = size // n_dev
-        prog = _compiled(spec, variant, meth, key, bool(save_all), n_dev, min(int(slots), shard))
+        prog = _compiled(spec, variant, meth, key, bool(save_all), n_dev, min(int(slots), shard),
+                         None if steady_tol is None or save_all else float(steady_tol))
         pending = None
         for start in range(0, lanes.size, size):
             idx = lanes[start : start + size]

@@ -21,6 +21,8 @@ from dynamics.types import Status
 
 #: consecutive non-finite trial steps before a lane is declared non-finite
 MAX_BAD = 30
+#: consecutive accepted steps a lane must pass the steady-state test before it stops early
+STEADY_STEPS = 3
 STATUS_OK, STATUS_MAX_STEPS, STATUS_NONFINITE = (
     int(Status.OK), int(Status.MAX_STEPS), int(Status.NONFINITE)
 )
@@ -33,7 +35,7 @@ def where_lanes(mask, a, b):
 
 
 def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *, method,
-                    save_all, slots):
+                    save_all, slots, steady_tol=None):
     """Integrate a pool of lanes with ``slots`` working lanes that are refilled as lanes finish.
 
     ``f(p, y)`` / ``jac(p, y)``: batched field and Jacobian for lane parameters ``p`` (pytree,
@@ -44,8 +46,16 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
     pool's outputs and loads the next pending lane. So a lane that needs few steps never waits
     for the slowest lane of its chunk, and the loop ends when the last lane is done.
 
+    ``steady_tol`` (a float; only without intermediate saves): a lane stops early, status
+    ``OK``, once it has arrived at a fixed point: for ``STEADY_STEPS`` consecutive accepted
+    steps the field at the new state is at most ``steady_tol`` in every component and no larger
+    than at the step before (a lane leaving a saddle, whose field grows, never stops). Its slot
+    goes to the next pending lane. The final state is then the state where it stopped, not the
+    state at ``t1``: the caller chooses ``steady_tol`` for what it reads off the final state.
+
     Returns ``(ys, status, num_steps)``: ys (S or 1, d, n), status int8 (n,), num_steps (n,).
     """
+    steady = steady_tol is not None and not save_all
     d, n = y0.shape
     w = slots
     dtype = y0.dtype
@@ -84,6 +94,8 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         idx=jnp.broadcast_to(idx0, (w,)),
         steps=zeros_w,
         bad=zeros_w,
+        calm=zeros_w,
+        res=jnp.full((w,), jnp.inf, dtype),
         buf=slot_buf,
         next=jnp.minimum(jnp.asarray(w, jnp.int32), n_valid),
         out_ys=out_ys,
@@ -122,6 +134,8 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
             idx=jnp.where(load, idx0, c["idx"]),
             steps=jnp.where(load, 0, c["steps"]),
             bad=jnp.where(load, 0, c["bad"]),
+            calm=jnp.where(load, 0, c["calm"]),
+            res=jnp.where(load, jnp.inf, c["res"]),
             buf=jnp.where(load, buf_fresh, c["buf"]),
             next=c["next"] + jnp.sum(load, dtype=jnp.int32),
             out_ys=out_ys,
@@ -167,6 +181,13 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
             buf = buf.at[row, :, rows].set(jnp.where(hit, y_new, old).T)
         idx_new = idx + hit.astype(jnp.int32)
         finished = hit & (idx_new >= S)
+        calm, res = c["calm"], c["res"]
+        if steady:
+            r = jnp.max(jnp.abs(f_new), axis=0)
+            still = accept & (r <= steady_tol) & (r <= res)
+            calm = jnp.where(accept, jnp.where(still, calm + 1, 0), calm)
+            res = jnp.where(accept, r, res)
+            finished = finished | (live & accept & (calm >= STEADY_STEPS))
         if not save_all:
             buf = buf.at[0].set(jnp.where(finished, y_new, buf[0]))
         steps = c["steps"] + live.astype(jnp.int32)
@@ -188,6 +209,8 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
             idx=idx_new,
             steps=steps,
             bad=bad,
+            calm=calm,
+            res=res,
             buf=buf,
         )
         running = jnp.sum((c["lane"] >= 0) & ~ended, dtype=jnp.int32)

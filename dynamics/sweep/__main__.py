@@ -127,6 +127,9 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
                    default=d["max_steps"], help=helps("max_steps"))
     g.add_argument("--seed", type=number("seed", nonneg=True, integer=True, maximum=MAX_SEED),
                    default=d["seed"], help=helps("seed"))
+    g.add_argument("--no-early-exit", dest="early_exit", action="store_false",
+                   help="flow on the engine: integrate every lane to t1 (default: a lane stops "
+                        "once its field stays below ftol / 100, where it is classified the same)")
     g.add_argument("--engine", choices=tuple(ENGINES), default=None,
                    help="integrator of flow: batched (dynamics.solve.engine, per-lane adaptive "
                         "steps) or diffrax (jit(vmap(diffeqsolve))); default "
@@ -228,7 +231,7 @@ def config_from_args(args, argv=None) -> SweepConfig:
         lr=args.lr,
         batch=args.batch, seed=args.seed, rtol=args.rtol, atol=args.atol, solver=args.solver,
         integrator=ENGINES.get(args.engine, "auto"), max_steps=args.max_steps, chunk=args.chunk,
-        collapse_tol=args.collapse_tol, options=fam.Options(**opts),
+        collapse_tol=args.collapse_tol, early_exit=args.early_exit, options=fam.Options(**opts),
         command=" ".join([PROG, *argv]),
     )
 

@@ -95,6 +95,10 @@ class SweepConfig:
         t1: integration time; ``None`` takes the family's per-method default.
         lr, batch: gd/sgd step size in ODE time and sgd minibatch size.
         seed: the PRNG seed (sgd, and the matrix families' data and initial states).
+        early_exit: flow on the engine: a lane stops once its field stays below 1e-2 of the
+            family's ``ftol`` (divided by ``max(1, eps)``), instead of running to ``t1``; the
+            final state is then close to the fixed point rather than the state at ``t1``, and
+            the classification is the same. ``False`` runs every lane to ``t1``.
         rtol, atol, max_steps, solver: the flow's adaptive solver (``solver="auto"``: the
             stiffness policy of :mod:`dynamics.solve.policy`).
         integrator: ``engine``, ``diffrax`` or ``auto`` (see :data:`INTEGRATORS`).
@@ -125,6 +129,7 @@ class SweepConfig:
     max_steps: int | None = None
     chunk: int | None = None
     collapse_tol: float | None = None
+    early_exit: bool = True
     options: Any = None
     command: str = ""
 

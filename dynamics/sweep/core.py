@@ -197,6 +197,7 @@ class Runner:
                 t1=config.t1_for("flow"), solver=_flow_solver(config, fam, integrator, eps, y0),
                 rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
                 chunk_size=chunk if integrator == "engine" else None,
+                steady_tol=steady_tol(config, eps) if integrator == "engine" else None,
             )
             y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
             st = np.asarray(sol.status)
@@ -359,6 +360,26 @@ def skeleton(config: SweepConfig, pl: dict, solvers: dict, data_vars: dict, coor
     return ds
 
 
+#: an early-stopped flow lane's field is at most this fraction of the family's ``ftol``
+STEADY_FRACTION = 1e-2
+
+
+def steady_tol(config: SweepConfig, eps: float) -> float | None:
+    """The engine's per-lane stopping threshold on ``max |f|`` for a flow sweep, or ``None``.
+
+    The family's classifier calls a lane converged when its gradient residual (the field at
+    ``eps = 1``) is ``<= ftol``; the engine's field divides the predictor's component by
+    ``eps``, so a lane that stops with ``max |f| <= STEADY_FRACTION * ftol / max(1, eps)`` passes
+    that test with a margin of 100, and has stopped only where the field was not growing (so
+    never while leaving a saddle). Families without an ``ftol`` option, and
+    ``config.early_exit = False``, run every lane to ``t1``.
+    """
+    ftol = getattr(config.options, "ftol", None)
+    if not config.early_exit or ftol is None:
+        return None
+    return STEADY_FRACTION * float(ftol) / max(1.0, float(eps))
+
+
 def _flow_solver(config, fam, integrator, eps, y0) -> str:
     """The block's flow method under the stiffness policy (the engine's size cap included)."""
     dim = sum(int(np.prod(x.shape[1:])) for x in jax.tree_util.tree_leaves(y0))
@@ -397,6 +418,7 @@ def _run_attrs(config, pl, solvers, integrator) -> dict:
         solver=", ".join(f"eps={e:g}: {s} ({engine_word})" for e, s in solvers.items())
         or "none (discrete methods)",
         rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
+        early_exit=int(bool(config.early_exit and integrator == "engine")),
         t1=next(iter(t1s.values())) if uniform_t1
         else ", ".join(f"{m}: {v:g}" for m, v in t1s.items()),
         lr=config.lr,
