@@ -98,7 +98,9 @@ class SweepConfig:
         early_exit: flow on the engine: a lane stops once its field stays below 1e-2 of the
             family's ``ftol`` (divided by ``max(1, eps)``), instead of running to ``t1``; the
             final state is then close to the fixed point rather than the state at ``t1``, and
-            the classification is the same. ``False`` runs every lane to ``t1``.
+            the classification is the same. ``False`` (the default) runs every lane to
+            ``t1``: on the stiff default sweep the exit saved under 0.01 % of the steps, so it
+            is an option, not the default.
         rtol, atol, max_steps, solver: the flow's adaptive solver (``solver="auto"``: the
             stiffness policy of :mod:`dynamics.solve.policy`).
         integrator: ``engine``, ``diffrax`` or ``auto`` (see :data:`INTEGRATORS`).
@@ -129,7 +131,7 @@ class SweepConfig:
     max_steps: int | None = None
     chunk: int | None = None
     collapse_tol: float | None = None
-    early_exit: bool = True
+    early_exit: bool = False
     options: Any = None
     command: str = ""
 
