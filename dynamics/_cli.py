@@ -279,9 +279,12 @@ def write_results(guard: Guard, ds, name: str, figures, *, quiet: bool, summary:
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
     except OSError as e:
         reason = e.strerror or str(e)
-        # work saved outside the result set (a sweep's store) is kept and named
         where = ("the set there may be incomplete (its manifest is missing)" if rs.committing
-                 else guard.folder_state())
+                 else f"nothing was written; {rs.folder} is as it was before the run")
+        saved = guard.saved() if guard.saved is not None and not rs.committing else None
+        if saved and not saved.startswith("nothing was written"):
+            # work saved outside the result set (a sweep's store) is kept and named
+            where = f"the results in {rs.folder} are as they were before the run; {saved}"
         rs.close()
         raise CliExit(1, f"error: could not write the results to {rs.folder}: {reason}; {where}") from None
     if not quiet:
