@@ -9,12 +9,17 @@ Generated at every build, never stored, so they cannot drift from the code:
 - the stored, executed notebooks of ``notebooks/`` as pages (rendered by mkdocs-jupyter, never
   executed here).
 
+Math written `$...$` (inline) or `$$...$$` (display) on a page is MathML in the built page,
+converted here from the TeX that ``pymdownx.arithmatex`` leaves (latex2mathml): browsers draw it
+natively, so the site loads no script and no font for it.
+
 The functions that write the markdown take plain data and return text, so the tests call them
 without MkDocs.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -111,6 +116,26 @@ def gallery_markdown(manifest: dict) -> str:
         files = ", ".join(f"[{f}](figures/{f})" for f in entry.get("files", []))
         lines += [f"Files: {files}", ""]
     return "\n".join(lines)
+
+
+#: what arithmatex (generic mode) writes: <span class="arithmatex">\(TeX\)</span> inline,
+#: <div class="arithmatex">\[TeX\]</div> for display math; the TeX is HTML-escaped
+_ARITHMATEX = re.compile(r'<(span|div) class="arithmatex">\s*\\([(\[])(.*?)\\[)\]]\s*</\1>', re.S)
+
+
+def mathml(page_html: str) -> str:
+    """``page_html`` with arithmatex's TeX as MathML (display math as a block)."""
+    from latex2mathml.converter import convert
+
+    def one(m):
+        display = "block" if m.group(2) == "[" else "inline"
+        return convert(html.unescape(m.group(3)).strip(), display=display)
+
+    return _ARITHMATEX.sub(one, page_html)
+
+
+def on_page_content(html_text, page, config, files):  # noqa: D401 - MkDocs event
+    return mathml(html_text)
 
 
 def on_files(files, config):  # noqa: D401 - MkDocs event

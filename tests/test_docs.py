@@ -7,6 +7,7 @@ The build test is skipped without the ``docs`` extra. Every ```python block of a
 against ``figures/manifest.json``, the command-line reference against each parser's flags.
 """
 
+import html
 import importlib.util
 import json
 import re
@@ -27,8 +28,12 @@ spec = importlib.util.spec_from_file_location("site_hooks", DOCS / "_site_hooks.
 site_hooks = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(site_hooks)
 
+spec = importlib.util.spec_from_file_location("api_docstrings", DOCS / "_api_docstrings.py")
+api_docstrings = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(api_docstrings)
+
 HAS_DOCS = all(importlib.util.find_spec(m) for m in ("mkdocs", "material", "mkdocstrings_handlers",
-                                                     "mkdocs_jupyter", "pymdownx"))
+                                                     "mkdocs_jupyter", "pymdownx", "latex2mathml"))
 
 
 def _rel(p):
@@ -155,6 +160,49 @@ def test_cli_page_lists_every_flag():
         assert flags and not missing, (cmd, missing)
 
 
+#: a Sphinx role left as text on a built page
+_RAW_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|obj|exc|const):")
+
+
+def test_docstring_roles_as_markdown():
+    # Targets the resolver knows become optional autorefs to their full path, the title as
+    # Sphinx prints it (~ keeps the last name, an explicit title wins); others plain code.
+    known = {"State": "dynamics.types.State", "dynamics.solve": "dynamics.solve",
+             "dynamics.types.Status": "dynamics.types.Status",
+             "Model.loss": "dynamics.models.base.Model.loss"}
+    md = api_docstrings.rst_to_markdown
+    assert md("A :class:`State` here.", known.get) == (
+        'A <autoref identifier="dynamics.types.State" optional>`State`</autoref> here.')
+    assert md(":class:`~dynamics.types.Status`", known.get) == (
+        '<autoref identifier="dynamics.types.Status" optional>`Status`</autoref>')
+    assert md(":py:meth:`the loss <Model.loss>`", known.get) == (
+        '<autoref identifier="dynamics.models.base.Model.loss" optional>`the loss`</autoref>')
+    assert md("(:mod:`dynamics.\n    solve`)", known.get) == (
+        '(<autoref identifier="dynamics.solve" optional>`dynamics.solve`</autoref>)')
+    assert md(":func:`jax.vmap`, :data:`~a.B`, :mod:`.data`", known.get) == "`jax.vmap`, `B`, `data`"
+    # double-backtick literals are already Markdown; a field list is not a role
+    assert md("``x`` :param y: :returns:", known.get) == "``x`` :param y: :returns:"
+    # "::" ends a paragraph as ":" (dropped after a space); the literal block stays verbatim
+    text = "Codes::\n\n    :func:`State` ``raw``\n\nMore ::\n\n    x\n\nthen :class:`State`."
+    assert md(text, known.get) == ("Codes:\n\n    :func:`State` ``raw``\n\nMore\n\n    x\n\nthen "
+                                   '<autoref identifier="dynamics.types.State" optional>`State`</autoref>.')
+    assert md("a::b and c::", known.get) == "a::b and c::"  # no indented block follows
+
+
+@pytest.mark.skipif(not HAS_DOCS, reason='needs the docs extra: pip install -e ".[docs]"')
+def test_math_as_mathml():
+    # arithmatex's two shapes (inline, display; TeX HTML-escaped) become native MathML, the
+    # rest of the page untouched
+    page = ('<p>a <span class="arithmatex">\\(x &lt; \\sqrt{y}\\)</span> b</p>\n'
+            '<div class="arithmatex">\\[\\frac{1}{2a}\\]</div>')
+    out = site_hooks.mathml(page)
+    assert out.startswith("<p>a <math ") and out.count("<math ") == 2 and "arithmatex" not in out
+    inline, display = out.split("<math ")[1:]
+    # the escaped "<" reached the converter as "<": an operator, not the text "&lt;"
+    assert 'display="inline"' in inline and "<msqrt>" in inline and "<mo><</mo>" in html.unescape(inline)
+    assert 'display="block"' in display and "<mfrac>" in display and "</p>" not in display
+
+
 def test_readme_links_the_site():
     text = README.read_text()
     assert BUILD_COMMAND in text and "mkdocs serve" in text
@@ -180,6 +228,18 @@ def test_site_builds_strict(tmp_path):
         assert "data:image/png;base64" in html, f"{nb.name}: stored outputs not rendered"
     api = (site / "reference" / "api" / "index.html").read_text()
     assert "solve_batch" in api and "ScalarSiamese" in api
+    # the docstrings' Sphinx roles are rendered: none left as text, no autoref left unresolved,
+    # and a role whose target the page documents links to it
+    raw = [api[max(m.start() - 60, 0):m.end() + 40] for m in _RAW_ROLE.finditer(api)]
+    assert not raw, f"{len(raw)} Sphinx roles left as text, e.g. {raw[:3]}"
+    assert "<autoref" not in api and "::</p>" not in api
+    assert re.search(r'<a class="autorefs autorefs-internal"[^>]*'
+                     r'href="#dynamics\.types\.State"><code>State</code></a>', api)
+    assert re.search(r'href="#dynamics\.solve\.solve_batch"><code>solve_batch</code></a>', api)
+    # the guides' closed forms are MathML drawn by the browser, no TeX left for a script
+    for guide in ("linear-sweep", "new-model"):
+        page = (site / "guide" / guide / "index.html").read_text()
+        assert 'display="block"' in page and "<mfrac>" in page and "arithmatex" not in page, guide
     theory = (site / "theory" / "index.html").read_text()
     for heading in re.findall(r"^## (\d+[a-z]?)\. ", (DOCS / "theory.md").read_text(), re.M):
         assert f">{heading}. " in theory, f"theory section {heading} missing from the site"
