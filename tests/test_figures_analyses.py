@@ -219,3 +219,56 @@ def test_predictor_lr_surviving_modes_sit_on_the_invariant_parabola():
         assert np.all(s[i, -1][~alive[i]] < 0.5 * s[i, half][~alive[i]])
     n_alive = alive.sum(-1)
     assert np.all(np.diff(n_alive) >= 0) and n_alive[-1] > n_alive[0], n_alive
+
+
+# --- item 4: predictors compared in the linear toy -----------------------------------------------
+
+
+def test_predictor_comparison_end_states_and_exact_laws():
+    """Linear BYOL on the figure's non-isotropic X (X' = 0.5 I, eta = 0.02, Euler h = 0.05 to
+    T = 400, its quick inits), against closed forms written here by hand (docs/theory.md 3):
+    - trained and DirectPred (eps 0): a learned data mode ends at m_j = ||W v_j||^2 = p_+^2 and
+      p_+^2 / (d_j + sigma2), p_+ the larger root of (d + sigma2) p^2 - d p + eta = 0; no mode
+      with eta > d^2 / (4 (d + sigma2)) is learned. GD's fixed points are the flow's, and the
+      slowest rate there (~2 eta) leaves e^-16 of the start at T: rtol 1e-5.
+    - optimal least-squares predictor: W_p* W S = W_a X for invertible W, so only weight decay
+      acts: W_k = (1 - h eta)^k W_0 (k steps on from a saved state), to rounding (1e-9 relative).
+    - no predictor and a fixed predictor: the Euler map of Lemma 1 written out by hand,
+      W+ = W - h (Wp^T (Wp W S - Wa X) + eta W), Wa+ = (1 - beta h) Wa + beta h W+, iterated
+      from the run's first saved state; 1e-9 relative (float64 over 8000 steps)."""
+    from dynamics.figures import predictor_compare as M
+
+    eta, beta, h, s2 = 0.02, 1.0, 0.05, 0.5
+    X, Xp, d, V = M.setting(8, s2)
+    a = d + s2
+    disc = d * d - 4 * a * eta
+    pp = np.where(disc >= 0, (d + np.sqrt(np.abs(disc))) / (2 * a), np.nan)
+    seeds = (0, 1)
+    for pred, want in (("trained", pp**2), ("directpred", pp**2 / a)):
+        ts, model, ys = M.run(pred, 0.0, X, Xp, seeds)
+        m = np.sum((ys.enc[:, -1] @ V) ** 2, axis=-2)
+        learned = m > M.LEARNED
+        assert learned.sum() >= 8, (pred, m)
+        assert not learned[:, disc < 0].any(), (pred, m)
+        np.testing.assert_allclose(m[learned], np.broadcast_to(want, m.shape)[learned],
+                                   rtol=1e-5)
+    ts, model, ys = M.run("optimal", 0.0, X, Xp, seeds)
+    k = np.round((ts - ts[0]) / h)  # steps since the first saved state
+    expect = (1 - h * eta) ** k[None, :, None, None] * ys.enc[:, :1]
+    np.testing.assert_allclose(ys.enc, expect, rtol=1e-9, atol=1e-12 * np.abs(ys.enc[:, 0]).max())
+    S = X + Xp
+    for pred in ("none", "fixed"):
+        ts, model, ys = M.run(pred, 0.0, X, Xp, seeds)
+        stride = int(round((ts[1] - ts[0]) / h))
+        for lane in range(len(seeds)):
+            Wp = np.eye(8) if pred == "none" else ys.pred[lane, 0]
+            W, Wa = ys.enc[lane, 0].copy(), ys.tgt[lane, 0].copy()
+            for i in range(1, len(ts)):
+                for _ in range(stride):
+                    W = W - h * (Wp.T @ (Wp @ W @ S - Wa @ X) + eta * W)
+                    Wa = (1 - beta * h) * Wa + beta * h * W
+                scale = np.abs(W).max()
+                np.testing.assert_allclose(ys.enc[lane, i], W, rtol=0, atol=1e-9 * scale)
+                np.testing.assert_allclose(ys.tgt[lane, i], Wa, rtol=0, atol=1e-9 * scale)
+        if pred == "none":
+            assert np.abs(ys.enc[:, -1]).max() < 1e-6 * np.abs(ys.enc[:, 0]).max()

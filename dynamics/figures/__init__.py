@@ -44,6 +44,7 @@ from dynamics.figures import (  # noqa: E402,F401
     discrete_time,
     ema_curriculum,
     predictor_lr,
+    predictor_compare,
     bifurcation,
     tian3,
     tian4,
