@@ -203,7 +203,7 @@ def draw(dd):
     a4.set_ylim(1e-24, 3 * CLIP)
     a4.set_ylabel(r"$m_j = \|W v_j\|^2$ at $t$ = %g (each init)" % ts[-1])
     a4.set_title("(d) what each predictor learned, per data mode", fontsize=10)
-    a4.legend(fontsize=7, loc="lower right", ncol=2)
+    a4.legend(fontsize=6, loc="lower right", ncol=2, framealpha=0.9)
     a5.set_yscale("log")
     a5.set_ylabel("time to settle within 10 % of its end value (median over inits)")
     a5.set_title("(e) time to learn each learned mode (the optimal predictor and none "
@@ -226,7 +226,8 @@ def draw(dd):
     a1.set_ylabel(r"effective rank of $W$ (entropy of singular values), mean over inits")
     a1.set_title("(a) effective rank over time", fontsize=10)
     a2.set_ylabel(r"alignment of $W^\top W$ with the data eigenvectors $v_j$")
-    a2.set_title(r"(b) $\sum_j m_j \cos(W^\top W v_j, v_j) / \sum_j m_j$", fontsize=10)
+    a2.set_title("(b) alignment with the data eigenvectors $v_j$, weighted by $m_j$\n"
+                 r"($\sum_j m_j \cos(W^\top W v_j, v_j)\ /\ \sum_j m_j$)", fontsize=10)
     a3.set_ylabel(r"alignment of $W_p$ with $F = W X W^\top$ (mean cosine)")
     a3.set_title("(c) mean over eigenvectors $u$ of $F$ of $\\cos(W_p u, u)$ (Tian Fig. 2)\n"
                  "drawn while cond$(F) < 10^{10}$", fontsize=10)
