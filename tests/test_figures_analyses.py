@@ -272,3 +272,41 @@ def test_predictor_comparison_end_states_and_exact_laws():
                 np.testing.assert_allclose(ys.tgt[lane, i], Wa, rtol=0, atol=1e-9 * scale)
         if pred == "none":
             assert np.abs(ys.enc[:, -1]).max() < 1e-6 * np.abs(ys.enc[:, 0]).max()
+
+
+# --- item 5: weight decay on the predictor only ---------------------------------------------------
+
+
+def test_predictor_only_decay_grows_by_the_slow_manifold_law():
+    """Linear SimSiam without EMA, X = I, X' = 0.5 I, eta_s = 0, eta_p = 0.04 (the figure's quick
+    lanes), symmetric and regular predictor. On the slow manifold p = s / (a s + eta_p) of the
+    aligned mode equations p' = s (1 - a p) - eta_p p, s' = 2 p s (1 - a p), written here by hand,
+    G(s) = a^2 s + 2 a eta_p ln s - eta_p^2 / s grows as 2 eta_p t (alpha_p = 1). Each mode past
+    s = 4 at T/2 must reach the root of G(s) = G(s(T/2)) + 2 eta_p (T - T/2) at T, and its
+    predictor eigenvalue sit at 1/a - p = eta_p / (a (a s + eta_p)). p lags the manifold by a
+    relative 2 eta_p / (a^3 s^2) in 1/a - p (1.5e-3 at s = 4, 2e-4 at the end's s ~ 10), which
+    bounds both errors: rtol 2e-3 for s, 1e-3 for 1/a - p. With decay on both, nothing grows
+    past p_+^2 and fewer modes survive than with decay on the predictor only."""
+    from scipy.optimize import brentq
+
+    from dynamics.figures import predictor_wd as M
+
+    eta, a = 0.04, 1.5
+    G = lambda s: a * a * s + 2 * a * eta * np.log(s) - eta**2 / s  # noqa: E731
+    p_plus = (1 + np.sqrt(1 - 4 * a * eta)) / (2 * a)
+    for pred in ("symmetric", "trained"):
+        ts, model, ys = M.run(pred, [(eta, eta), (0.0, 0.0), (0.0, eta)], (0, 1))
+        s, p, comm = M.modes(model, ys)
+        both, only = s[:2, -1], s[4:]
+        k = len(ts) // 2
+        grown = only[:, k] >= 4.0
+        assert grown.sum() >= 8, only[:, k]
+        want = [brentq(lambda x: G(x) - G(s1) - 2 * eta * (ts[-1] - ts[k]), 1.0, 1e3)
+                for s1 in only[:, k][grown]]
+        np.testing.assert_allclose(only[:, -1][grown], want, rtol=2e-3)
+        gap = 1 / a - p[4:, -1][grown]
+        np.testing.assert_allclose(gap, eta / (a * (a * only[:, -1][grown] + eta)), rtol=1e-3)
+        assert np.all(comm[4:, -1] < 1e-8)  # the eigenspaces align
+        assert np.all(both < p_plus**2 * (1 + 1e-6))
+        alive = lambda x: (x > M.ALIVE).sum(-1)  # noqa: E731
+        assert np.all(alive(only[:, -1]) > alive(both)), (alive(only[:, -1]), alive(both))

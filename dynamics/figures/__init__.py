@@ -45,6 +45,7 @@ from dynamics.figures import (  # noqa: E402,F401
     ema_curriculum,
     predictor_lr,
     predictor_compare,
+    predictor_wd,
     bifurcation,
     tian3,
     tian4,
