@@ -95,8 +95,8 @@ def data(quick=False, n1=6, n2=3, scale=0.1):
     lam, V = generalized_modes(X, Xp)
     dX, UX = np.linalg.eigh(X)
     dX, UX = dX[::-1], UX[:, ::-1]
-    wl, Uw = np.linalg.eigh(sla.sqrtm(np.linalg.inv(S)).real @ X @ sla.sqrtm(np.linalg.inv(S)).real)
-    Uw = Uw[:, ::-1]
+    Sih = sla.sqrtm(np.linalg.inv(S)).real  # S^{-1/2}
+    Uw = np.linalg.eigh(Sih @ X @ Sih)[1][:, ::-1]
     rows = {}
     for variant in ("simsiam", "byol"):
         ts, ys = run(variant, seeds, X, Xp, n2=n2, scale=scale)
@@ -121,7 +121,8 @@ def data(quick=False, n1=6, n2=3, scale=0.1):
         rows[variant] = dict(m=m, learned=learned, rank=rank, res=res, ang=ang, rq=rq)
     T = float(ts[-1])
     return dict(ts=ts, rows=rows, lam=lam, dX=dX, n1=n1, n2=n2, seeds=seeds,
-                comm=float(np.linalg.norm(X @ Xp - Xp @ X) / (np.linalg.norm(X) * np.linalg.norm(Xp))),
+                comm=float(np.linalg.norm(X @ Xp - Xp @ X)
+                           / (np.linalg.norm(X) * np.linalg.norm(Xp))),
                 params=dict(model="linear SimSiam and BYOL (beta = 1, W_a(0) = W(0)), trained "
                                   "predictor, alpha_p = 1, no weight decay, expected-loss GD "
                                   "(Euler step 0.02)",
@@ -152,7 +153,8 @@ def draw(dd):
         a1.semilogy(tt, r["ang"]["pcaX"].mean(0), color=c, ls=ls, lw=1, alpha=0.6,
                     label=f"{lab}: top principal components of $X$")
         a1.semilogy(tt, r["ang"]["white"].mean(0), color=c, ls=ls, lw=1, alpha=0.6,
-                    marker=".", ms=3, label=rf"{lab}: top eigenvectors of $S^{{-1/2}} X S^{{-1/2}}$")
+                    marker=".", ms=3,
+                    label=rf"{lab}: top eigenvectors of $S^{{-1/2}} X S^{{-1/2}}$")
         a4.semilogy(tt, np.maximum(r["res"].mean(0), 1e-17), color=c, ls=ls, lw=1.8,
                     label=f"{lab}, mean over inits")
     j = np.arange(1, n1 + 1)
@@ -186,7 +188,8 @@ def draw(dd):
     a1.set_ylabel(r"$\sin$ of the largest principal angle, mean over inits")
     a1.set_title("(a) row space of $W$ against candidate directions", fontsize=10)
     a1.legend(fontsize=6.5)
-    a2.set_xlabel(r"generalised mode $j$ ($X v_j = \lambda_j (X + X') v_j$, $\lambda_j$ descending)")
+    a2.set_xlabel(r"generalised mode $j$ ($X v_j = \lambda_j (X + X') v_j$, "
+                  r"$\lambda_j$ descending)")
     a2.set_ylabel(r"weight of $W$ on mode $j$ at $t = T$: $\|W S v_j\|$")
     a2.set_title(f"(b) which directions are learned ($n_2$ = {n2} of $n_1$ = {n1})", fontsize=10)
     a2.legend(fontsize=7)
