@@ -310,3 +310,42 @@ def test_predictor_only_decay_grows_by_the_slow_manifold_law():
         assert np.all(both < p_plus**2 * (1 + 1e-6))
         alive = lambda x: (x > M.ALIVE).sum(-1)  # noqa: E731
         assert np.all(alive(only[:, -1]) > alive(both)), (alive(only[:, -1]), alive(both))
+
+
+def test_nonisotropic_learns_generalized_eigenvectors():
+    """Tian Appendix D.1, written here by hand: at a fixed point W_p W S = W X (S = X + X'), the
+    rows of W span generalised eigenvectors X v = lambda S v (scipy's eigh(X, S), independent of
+    the package) and W_p has eigenvalue lambda_j on each learned W S v_j. X and X' do not commute,
+    so these are not the principal components of X. GD without decay converges geometrically to
+    an exact fixed point of the flow (Euler's fixed points are the flow's); at T = 400 the
+    figure measured residuals below 1e-7 (BYOL, slower through its target), so 1e-5 leaves
+    room for every bound below."""
+    import scipy.linalg as sla
+
+    from dynamics.figures import nonisotropic as M
+
+    X, Xp = M.matrices()
+    S = X + Xp
+    assert np.linalg.norm(X @ Xp - Xp @ X) > 0.1  # the case the per-mode reduction misses
+    lam, V = sla.eigh(X, S)
+    lam, V = lam[::-1], V[:, ::-1]
+    pcs = np.linalg.eigh(X)[1][:, ::-1]
+    for variant in ("simsiam", "byol"):
+        ts, ys = M.run(variant, range(4), X, Xp)
+        W, P = ys.enc[:, -1], ys.pred[:, -1]
+        res = np.linalg.norm(P @ W @ S - W @ X, axis=(1, 2)) / np.linalg.norm(W @ X, axis=(1, 2))
+        assert np.all(res < 1e-5), res
+        m = np.linalg.norm(W @ S @ V, axis=1)  # weight of W on each generalised mode
+        learned = m > 1e-3 * m.max(1, keepdims=True)
+        assert learned[:, 0].all() and np.all(learned.sum(1) >= 2)
+        assert np.all(m[~learned] < 1e-5 * m.max()), m
+        for i in range(len(W)):
+            # the row space of W is the span of its learned generalised eigenvectors
+            r = int(learned[i].sum())
+            _, _, vt = np.linalg.svd(W[i])
+            ang = sla.subspace_angles(vt[:r].T, V[:, learned[i]])
+            assert np.max(np.sin(ang)) < 1e-5, (variant, i, ang)
+            assert np.max(np.sin(sla.subspace_angles(vt[:r].T, pcs[:, :r]))) > 0.1
+            for j in np.flatnonzero(learned[i]):
+                u = W[i] @ S @ V[:, j]
+                np.testing.assert_allclose(P[i] @ u, lam[j] * u, atol=1e-5 * np.linalg.norm(u))

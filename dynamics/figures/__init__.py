@@ -46,6 +46,7 @@ from dynamics.figures import (  # noqa: E402,F401
     predictor_lr,
     predictor_compare,
     predictor_wd,
+    nonisotropic,
     bifurcation,
     tian3,
     tian4,
