@@ -236,6 +236,24 @@ def unfinished(tmp_path, monkeypatch):
     return out
 
 
+def test_a_killed_final_zarr_write_leaves_nothing_behind(unfinished, capsys, reference):
+    """A run killed while it writes the --no-netcdf Dataset leaves its half-written copy
+    (``.sweep.zarr.<random>.tmp``, beside the store's own temporaries) in --out: the next run
+    holding the folder's lock removes it (and nothing of the user's), then completes the
+    sweep, whose Dataset is the in-memory one bit for bit."""
+    half = unfinished / ".sweep.zarr.k1ll3d.tmp"  # what Store.write_dataset leaves when killed
+    (half / "theta" / "c").mkdir(parents=True)
+    (half / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    (half / "theta" / "c" / "0").write_bytes(b"half")
+    theirs = unfinished / ".notes.tmp"  # not a temporary of this package's: left alone
+    theirs.mkdir()
+    code, err = cli([*CHUNKED, "--no-netcdf", "--out", str(unfinished), "--resume"], capsys)
+    assert code == 0, err
+    assert not half.exists() and theirs.is_dir()
+    assert records(unfinished) == N_UNITS
+    same_variables(reference, xr.open_zarr(unfinished / "sweep.zarr", chunks=None))
+
+
 def test_resume_refuses_another_config_in_one_line_naming_it(unfinished, capsys):
     before = snapshot(unfinished)
     other = [*ARGS[:2], "--eps", "0.01", "2", *ARGS[5:], "--chunk", "16"]
