@@ -272,7 +272,7 @@ def _main(parser, args, argv, guard) -> int:
                              "has its own workers")
         split_cpu_cores()  # before any JAX computation: one device per core for the engine
         config = config_from_args(args, argv)
-        pl = plan(config)
+        pl = plan(config, streamed=args.no_netcdf)  # --no-netcdf never holds the grid
     except ValueError as e:
         parser.error(str(e))
     fam = config.family
