@@ -219,6 +219,37 @@ def test_the_streamed_dataset_is_the_in_memory_one(tmp_path, capsys, reference):
     assert code == 0 and (out / "sweep.nc").exists() and not (out / "sweep.zarr").exists(), err
 
 
+def test_no_netcdf_is_sized_by_what_it_holds_at_once(tmp_path, capsys, monkeypatch):
+    """The up-front memory check sizes the whole grid when the Dataset is assembled in memory
+    (the default netCDF output) and only what is held at once when it is streamed
+    (--no-netcdf: a unit while the sweep runs, a slab of 2^20 lanes while the Dataset is
+    written). Under a fake 1 GB machine, 2 variants x 3 eps x 1100^2 initial states (7.26M
+    lanes) are refused by the first (the scalar family's estimate of 200 B a lane is 1.45 GB
+    for the grid alone) and accepted by the second (2^20 lanes: 0.21 GB, plus 80 B a lane of
+    one block, 0.1 GB). The run itself is not started: only the check is under test."""
+    import dynamics._io as io
+
+    monkeypatch.setattr(io, "memory_limit", lambda: 10**9)
+    started = []
+    monkeypatch.setattr(sweep_cli, "run", lambda *a, **k: started.append(k) or None)
+    big = ["--n", "1100", "--eps", "0.01", "0.1", "1", "--no-plot", "--quiet"]
+    code, err = cli([*big, "--out", str(tmp_path / "a")], capsys)
+    assert code == 2 and len(err) == 1 and not started, err
+    assert "1100 x 1100" in err[0] and "7.26e+06 lanes in all" in err[0], err
+    assert "this machine has 1 GB" in err[0], err
+    assert not (tmp_path / "a").exists()
+    code, err = cli([*big, "--no-netcdf", "--out", str(tmp_path / "b")], capsys)
+    assert len(started) == 1 and started[0]["load"] is False, err  # past the check: it ran
+    # the API says the same, and the limit it applies is the slab's, not a smaller one
+    config = SweepConfig(eps=(0.01, 0.1, 1.0), options=ScalarOptions(n=1100))
+    with pytest.raises(ValueError, match="of memory"):
+        plan(config)
+    assert plan(config, streamed=True)["lanes"] == 2 * 3 * 1100**2
+    monkeypatch.setattr(io, "memory_limit", lambda: 2**20 * 200)  # a slab's results alone
+    with pytest.raises(ValueError, match="1.049e[+]06 in memory at once"):
+        plan(config, streamed=True)
+
+
 @pytest.fixture
 def unfinished(tmp_path, monkeypatch):
     """An output folder holding a store with 3 of its 16 units finished (a stopped run)."""
@@ -234,6 +265,24 @@ def unfinished(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_cli, "run", real)
     assert records(out) == 3
     return out
+
+
+def test_a_killed_final_zarr_write_leaves_nothing_behind(unfinished, capsys, reference):
+    """A run killed while it writes the --no-netcdf Dataset leaves its half-written copy
+    (``.sweep.zarr.<random>.tmp``, beside the store's own temporaries) in --out: the next run
+    holding the folder's lock removes it (and nothing of the user's), then completes the
+    sweep, whose Dataset is the in-memory one bit for bit."""
+    half = unfinished / ".sweep.zarr.k1ll3d.tmp"  # what Store.write_dataset leaves when killed
+    (half / "theta" / "c").mkdir(parents=True)
+    (half / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    (half / "theta" / "c" / "0").write_bytes(b"half")
+    theirs = unfinished / ".notes.tmp"  # not a temporary of this package's: left alone
+    theirs.mkdir()
+    code, err = cli([*CHUNKED, "--no-netcdf", "--out", str(unfinished), "--resume"], capsys)
+    assert code == 0, err
+    assert not half.exists() and theirs.is_dir()
+    assert records(unfinished) == N_UNITS
+    same_variables(reference, xr.open_zarr(unfinished / "sweep.zarr", chunks=None))
 
 
 def test_resume_refuses_another_config_in_one_line_naming_it(unfinished, capsys):

@@ -272,7 +272,7 @@ def _main(parser, args, argv, guard) -> int:
                              "has its own workers")
         split_cpu_cores()  # before any JAX computation: one device per core for the engine
         config = config_from_args(args, argv)
-        pl = plan(config)
+        pl = plan(config, streamed=args.no_netcdf)  # --no-netcdf never holds the grid
     except ValueError as e:
         parser.error(str(e))
     fam = config.family
@@ -281,7 +281,10 @@ def _main(parser, args, argv, guard) -> int:
     if os.path.lexists(os.path.join(args.out, "zarr.json")):
         raise OutputError(f"output folder {args.out} is a zarr store, not an output folder; "
                           f"choose another output folder")
-    rs = open_results(guard, args.out, fam.result_kind, fam.result_patterns + (name,),
+    # the store and the --no-netcdf result are named among the set's patterns so that the
+    # folder's lock removes their temporaries (``.<name>.<random>.tmp``) left by a killed run
+    rs = open_results(guard, args.out, fam.result_kind,
+                      fam.result_patterns + (name, result_zarr(fam)),
                       overwrite=args.overwrite or args.resume,
                       min_free=2 * pl["file_bytes"] + n_figs * FIGURE_BYTES)
     store = _open_store(rs, config, pl, args)

@@ -20,6 +20,7 @@ Every lane keeps a :class:`~dynamics.types.Status`; one lane that fails never st
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 
 import jax
@@ -57,8 +58,16 @@ def inner_grid(config: SweepConfig) -> tuple[tuple[str, ...], list[np.ndarray]]:
     return names, values
 
 
-def plan(config: SweepConfig, memory: int | None = None) -> dict:
+def plan(config: SweepConfig, memory: int | None = None, *, streamed: bool = False) -> dict:
     """Check that ``config`` can run before any work; return its plan.
+
+    Args:
+        config: the sweep.
+        memory: bytes allowed (default: this machine's memory).
+        streamed: the result is never held whole (a result store written unit by unit, the
+            Dataset written from it slab by slab: ``--no-netcdf``); the memory check then sizes
+            the lanes held at once, the larger of a work unit and a slab (:data:`SLAB`), not
+            the grid. A family whose ``plan`` takes no ``held`` is checked for the grid.
 
     Returns ``{"lanes", "n_inner", "steps": {method: n}, "chunk": {method: lanes},
     "file_bytes", ...}`` (the family's plan with the shared counts).
@@ -70,7 +79,14 @@ def plan(config: SweepConfig, memory: int | None = None) -> dict:
     n_inner = len(config.eta) * len(config.sigma2) * len(config.beta)
     n_inner *= int(math.prod(fam.axis_sizes(config)))
     n_lanes_all = len(config.variant) * len(config.method) * len(config.eps) * n_inner
-    out = dict(fam.plan(config, n_inner, n_lanes_all, memory))
+    if streamed and "held" in inspect.signature(fam.plan).parameters:
+        held = min(n_lanes_all, SLAB)
+        out = dict(fam.plan(config, n_inner, n_lanes_all, memory, held=held))
+        unit = max(min(int(c), n_inner) for c in out["chunk"].values())
+        if unit > held:  # a unit larger than a slab: it is what is held at once
+            out = dict(fam.plan(config, n_inner, n_lanes_all, memory, held=unit))
+    else:
+        out = dict(fam.plan(config, n_inner, n_lanes_all, memory))
     out.update(lanes=n_lanes_all, n_inner=n_inner,
                steps={m: config.n_steps(m) for m in config.method if m != "flow"})
     return out

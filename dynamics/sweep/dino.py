@@ -158,11 +158,11 @@ class DinoFamily(MatrixFamily):
                           "the between-sample modes, g on the common mode")
         return data_vars, coords, attrs
 
-    def plan(self, config, n_inner, n_lanes, memory=None):
+    def plan(self, config, n_inner, n_lanes, memory=None, held=None):
         s = self.sizes(config)
         p = plan_sweep(state=s["state"], data=s["data"], r=4, what=s["what"],
                        n_lanes=n_lanes, n_inner=n_inner, methods=config.method, n1=s["n1"],
-                       batch=config.batch, chunk=config.chunk, memory=memory)
+                       batch=config.batch, chunk=config.chunk, memory=memory, held=held)
         return dict(p, chunk={m: p["chunk"] for m in config.method})
 
     def describe(self, config, n_lanes):

@@ -208,9 +208,12 @@ class Family(abc.ABC):
     # --- planning and output ---------------------------------------------------------------
 
     @abc.abstractmethod
-    def plan(self, config, n_inner: int, n_lanes: int, memory: int | None = None) -> dict:
+    def plan(self, config, n_inner: int, n_lanes: int, memory: int | None = None,
+             held: int | None = None) -> dict:
         """Check that the sweep fits before any work; ``{"chunk": {method: lanes}, "file_bytes"}``
-        (``ValueError``, one line, naming what does not fit)."""
+        (``ValueError``, one line, naming what does not fit). ``held``: the lanes whose results
+        are in memory at once when the result is streamed (``None``: all ``n_lanes``); a
+        family may leave the parameter out, and is then always checked for the whole grid."""
 
     def describe(self, config, n_lanes: int) -> str:
         """What the CLI prints before the run."""

@@ -64,13 +64,16 @@ MATRIX_DEFAULTS = dict(SHARED_DEFAULTS, eps=(1.0, 0.1, 0.03),
 
 
 def plan_sweep(*, state: int, data: int, r: int, what: str, n_lanes: int, n_inner: int,
-               methods, n1: int, batch: int, chunk: int, memory: int | None = None) -> dict:
+               methods, n1: int, batch: int, chunk: int, memory: int | None = None,
+               held: int | None = None) -> dict:
     """Check that a matrix-model sweep fits before any work; return its plan.
 
     Args:
         state, data: numbers in one lane's state and in its model's data; r: singular values
         kept a lane; what: how the flags that set the size read (for the message);
-        n_lanes: all lanes; n_inner: lanes of one block; n1: input dimension (sgd samples).
+        n_lanes: all lanes; n_inner: lanes of one block; n1: input dimension (sgd samples);
+        held: lanes whose results are in memory at once (default: all; fewer when the result
+        is streamed).
 
     Returns ``{"chunk", "file_bytes"}``: the lanes per compiled call (``chunk`` lowered until
     one call fits in a quarter of the memory, and to a quarter of a block's lanes so that
@@ -85,7 +88,9 @@ def plan_sweep(*, state: int, data: int, r: int, what: str, n_lanes: int, n_inne
         per_lane += batch * n1 * SAMPLE_BYTES
         what += f" with --batch {batch}"
     check_memory(per_lane, f"{what} (one lane)", memory)
-    check_memory(n_lanes * (r + 8) * 8 * 2, f"{n_lanes} lanes of {r} singular values", memory)
+    at_once = n_lanes if held is None else min(n_lanes, int(held))
+    check_memory(at_once * (r + 8) * 8 * 2, f"{n_lanes} lanes of {r} singular values"
+                 + ("" if at_once == n_lanes else f" ({at_once} in memory at once)"), memory)
     fit = max(1, (memory // 4) // per_lane)
     chunk = max(1, min(int(chunk), fit, -(-n_inner // PROGRESS_CHUNKS)))
     return dict(chunk=chunk, file_bytes=n_lanes * (r + 8) * 8)
@@ -217,11 +222,11 @@ class MatrixFamily(Family):
             attrs["init_scale"] = o.init_scale
         return data_vars, coords, attrs
 
-    def plan(self, config, n_inner, n_lanes, memory=None):
+    def plan(self, config, n_inner, n_lanes, memory=None, held=None):
         s = self.sizes(config)
         p = plan_sweep(state=s["state"], data=s["data"], r=s["r"], what=s["what"],
                        n_lanes=n_lanes, n_inner=n_inner, methods=config.method, n1=s["n1"],
-                       batch=config.batch, chunk=config.chunk, memory=memory)
+                       batch=config.batch, chunk=config.chunk, memory=memory, held=held)
         return dict(p, chunk={m: p["chunk"] for m in config.method})
 
     def describe(self, config, n_lanes):

@@ -66,13 +66,15 @@ class ScalarOptions:
 
 
 def plan_sweep(*, n_theta: int, n_phi: int, n_blocks: int, n_inner: int, methods, batch: int,
-               chunk: int | None, memory: int | None = None) -> dict:
+               chunk: int | None, memory: int | None = None, held: int | None = None) -> dict:
     """Check that a scalar sweep fits in memory before any work; return its sgd chunk.
 
     Args:
         n_theta, n_phi: grid points; n_blocks: (variant, method, eps) blocks; n_inner: lanes
         per block; methods: the methods swept; batch: sgd minibatch; chunk: the config's
-        (``None``: default); memory: bytes allowed (default: this machine's memory).
+        (``None``: default); memory: bytes allowed (default: this machine's memory); held:
+        lanes whose results are in memory at once (default: all of them; fewer when the result
+        is streamed).
 
     Returns:
         ``{"sgd_chunk", "result_bytes", "file_bytes"}``.
@@ -81,9 +83,11 @@ def plan_sweep(*, n_theta: int, n_phi: int, n_blocks: int, n_inner: int, methods
         ValueError: one line naming the value and the limit it breaks.
     """
     lanes = n_blocks * n_inner
-    need = lanes * RESULT_BYTES_PER_LANE + n_inner * 5 * 8 * 2
-    check_memory(need, f"a grid of {n_theta} x {n_phi} initial states ({lanes:.4g} lanes in all)",
-                 memory)
+    at_once = lanes if held is None else min(lanes, int(held))
+    need = at_once * RESULT_BYTES_PER_LANE + n_inner * 5 * 8 * 2
+    what = f"{lanes:.4g} lanes in all" + ("" if at_once == lanes else
+                                          f", {at_once:.4g} in memory at once")
+    check_memory(need, f"a grid of {n_theta} x {n_phi} initial states ({what})", memory)
     sgd_chunk = None
     if "sgd" in methods:
         check_memory(batch * SAMPLE_BYTES, f"--batch {batch} (one lane's minibatch)", memory)
@@ -263,11 +267,11 @@ class ScalarFamily(Family):
         )
         return data_vars, {}, attrs
 
-    def plan(self, config, n_inner, n_lanes, memory=None):
+    def plan(self, config, n_inner, n_lanes, memory=None, held=None):
         n_theta, n_phi = config.options.grid
         p = plan_sweep(n_theta=n_theta, n_phi=n_phi, n_blocks=n_lanes // n_inner,
                        n_inner=n_inner, methods=config.method, batch=config.batch,
-                       chunk=config.chunk, memory=memory)
+                       chunk=config.chunk, memory=memory, held=held)
         chunk = {}
         for m in config.method:
             if m == "sgd":
