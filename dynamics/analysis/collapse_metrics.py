@@ -118,3 +118,52 @@ def collapse_summary(sv, tol: float = 1e-3, relative_to=None, scores=None) -> di
         n_collapsed=n_collapsed(scores, tol, relative_to),
         collapsed_fraction=collapsed_fraction(scores, tol, relative_to),
     )
+
+
+# --- collapse of an embedding matrix (the real pipeline's outputs ``z``, ``[B, d]``) ---------
+
+
+def _unit_rows(z):
+    z = jnp.asarray(z, jnp.float32)
+    return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+
+def normalized_std(z):
+    """Mean over channels of the per-channel std of ``z / ||z||``; ``z`` ``[B, d]`` -> scalar.
+
+    About ``1 / sqrt(d)`` for features spread over the unit sphere, 0 at collapse (SimSiam Fig. 2).
+    """
+    return jnp.mean(jnp.std(_unit_rows(z), axis=0))
+
+
+def top_direction_share(z):
+    """Share of ``E[u u^T]`` (``u = z/||z||``, ``z`` ``[B, d]``) in its largest eigenvalue -> scalar.
+
+    Between ``1/min(B, d)`` (directions spread evenly) and 1 (every ``u`` is ``+v`` or ``-v``: the
+    collapse a final BatchNorm still permits, since BN keeps every channel's batch variance at 1
+    and so keeps the per-channel std of ``u`` away from 0 even when ``z`` has collapsed to a line).
+    """
+    u = _unit_rows(z)
+    ev = jnp.linalg.eigvalsh(u @ u.T / u.shape[0])
+    return ev[-1] / jnp.maximum(jnp.sum(ev), 1e-12)
+
+
+def embedding_effective_rank(z):
+    """Entropy effective rank (:func:`effective_rank`) of the centred embedding ``z`` ``[B, d]``.
+
+    1 when the embeddings lie on a line, ``k`` when they are spread evenly over ``k`` directions.
+    """
+    z = jnp.asarray(z, jnp.float32)
+    return effective_rank(jnp.linalg.svd(z - z.mean(0), compute_uv=False))
+
+
+def embedding_collapse(z) -> dict[str, float]:
+    """The three collapse measures of an embedding ``z`` ``[B, d]`` as floats: ``effective_rank``,
+    ``std`` (:func:`normalized_std`), ``std_ratio`` (``std * sqrt(d)``: 1 for an isotropic
+    embedding, 0 at collapse) and ``top_share`` (:func:`top_direction_share`)."""
+    z = jnp.asarray(z, jnp.float32)
+    if z.ndim != 2 or z.shape[0] < 2 or z.shape[1] < 1:
+        raise ValueError(f"an embedding must be [B, d] with B >= 2 and d >= 1, got shape {tuple(z.shape)}")
+    std = float(normalized_std(z))
+    return {"effective_rank": float(embedding_effective_rank(z)), "std": std,
+            "std_ratio": std * float(z.shape[1]) ** 0.5, "top_share": float(top_direction_share(z))}

@@ -12,30 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dynamics.analysis.collapse_metrics import normalized_std, top_direction_share  # noqa: F401  (re-exported)
+
 F32 = jnp.float32
-
-
-def normalized_std(z: jax.Array) -> jax.Array:
-    """Mean over channels of the per-channel std of ``z / ||z||``; ``z`` ``[B, d]`` -> scalar.
-
-    About ``1 / sqrt(d)`` for features spread over the unit sphere, 0 at collapse (SimSiam Fig. 2).
-    """
-    z = z.astype(F32)
-    zn = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
-    return jnp.mean(jnp.std(zn, axis=0))
-
-
-def top_direction_share(z: jax.Array) -> jax.Array:
-    """Share of ``E[u u^T]`` (``u = z/||z||``, ``z`` ``[B, d]``) in its largest eigenvalue -> scalar.
-
-    Between ``1/min(B, d)`` (directions spread evenly) and 1 (every ``u`` is ``+v`` or ``-v``: the
-    collapse a final BatchNorm still permits, since BN keeps every channel's batch variance at 1
-    and so keeps the per-channel std of ``u`` away from 0 even when ``z`` has collapsed to a line).
-    """
-    z = z.astype(F32)
-    u = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
-    ev = jnp.linalg.eigvalsh(u @ u.T / u.shape[0])
-    return ev[-1] / jnp.maximum(jnp.sum(ev), 1e-12)
 
 
 def neg_cosine(p: jax.Array, z: jax.Array) -> jax.Array:

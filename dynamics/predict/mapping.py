@@ -1,0 +1,176 @@
+"""How a CIFAR run's hyperparameters map onto the linear toy, the toy's prediction, and the
+thresholds that call a CIFAR run's outcome. Fixed here before any run (docs/theory.md,
+"From the real pipeline to the toy"); nothing here reads a CIFAR result.
+
+The toy is linear SimSiam / BYOL (docs/theory.md section 3) reduced to independent modes, with
+data spectrum ``d_j`` and isotropic augmentation noise ``sigma2``. Mode ``j`` follows
+
+    theta' = phi (d theta_a - A phi theta) - eta theta,       A = d + sigma2
+    eps phi' = theta (d theta_a - A phi theta) - eta phi       (loss convention)
+    theta_a' = beta (theta - theta_a)                         (SimSiam: theta_a = theta)
+
+and survives when a fixed point with ``theta != 0`` exists and is stable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: weight decay convention: the CIFAR step is ``phi -= lr * ratio * (g + wd * phi)``, i.e. the
+#: decay is inside each group's gradient: docs/theory.md's "loss convention", eta_phi = eta.
+CONVENTION = "loss"
+#: augmentation strength: the CIFAR path has one (SimSiam's) augmentation, with crops down to
+#: 20 % of the area and strong colour jitter; taken as noise as strong as the signal.
+SIGMA2 = 1.0
+#: data spectrum of the toy: d_j proportional to 1/j (natural-image spectra), mean 1 over the d modes
+SPECTRUM_EXPONENT = 1.0
+#: seed of the toy's fixed random predictor
+RANDOM_PREDICTOR_SEED = 0
+#: outcome classes, shared by the toy column and the CIFAR column
+OUTCOMES = ("collapsed", "partial", "healthy")
+#: a run (toy or CIFAR) keeping at least this many embedding directions is healthy
+HEALTHY_MODES = 16
+#: CIFAR thresholds: collapsed if the top direction holds at least this share of E[u u^T] ...
+COLLAPSE_TOP_SHARE = 0.9
+#: ... or the std of z/||z|| is below this fraction of 1/sqrt(d) ...
+COLLAPSE_STD_RATIO = 0.1
+#: ... or the final kNN is not above the random-init kNN of the same set-up by this margin
+KNN_MARGIN = 0.0
+
+
+@dataclass(frozen=True)
+class ToyParams:
+    """The toy's counterpart of one CIFAR setting."""
+
+    method: str            # "simsiam" or "byol"
+    stop_grad: bool
+    predictor: str         # "trained", "none", "random", "directpred"
+    eta: float             # weight decay in toy units (loss convention)
+    alpha_p: float         # predictor rate ratio, 1/eps
+    beta: float | None     # EMA rate (BYOL), None for SimSiam
+    sigma2: float
+    d: int                 # embedding dimension (modes)
+    dp_eps: float = 0.1
+
+
+def embedding_dim(width: float) -> int:
+    """Projector output size of the CIFAR network: 2048 x width (dynamics.cifar.model.widths)."""
+    return max(1, int(round(2048 * width)))
+
+
+def step_in_ode_time(lr: float, batch_size: int, momentum: float) -> float:
+    """ODE time of one SGD step: the scaled rate ``lr * B / 256`` over ``1 - momentum`` (heavy
+    ball's stationary step; docs/theory.md section 1, "Discrete updates")."""
+    return lr * batch_size / 256.0 / (1.0 - momentum)
+
+
+def to_toy(method: str = "simsiam", stop_grad: bool = True, predictor: str = "mlp", wd: float = 5e-4,
+           predictor_lr_ratio: float = 1.0, ema: float = 0.99, lr: float = 0.03, batch_size: int = 128,
+           momentum: float = 0.9, width: float = 0.125, dp_eps: float = 0.1, **_ignored) -> ToyParams:
+    """Map CIFAR hyperparameters (names of :class:`dynamics.cifar.config.Config`) onto the toy.
+
+    - ``wd -> eta = wd * d``: the toy's data has unit variance per mode; the real loss compares
+      unit vectors, whose variance per direction is ``1/d``. Scaling the data by ``c`` scales every
+      per-mode threshold ``eta_crit_j = d_j^2 / (4 A_j)`` by ``c``, which is the same as scaling
+      ``eta`` by ``1/c = d``.
+    - ``predictor_lr_ratio -> alpha_p = 1/eps``; ``mlp`` and ``linear`` are both a trained predictor.
+    - ``ema m, step h -> beta = (1 - m)/h`` (``theta_a <- m theta_a + (1 - m) theta``).
+    - augmentation -> ``sigma2 = SIGMA2``.
+    """
+    for name, v in (("wd", wd), ("lr", lr), ("predictor_lr_ratio", predictor_lr_ratio), ("width", width)):
+        if not (math.isfinite(v) and v >= 0) or (name != "wd" and v == 0):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'wd' else 'positive'} number, got {v}")
+    kinds = {"mlp": "trained", "linear": "trained", "none": "none", "random": "random",
+             "directpred": "directpred"}
+    if predictor not in kinds:
+        raise ValueError(f"predictor {predictor!r} is not one of {', '.join(kinds)}")
+    if method not in ("simsiam", "byol"):
+        raise ValueError(f"method {method!r} is not simsiam or byol")
+    d = embedding_dim(width)
+    beta = (1.0 - ema) / step_in_ode_time(lr, batch_size, momentum) if method == "byol" else None
+    return ToyParams(method=method, stop_grad=stop_grad, predictor=kinds[predictor], eta=wd * d,
+                     alpha_p=predictor_lr_ratio, beta=beta, sigma2=SIGMA2, d=d, dp_eps=dp_eps)
+
+
+def spectrum(d: int) -> np.ndarray:
+    """The toy's data variances ``d_j ~ j^-SPECTRUM_EXPONENT``, mean 1, descending."""
+    s = np.arange(1, d + 1, dtype=float) ** -SPECTRUM_EXPONENT
+    return s * d / s.sum()
+
+
+def _mode_survives(dj: float, aj: float, eta: float, eps: float, beta: float | None) -> bool:
+    """Trained predictor: does mode ``(d_j, A_j)`` have a stable fixed point with ``theta != 0``?"""
+    if eta == 0:
+        return True      # every theta with phi = d/A is a fixed point: nothing decays
+    disc = dj * dj - 4 * aj * eta
+    if disc < 0:
+        return False     # past the saddle-node, eta > eta_crit_j = d_j^2 / (4 A_j)
+    p = (dj + math.sqrt(disc)) / (2 * aj)
+    s = eta * p / (dj - aj * p)             # theta^2 at the fixed point (loss convention)
+    th = math.sqrt(s)
+    r = dj * th - 2 * aj * p * th           # d/dtheta and d/dphi of the shared residual
+    jac = [[-aj * p * p - eta, r, p * dj],
+           [r / eps, (-aj * s - eta) / eps, th * dj / eps]]
+    if beta is None:     # SimSiam: theta_a = theta
+        j = np.array([[jac[0][0] + jac[0][2], jac[0][1]], [jac[1][0] + jac[1][2], jac[1][1]]])
+    else:
+        j = np.array(jac + [[beta, 0.0, -beta]])
+    return bool(np.max(np.linalg.eigvals(j).real) < 0)
+
+
+def live_modes(tp: ToyParams) -> int:
+    """How many of the toy's ``d`` modes survive (0: collapsed)."""
+    dj = spectrum(tp.d)
+    aj = dj + tp.sigma2
+    if not tp.stop_grad:
+        return 0         # Theorem 2: lambda_min(H) >= lambda_min(X') + eta > 0
+    if tp.predictor == "none":
+        # Wp = I: theta' = d theta_a - (A + eta) theta; SimSiam: -(sigma2 + eta) theta;
+        # BYOL: the (theta, theta_a) block has trace < 0 and determinant beta (sigma2 + eta) > 0.
+        return 0
+    if tp.predictor == "trained":
+        return sum(_mode_survives(a, b, tp.eta, 1.0 / tp.alpha_p, tp.beta) for a, b in zip(dj, aj))
+    if tp.predictor == "random":
+        # SimSiam, fixed Wp (Dense init, entries N(0, 1/d)): column j of W follows the linear flow
+        # M_j = d_j Wp^T - A_j Wp^T Wp - eta I; data direction j is kept when M_j has a growing mode.
+        rng = np.random.default_rng(RANDOM_PREDICTOR_SEED)
+        wp = rng.normal(scale=1 / math.sqrt(tp.d), size=(tp.d, tp.d))
+        c = wp.T @ wp
+        return sum(bool(np.max(np.linalg.eigvals(a * wp.T - b * c).real) > tp.eta) for a, b in zip(dj, aj))
+    # DirectPred: p_j = sqrt(s_j / s_max) + eps_dp fixes the top mode's p at 1 + eps_dp; mode j
+    # grows at g_j(p) = p d_j - p^2 A_j - eta. All decay if the top mode does; else mode j keeps a
+    # share of the embedding if some p in [eps_dp, 1 + eps_dp] lets it grow as fast as the top.
+    p1 = 1.0 + tp.dp_eps
+    g1 = p1 * dj[0] - p1 * p1 * aj[0] - tp.eta
+    if g1 < 0:
+        return 0
+    pv = np.clip(dj / (2 * aj), tp.dp_eps, p1)      # maximiser of g_j on the interval
+    return int(np.sum(pv * dj - pv * pv * aj - tp.eta >= g1 - 1e-12))
+
+
+def classify_modes(n: float) -> str:
+    """Outcome class from a number of kept directions (toy modes or a CIFAR effective rank)."""
+    return "collapsed" if n < 1.5 else "partial" if n < HEALTHY_MODES else "healthy"
+
+
+def toy_prediction(tp: ToyParams) -> dict:
+    """``{"outcome", "modes"}``: the toy's call for one setting."""
+    n = live_modes(tp)
+    return {"outcome": "collapsed" if n == 0 else classify_modes(n), "modes": int(n)}
+
+
+def cifar_outcome(effective_rank: float, std_ratio: float, top_share: float, knn: float,
+                  knn_random_init: float) -> str:
+    """The outcome class of a finished CIFAR run from its final embedding measures and kNN."""
+    vals = dict(effective_rank=effective_rank, std_ratio=std_ratio, top_share=top_share, knn=knn,
+                knn_random_init=knn_random_init)
+    for k, v in vals.items():
+        if not math.isfinite(v):
+            raise ValueError(f"{k} must be finite, got {v}")
+    if (top_share >= COLLAPSE_TOP_SHARE or std_ratio < COLLAPSE_STD_RATIO
+            or knn <= knn_random_init + KNN_MARGIN):
+        return "collapsed"
+    return classify_modes(effective_rank)

@@ -1,0 +1,81 @@
+"""The settings of the toy-versus-CIFAR table: each a CIFAR config (flags of
+``python -m dynamics.cifar``) and its toy counterpart (:func:`dynamics.predict.mapping.to_toy`).
+
+Common to all: width 0.125, a 5000-image subset, 2 seeds a setting (the run plan); the values not
+named keep :class:`dynamics.cifar.config.Config`'s defaults (lr 0.03, momentum 0.9, batch 128).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dynamics.predict.mapping import ToyParams, to_toy
+
+#: flags every run shares
+COMMON = {"width": 0.125, "subset": 5000, "test_subset": 2000}
+SEEDS = (0, 1)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row: ``name``, the mechanism it varies, the CIFAR flags (``None`` where the CIFAR path
+    has no such switch yet: ``missing`` says which) and the toy counterpart."""
+
+    name: str
+    group: str
+    overrides: dict = field(default_factory=dict)
+    missing: str | None = None
+
+    @property
+    def config(self) -> dict:
+        """The run's :class:`dynamics.cifar.config.Config` fields."""
+        return {**COMMON, **self.overrides}
+
+    @property
+    def runnable(self) -> bool:
+        return self.missing is None
+
+    def cli_args(self) -> list[str] | None:
+        """The ``python -m dynamics.cifar`` flags of this setting, or ``None`` if not runnable."""
+        if not self.runnable:
+            return None
+        args = []
+        for k, v in self.config.items():
+            if k == "stop_grad":
+                args += [] if v else ["--no-stop-grad"]
+            else:
+                args += [f"--{k.replace('_', '-')}", str(v)]
+        return args
+
+    def toy(self) -> ToyParams:
+        return to_toy(**self.config)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("baseline", "reference"),
+    Setting("no-stop-grad", "stop-gradient", {"stop_grad": False}),
+    Setting("predictor-linear", "predictor", {"predictor": "linear"}),
+    Setting("predictor-none", "predictor", {"predictor": "none"}),
+    Setting("predictor-random", "predictor", {"predictor": "random"},
+            missing="a fixed random predictor (the linear predictor starts at I + 0.01 N, so freezing "
+                    "it is not random)"),
+    Setting("predictor-directpred", "predictor", {"predictor": "directpred"}),
+    Setting("wd-0", "weight decay", {"wd": 0.0}),
+    Setting("wd-1e-4", "weight decay", {"wd": 1e-4}),
+    Setting("wd-5e-3", "weight decay", {"wd": 5e-3}),
+    Setting("wd-2e-2", "weight decay", {"wd": 2e-2}),
+    Setting("wd-5e-2", "weight decay", {"wd": 5e-2}),
+    Setting("pred-lr-0.1", "predictor lr ratio", {"predictor_lr_ratio": 0.1}),
+    Setting("pred-lr-10", "predictor lr ratio", {"predictor_lr_ratio": 10.0}),
+    Setting("byol-ema-0.9", "EMA momentum", {"method": "byol", "ema": 0.9}),
+    Setting("byol-ema-0.99", "EMA momentum", {"method": "byol", "ema": 0.99}),
+    Setting("byol-ema-0.996", "EMA momentum", {"method": "byol", "ema": 0.996}),
+    Setting("byol-no-predictor", "predictor", {"method": "byol", "predictor": "none"}),
+)
+
+
+def setting(name: str) -> Setting:
+    for s in SETTINGS:
+        if s.name == name:
+            return s
+    raise ValueError(f"no setting {name!r}; known: {', '.join(s.name for s in SETTINGS)}")

@@ -1,0 +1,139 @@
+"""The toy-predicts-real table: collapse measures of an embedding, the declared mapping of the
+real hyperparameters onto the linear toy, and the settings table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dynamics.analysis.collapse_metrics import embedding_collapse
+
+D = 8
+
+
+def _signed_axes(k: int, d: int = D, scale=None) -> np.ndarray:
+    """Rows ``+-c_i e_i`` for ``i < k``: every direction of a k-dimensional subspace equally often."""
+    scale = np.ones(k) if scale is None else np.asarray(scale)
+    rows = [s * c * np.eye(d)[i] for i, c in enumerate(scale) for s in (1.0, -1.0)]
+    return np.array(rows, np.float32)
+
+
+# The known answers below are exact in real arithmetic; 1e-5 leaves room for float32 SVD and
+# eigvalsh round-off on 8 x 8 / 16 x 16 matrices (a few ulp of 1.2e-7 times the size).
+TOL = 1e-5
+
+
+def test_isotropic_embedding():
+    m = embedding_collapse(_signed_axes(D))
+    # u = +-e_i, each channel has mean 0 and variance 2 / (2 D): std 1/sqrt(D) exactly.
+    assert m["std"] == pytest.approx(1 / math.sqrt(D), abs=TOL)
+    assert m["std_ratio"] == pytest.approx(1.0, abs=TOL)
+    assert m["effective_rank"] == pytest.approx(D, abs=D * TOL)   # Z^T Z = 2 I: all s_j equal
+    assert m["top_share"] == pytest.approx(1 / D, abs=TOL)        # E[u u^T] = I / D
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_k_dimensional_embedding(k):
+    # Scaling the rows does not move u = z/||z||, but the rank sees only the k directions.
+    m = embedding_collapse(_signed_axes(k, scale=np.full(k, 3.7)))
+    assert m["effective_rank"] == pytest.approx(k, abs=k * TOL)
+    assert m["top_share"] == pytest.approx(1 / k, abs=TOL)
+    # k channels of variance 1/k, D - k channels at 0: mean std = k / D / sqrt(k).
+    assert m["std"] == pytest.approx(math.sqrt(k) / D, abs=TOL)
+
+
+def test_rank_one_embedding():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=D)
+    z = (rng.uniform(0.5, 2.0, size=(16, 1)) * v).astype(np.float32)   # every row a positive multiple of v
+    m = embedding_collapse(z)
+    assert m["effective_rank"] == pytest.approx(1.0, abs=1e-3)  # other s_j are float32 noise, ~1e-7 of s_1
+    assert m["top_share"] == pytest.approx(1.0, abs=TOL)
+    assert m["std"] == pytest.approx(0.0, abs=TOL)            # u = v/|v| on every row
+    # +-v (what a final BatchNorm permits): the std no longer sees it, the top share does.
+    m2 = embedding_collapse(np.concatenate([z, -z]))
+    assert m2["top_share"] == pytest.approx(1.0, abs=TOL)
+    assert m2["std_ratio"] > 0.5
+
+
+def test_bad_embedding_shape():
+    with pytest.raises(ValueError, match=r"shape \(5,\)"):
+        embedding_collapse(np.ones(5))
+
+
+# --- the mapping and the toy column ---------------------------------------------------------
+
+from dynamics.predict import mapping as mp  # noqa: E402
+from dynamics.predict.settings import SETTINGS  # noqa: E402
+
+
+def test_mode_threshold_matches_saddle_node():
+    # One mode (d_j = 1, A = 1 + sigma2): survives iff eta <= eta_crit = 1/(4A) (docs/theory.md s. 2).
+    a = 1 + mp.SIGMA2
+    crit = 1 / (4 * a)
+    assert mp._mode_survives(1.0, a, 0.98 * crit, 1.0, None)
+    assert not mp._mode_survives(1.0, a, 1.02 * crit, 1.0, None)
+    # BYOL shares SimSiam's fixed points; at p_+ with a fast target it stays stable.
+    assert mp._mode_survives(1.0, a, 0.5 * crit, 0.1, 5.0)
+
+
+def test_live_modes_count_against_closed_form():
+    # Trained predictor: the survivors are exactly the modes with d_j^2 >= 4 A_j eta.
+    tp = mp.to_toy(wd=5e-3, width=0.125)
+    dj = mp.spectrum(tp.d)
+    expect = int(np.sum(dj**2 >= 4 * (dj + tp.sigma2) * tp.eta))
+    assert mp.live_modes(tp) == expect and 0 < expect < tp.d
+    assert mp.live_modes(mp.to_toy(wd=0.0)) == tp.d
+    assert mp.live_modes(mp.to_toy(stop_grad=False)) == 0
+
+
+def test_mapping_units():
+    tp = mp.to_toy(method="byol", ema=0.99, lr=0.03, batch_size=128, momentum=0.9, wd=5e-4, width=0.125,
+                   predictor_lr_ratio=10)
+    assert tp.d == 256 and tp.eta == pytest.approx(5e-4 * 256)
+    assert tp.beta == pytest.approx(0.01 / (0.03 * 0.5 / 0.1))
+    assert tp.alpha_p == 10
+    with pytest.raises(ValueError, match="-1"):
+        mp.to_toy(wd=-1)
+
+
+def test_settings_cover_the_issue_and_parse():
+    groups = [s.group for s in SETTINGS]
+    assert len(SETTINGS) >= 16
+    assert sum(g == "weight decay" for g in groups) >= 4 and sum(g == "EMA momentum" for g in groups) >= 3
+    ratios = {s.config.get("predictor_lr_ratio", 1.0) for s in SETTINGS}
+    assert {0.1, 1.0, 10.0} <= ratios
+    from dynamics.cifar.__main__ import build_parser
+
+    for s in SETTINGS:
+        if s.runnable:
+            build_parser().parse_args(["--data-dir", "x", *s.cli_args()])
+
+
+def test_cifar_outcome_cannot_change_toy_column():
+    # The toy column is a function of the settings alone: computed before and after any number of
+    # CIFAR outcomes, and in a process that never imports the CIFAR training code.
+    import subprocess
+    import sys
+
+    code = ("import sys; from dynamics.predict.settings import SETTINGS; from dynamics.predict import mapping;"
+            "[mapping.toy_prediction(s.toy()) for s in SETTINGS if s.config.get('predictor') != 'random'];"
+            "print(sorted(m for m in sys.modules if m.startswith('dynamics.cifar')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    rows = [s for s in SETTINGS if s.config.get("predictor") != "random"]
+    before = [mp.toy_prediction(s.toy()) for s in rows]
+    for args in [(1.0, 0.01, 0.99, 0.1, 0.2), (200.0, 0.9, 0.01, 0.9, 0.2)]:
+        mp.cifar_outcome(*args)
+    assert [mp.toy_prediction(s.toy()) for s in rows] == before
+
+
+def test_cifar_outcome_thresholds():
+    assert mp.cifar_outcome(40, 0.8, 0.1, 0.35, 0.25) == "healthy"
+    assert mp.cifar_outcome(5, 0.8, 0.3, 0.35, 0.25) == "partial"
+    assert mp.cifar_outcome(40, 0.8, 0.95, 0.35, 0.25) == "collapsed"   # a line, even if BN keeps std
+    assert mp.cifar_outcome(40, 0.8, 0.1, 0.24, 0.25) == "collapsed"    # below random init
+    with pytest.raises(ValueError, match="nan"):
+        mp.cifar_outcome(float("nan"), 0.8, 0.1, 0.3, 0.2)
