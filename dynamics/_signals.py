@@ -20,7 +20,7 @@ import sys
 import threading
 
 #: the modules that are command lines (``python -m NAME``)
-CLIS = ("dynamics.sweep", "dynamics.figures", "dynamics.cifar")
+CLIS = ("dynamics.sweep", "dynamics.figures", "dynamics.cifar", "dynamics.predict")
 #: the signals that stop a command line (SIGHUP: the terminal was closed)
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, n))
