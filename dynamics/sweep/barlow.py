@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -25,8 +24,8 @@ from dynamics.models import BarlowTwinsLinear
 from dynamics.models.barlow import BARLOW
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, register
-from dynamics.sweep.matrix import MatrixFamily, data_matrices, init_keys
-from dynamics.types import Hyper, State
+from dynamics.sweep.matrix import EncoderFamily, MatrixFamily
+from dynamics.types import State
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +45,7 @@ class BarlowOptions:
 
 
 @register
-class BarlowFamily(MatrixFamily):
+class BarlowFamily(EncoderFamily):
     name = "barlow"
     description = (
         "Sweep linear Barlow Twins (C = E[z1 z2^T], loss sum (1 - C_ii)^2 + lam sum_{i!=j} "
@@ -69,34 +68,10 @@ class BarlowFamily(MatrixFamily):
                 seed="seed of X's eigenvectors, the initial states and SGD (same seed, same "
                      "result)")
 
-    def check(self, config) -> None:
-        super().check(config)
-        lo, hi = config.options.x_eig
-        if not lo <= hi:
-            raise ValueError(f"--x-eig needs LO <= HI, got {lo:g} {hi:g}")
-
-    def sizes(self, config):
-        n1 = config.options.n1
-        return dict(n1=n1, n2=n1, r=n1, state=n1 * n1, data=2 * n1 * n1, what=f"--n1 {n1}")
-
-    def prepare(self, config):
-        o = config.options
-        X, d = data_matrices(o.n1, o.x_eig, config.seed)
-        kw, _ = init_keys(config.seed)
-        W = o.init_scale * jax.random.normal(kw, (o.n_init, o.n1, o.n1)) / jnp.sqrt(o.n1)
-        return dict(X=X, d=d, W=W)
-
     def build(self, config, ctx, variant, eps, lanes):
-        o = config.options
-        eta, sigma2 = jnp.asarray(lanes["eta"]), jnp.asarray(lanes["sigma2"])
-        ii = jnp.asarray(lanes["init"].astype(int))
-        n = ii.shape[0]
-        model = BarlowTwinsLinear(jnp.broadcast_to(ctx["X"], (n, o.n1, o.n1)),
-                                  sigma2[:, None, None] * jnp.eye(o.n1)[None],
-                                  jnp.full(n, o.lam))
-        hyper = Hyper(eps=jnp.ones_like(eta), eta_theta=eta, eta_phi=jnp.zeros_like(eta),
-                      beta=jnp.ones_like(eta))
-        return model, hyper, State(ctx["W"][ii], None)
+        X, Xp, W = self.lane_data(config, ctx, lanes)
+        model = BarlowTwinsLinear(X, Xp, jnp.full(X.shape[0], config.options.lam))
+        return model, self.encoder_hyper(lanes), State(W, None)
 
     def closed_forms(self, config, ctx):
         d = np.asarray(ctx["d"])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -25,8 +24,8 @@ from dynamics.models.infonce import INFONCE
 from dynamics.sweep._planes import plane_figure, table
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, register
-from dynamics.sweep.matrix import MatrixFamily, data_matrices, init_keys
-from dynamics.types import Hyper, State
+from dynamics.sweep.matrix import EncoderFamily, MatrixFamily
+from dynamics.types import State
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +43,7 @@ class InfoNCEOptions:
 
 
 @register
-class InfoNCEFamily(MatrixFamily):
+class InfoNCEFamily(EncoderFamily):
     name = "infonce"
     description = (
         "Sweep linear InfoNCE / SimCLR (mean_i -log softmax_j(-|z2_i - z1_j|^2 / (2 tau))[i], "
@@ -69,14 +68,6 @@ class InfoNCEFamily(MatrixFamily):
                 seed="seed of X's eigenvectors, the initial states and SGD (same seed, same "
                      "result)")
 
-    def check(self, config) -> None:
-        lo, hi = config.options.x_eig
-        if not lo <= hi:
-            raise ValueError(f"--x-eig needs LO <= HI, got {lo:g} {hi:g}")
-        if len(set(config.options.tau)) != len(config.options.tau):
-            given = " ".join(map(str, config.options.tau))
-            raise ValueError(f"--tau values must differ, got {given}")
-
     def axis_values(self, config):
         o = config.options
         return dict(tau=np.asarray(o.tau, float), init=np.arange(o.n_init))
@@ -84,28 +75,10 @@ class InfoNCEFamily(MatrixFamily):
     def axis_sizes(self, config):
         return (len(config.options.tau), config.options.n_init)
 
-    def sizes(self, config):
-        n1 = config.options.n1
-        return dict(n1=n1, n2=n1, r=n1, state=n1 * n1, data=2 * n1 * n1, what=f"--n1 {n1}")
-
-    def prepare(self, config):
-        o = config.options
-        X, d = data_matrices(o.n1, o.x_eig, config.seed)
-        kw, _ = init_keys(config.seed)
-        W = o.init_scale * jax.random.normal(kw, (o.n_init, o.n1, o.n1)) / jnp.sqrt(o.n1)
-        return dict(X=X, d=d, W=W)
-
     def build(self, config, ctx, variant, eps, lanes):
-        o = config.options
-        eta, sigma2 = jnp.asarray(lanes["eta"]), jnp.asarray(lanes["sigma2"])
-        ii = jnp.asarray(lanes["init"].astype(int))
-        n = ii.shape[0]
-        model = InfoNCELinear(jnp.broadcast_to(ctx["X"], (n, o.n1, o.n1)),
-                              sigma2[:, None, None] * jnp.eye(o.n1)[None],
-                              jnp.asarray(lanes["tau"], float))
-        hyper = Hyper(eps=jnp.ones_like(eta), eta_theta=eta, eta_phi=jnp.zeros_like(eta),
-                      beta=jnp.ones_like(eta))
-        return model, hyper, State(ctx["W"][ii], None)
+        X, Xp, W = self.lane_data(config, ctx, lanes)
+        model = InfoNCELinear(X, Xp, jnp.asarray(lanes["tau"], float))
+        return model, self.encoder_hyper(lanes), State(W, None)
 
     def closed_forms(self, config, ctx):
         d = np.asarray(ctx["d"])

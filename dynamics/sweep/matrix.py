@@ -153,6 +153,8 @@ class MatrixFamily(Family):
 
     def check(self, config) -> None:
         o = config.options
+        if not hasattr(o, "phase"):  # a family that draws no phase diagram of these axes
+            return
         if o.phase[0] == o.phase[1]:
             raise ValueError(f"--phase needs two different axes, got {o.phase[0]} twice")
         for a in o.phase:
@@ -280,6 +282,55 @@ def data_matrices(n1: int, x_eig, seed: int):
 def init_keys(seed: int):
     """The two keys of the initial states (encoder, predictor)."""
     return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2))
+
+
+class EncoderFamily(MatrixFamily):
+    """A linear encoder ``W`` (n1 x n1) alone, no predictor, on the matrix families' data
+    (``X = Q diag(x_eig) Q^T``, ``X' = sigma2 I``) from random starts ``W0 ~ N(0,
+    init_scale^2 / n1)``: what the Barlow Twins, InfoNCE, MoCo and VICReg families share. Their
+    options give ``n1``, ``x_eig``, ``n_init`` and ``init_scale``; each lane axis other than
+    ``init`` is the option of the same name, whose values must differ."""
+
+    def check(self, config) -> None:
+        super().check(config)
+        o = config.options
+        lo, hi = o.x_eig
+        if not lo <= hi:
+            raise ValueError(f"--x-eig needs LO <= HI, got {lo:g} {hi:g}")
+        for axis in self.lane_axes:
+            values = getattr(o, axis) if axis != "init" else ()
+            if len(set(values)) != len(values):
+                raise ValueError(f"--{axis} values must differ, got "
+                                 f"{' '.join(map(str, values))}")
+
+    def sizes(self, config):
+        n1 = config.options.n1
+        return dict(n1=n1, n2=n1, r=n1, state=n1 * n1, data=2 * n1 * n1, what=f"--n1 {n1}")
+
+    def prepare(self, config):
+        o = config.options
+        X, d = data_matrices(o.n1, o.x_eig, config.seed)
+        kw, _ = init_keys(config.seed)
+        W = o.init_scale * jax.random.normal(kw, (o.n_init, o.n1, o.n1)) / jnp.sqrt(o.n1)
+        return dict(X=X, d=d, W=W)
+
+    @staticmethod
+    def lane_data(config, ctx, lanes):
+        """``(X, Xp, W0)`` of a chunk's lanes: the data, ``sigma2 I`` and the initial encoders,
+        each with a leading lane axis."""
+        n1 = config.options.n1
+        sigma2 = jnp.asarray(lanes["sigma2"])
+        ii = jnp.asarray(lanes["init"].astype(int))
+        X = jnp.broadcast_to(ctx["X"], (ii.shape[0], n1, n1))
+        return X, sigma2[:, None, None] * jnp.eye(n1)[None], ctx["W"][ii]
+
+    @staticmethod
+    def encoder_hyper(lanes, beta=None) -> Hyper:
+        """Decay ``eta`` on the encoder alone (there is no predictor), unit ``eps`` and
+        ``beta`` unless given."""
+        eta = jnp.asarray(lanes["eta"])
+        return Hyper(eps=jnp.ones_like(eta), eta_theta=eta, eta_phi=jnp.zeros_like(eta),
+                     beta=jnp.ones_like(eta) if beta is None else beta)
 
 
 @dataclasses.dataclass(frozen=True)

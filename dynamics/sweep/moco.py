@@ -31,7 +31,7 @@ from dynamics.models.moco import MOCO
 from dynamics.sweep._planes import plane, table
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, register
-from dynamics.sweep.matrix import MatrixFamily, data_matrices, init_keys
+from dynamics.sweep.matrix import EncoderFamily, MatrixFamily
 from dynamics.types import Hyper, SlotState
 
 
@@ -53,7 +53,7 @@ class MoCoOptions:
 
 
 @register
-class MoCoFamily(MatrixFamily):
+class MoCoFamily(EncoderFamily):
     name = "moco"
     description = (
         "Sweep linear MoCo (InfoNCE of queries W x2 against keys of an EMA key encoder and a "
@@ -79,14 +79,6 @@ class MoCoFamily(MatrixFamily):
                 seed="seed of X's eigenvectors, the initial states and SGD (same seed, same "
                      "result)")
 
-    def check(self, config) -> None:
-        lo, hi = config.options.x_eig
-        if not lo <= hi:
-            raise ValueError(f"--x-eig needs LO <= HI, got {lo:g} {hi:g}")
-        q = config.options.queue
-        if len(set(q)) != len(q):
-            raise ValueError(f"--queue values must differ, got {' '.join(map(str, q))}")
-
     def axis_values(self, config):
         o = config.options
         return dict(queue=np.asarray(o.queue, int), init=np.arange(o.n_init))
@@ -100,24 +92,13 @@ class MoCoFamily(MatrixFamily):
         return dict(n1=o.n1, n2=o.n1, r=o.n1, state=(2 + max(o.queue)) * n, data=2 * n,
                     what=f"--n1 {o.n1} --queue {max(o.queue)}")
 
-    def prepare(self, config):
-        o = config.options
-        X, d = data_matrices(o.n1, o.x_eig, config.seed)
-        kw, _ = init_keys(config.seed)
-        W = o.init_scale * jax.random.normal(kw, (o.n_init, o.n1, o.n1)) / jnp.sqrt(o.n1)
-        return dict(X=X, d=d, W=W)
-
     def build(self, config, ctx, variant, eps, lanes):
         o = config.options
-        eta, sigma2, beta = (jnp.asarray(lanes[k]) for k in ("eta", "sigma2", "beta"))
-        ii = jnp.asarray(lanes["init"].astype(int))
-        n = ii.shape[0]
-        model = MoCoLinear(jnp.broadcast_to(ctx["X"], (n, o.n1, o.n1)),
-                           sigma2[:, None, None] * jnp.eye(o.n1)[None], jnp.full(n, o.tau),
-                           jnp.asarray(lanes["queue"], float), jnp.full(n, o.push_rate))
-        hyper = Hyper(eps=jnp.ones_like(eta), eta_theta=eta, eta_phi=jnp.zeros_like(eta),
-                      beta=beta)
-        W = ctx["W"][ii]
+        X, Xp, W = self.lane_data(config, ctx, lanes)
+        n = X.shape[0]
+        model = MoCoLinear(X, Xp, jnp.full(n, o.tau), jnp.asarray(lanes["queue"], float),
+                           jnp.full(n, o.push_rate))
+        hyper = self.encoder_hyper(lanes, beta=jnp.asarray(lanes["beta"]))
         K = jnp.broadcast_to(W[:, None], (n, max(o.queue)) + W.shape[1:])
         return model, hyper, SlotState(W, None, W, {"queue": K})
 

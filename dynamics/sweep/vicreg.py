@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,8 +23,8 @@ from dynamics.models.vicreg import VICREG
 from dynamics.sweep._planes import plane_figure, table
 from dynamics.sweep.config import option
 from dynamics.sweep.family import SHARED_DEFAULTS, register
-from dynamics.sweep.matrix import MatrixFamily, data_matrices, init_keys
-from dynamics.types import Hyper, State
+from dynamics.sweep.matrix import EncoderFamily, MatrixFamily
+from dynamics.types import State
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +45,7 @@ class VICRegOptions:
 
 
 @register
-class VICRegFamily(MatrixFamily):
+class VICRegFamily(EncoderFamily):
     name = "vicreg"
     description = (
         "Sweep linear VICReg (the paper's invariance, variance-hinge and covariance terms on "
@@ -71,14 +70,6 @@ class VICRegFamily(MatrixFamily):
                 seed="seed of X's eigenvectors, the initial states and SGD (same seed, same "
                      "result)")
 
-    def check(self, config) -> None:
-        lo, hi = config.options.x_eig
-        if not lo <= hi:
-            raise ValueError(f"--x-eig needs LO <= HI, got {lo:g} {hi:g}")
-        c = config.options.cov
-        if len(set(c)) != len(c):
-            raise ValueError(f"--cov values must differ, got {' '.join(map(str, c))}")
-
     def axis_values(self, config):
         o = config.options
         return dict(cov=np.asarray(o.cov, float), init=np.arange(o.n_init))
@@ -86,29 +77,14 @@ class VICRegFamily(MatrixFamily):
     def axis_sizes(self, config):
         return (len(config.options.cov), config.options.n_init)
 
-    def sizes(self, config):
-        n1 = config.options.n1
-        return dict(n1=n1, n2=n1, r=n1, state=n1 * n1, data=2 * n1 * n1, what=f"--n1 {n1}")
-
-    def prepare(self, config):
-        o = config.options
-        X, d = data_matrices(o.n1, o.x_eig, config.seed)
-        kw, _ = init_keys(config.seed)
-        W = o.init_scale * jax.random.normal(kw, (o.n_init, o.n1, o.n1)) / jnp.sqrt(o.n1)
-        return dict(X=X, d=d, W=W)
-
     def build(self, config, ctx, variant, eps, lanes):
         o = config.options
-        eta, sigma2 = jnp.asarray(lanes["eta"]), jnp.asarray(lanes["sigma2"])
-        ii = jnp.asarray(lanes["init"].astype(int))
-        n = ii.shape[0]
-        model = VICRegLinear(jnp.broadcast_to(ctx["X"], (n, o.n1, o.n1)),
-                             sigma2[:, None, None] * jnp.eye(o.n1)[None], jnp.full(n, o.inv),
-                             jnp.full(n, o.var), jnp.asarray(lanes["cov"], float),
-                             jnp.full(n, o.epsilon))
-        hyper = Hyper(eps=jnp.ones_like(eta), eta_theta=eta, eta_phi=jnp.zeros_like(eta),
-                      beta=jnp.ones_like(eta))
-        return model, hyper, State(ctx["W"][ii], None)
+        X, Xp, W = self.lane_data(config, ctx, lanes)
+        n = X.shape[0]
+        model = VICRegLinear(X, Xp, jnp.full(n, o.inv), jnp.full(n, o.var),
+                             jnp.asarray(lanes["cov"], float), jnp.full(n, o.epsilon))
+        hyper = self.encoder_hyper(lanes)
+        return model, hyper, State(W, None)
 
     def closed_forms(self, config, ctx):
         o = config.options
