@@ -22,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open the page in a browser (default: yes)")
     p.add_argument("--n", type=int, default=64,
                    help="starts along each axis of the first map (default 64)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance of the map's step control (default 1e-6; the "
+                        "sweep's is 1e-8)")
+    p.add_argument("--atol", type=float, default=None,
+                   help="absolute tolerance of the map's step control (default 1e-9; the "
+                        "sweep's is 1e-10)")
     p.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache")
     return p
@@ -36,7 +42,8 @@ def main(argv=None) -> int:
     from dynamics.explore import Settings, _ui
 
     try:
-        settings = Settings(n=args.n)
+        tol = {k: getattr(args, k) for k in ("rtol", "atol") if getattr(args, k) is not None}
+        settings = Settings(n=args.n, **tol)
     except ValueError as e:
         parser.error(f"--{e}")
     try:

@@ -60,6 +60,8 @@ class Explorer:
             n=pn.widgets.Select(name="grid of starts", value=s.n,
                                 options=dict(GRIDS, **{f"{s.n} x {s.n}": s.n})),
         )
+        for name in ("variant", "convention", "model", "n"):
+            self.widgets[name].css_classes = [f"explore-{name}"]
         self.start_input = pn.widgets.TextInput(
             name="start (theta0, phi0): type and press Enter, or click the map",
             placeholder="0.5, 0.3", sizing_mode="stretch_width", css_classes=["explore-start"])
