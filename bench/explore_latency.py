@@ -2,6 +2,8 @@
 
     python bench/explore_latency.py                  # 64 x 64 and 128 x 128, 15 moves each
     python bench/explore_latency.py --moves 31 --json out.json
+    python bench/explore_latency.py --rtol 1e-8 --atol 1e-10    # the sweep's step control
+    python bench/explore_latency.py --check-labels   # labels at 1e-6 vs 1e-8, six settings
 
 Serves ``python -m dynamics.explore`` in a subprocess, opens it in the system's Chromium
 (Playwright, ``executable_path``: nothing is downloaded), picks the grid, then moves the
@@ -95,6 +97,27 @@ def measure(page, size, moves):
     return lat, server
 
 
+#: settings on which the explorer's tolerances are compared with the sweep's (--check-labels)
+LABEL_SETTINGS = (dict(eps=0.01), dict(eps=0.1, eta=0.05), dict(eps=0.5), dict(eps=1.0, sigma2=1.0),
+                  dict(eps=0.05, variant="byol"), dict(eps=0.02, convention="tian"))
+
+
+def check_labels(n=128):
+    """The map at the explorer's step control against the sweep's (rtol 1e-8, atol 1e-10):
+    lanes whose label differs, and the time of each (warm)."""
+    from dynamics.explore import compute
+
+    print(f"{'setting':<40} {'lanes':>6} {'differ':>6}  {'1e-6 s':>7}  {'1e-8 s':>7}")
+    for changes in LABEL_SETTINGS:
+        fast = compute.Settings(n=n, **changes)
+        sweep = fast.replace(rtol=1e-8, atol=1e-10)
+        for s in (fast, sweep):
+            compute.basin(s)  # compile
+        a, b = compute.basin(fast), compute.basin(sweep)
+        print(f"{str(changes):<40} {a.outcome.size:>6} {int((a.outcome != b.outcome).sum()):>6}  "
+              f"{a.seconds:>7.3f}  {b.seconds:>7.3f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--moves", type=int, default=15, help="timed moves per grid size")
@@ -102,7 +125,12 @@ def main(argv=None):
     ap.add_argument("--rtol", type=float, help="the map's rtol (default: the explorer's, 1e-6)")
     ap.add_argument("--atol", type=float, help="the map's atol (default: the explorer's, 1e-9)")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--check-labels", action="store_true",
+                    help="instead: compare the map's labels at the explorer's and the sweep's "
+                         "tolerances on six settings of 128 x 128 starts (no browser)")
     args = ap.parse_args(argv)
+    if args.check_labels:
+        return check_labels()
     from playwright.sync_api import sync_playwright
 
     port = _free_port()

@@ -35,6 +35,7 @@ HELP_COLUMNS = 100
 def cli_parsers():
     """[(command, parser)] of every command line, in the order the page lists them."""
     from dynamics.cifar.__main__ import build_parser as cifar_parser
+    from dynamics.explore.__main__ import build_parser as explore_parser
     from dynamics.figures.__main__ import build_parser as figures_parser
     from dynamics.sweep.__main__ import build_parser as sweep_parser
     from dynamics.sweep.family import FAMILIES
@@ -43,7 +44,8 @@ def cli_parsers():
     out += [(f"python -m dynamics.sweep --model {m}", sweep_parser(m))
             for m in FAMILIES if m != "scalar"]
     out += [("python -m dynamics.figures", figures_parser()),
-            ("python -m dynamics.cifar", cifar_parser())]
+            ("python -m dynamics.cifar", cifar_parser()),
+            ("python -m dynamics.explore", explore_parser())]
     return out
 
 

@@ -96,8 +96,35 @@ def test_new_model_page(tmp_path):
     assert p == pytest.approx([(1 - root) / (2 * a), (1 + root) / (2 * a)], abs=1e-4)
 
 
+def test_explorer_page(tmp_path):
+    out = _run_blocks(DOCS / "guide" / "explorer.md", tmp_path)
+    # Loss convention, sigma2 = 0.5 (a = 1.5), eta = 0.15: p_pm = (1 +- sqrt(1 - 4 a eta)) / (2a);
+    # the fixed points are theta = phi = +-p_+ (stable), (+-p_-, p_-) (saddles) and the
+    # collapsed origin (docs/theory.md section 2), printed to four decimals by Newton's
+    # iteration (converged to 1e-10).
+    a, eta = 1.5, 0.15
+    root = (1 - 4 * a * eta) ** 0.5
+    p_plus, p_minus = (1 + root) / (2 * a), (1 - root) / (2 * a)
+    rows = re.findall(r"fixed point theta = ([-+\d.]+), phi = ([-\d.]+): (\w+)", out)
+    expected = sorted([(-p_plus, p_plus, "stable"), (p_plus, p_plus, "stable"), (0.0, 0.0, "stable"),
+                       (-p_minus, p_minus, "saddle"), (p_minus, p_minus, "saddle")])
+    assert len(rows) == len(expected), out
+    for (th, ph, kind), (eth, eph, ekind) in zip(sorted((float(t), float(p), k) for t, p, k in rows),
+                                                 expected):
+        assert (th, ph, kind) == (pytest.approx(eth, abs=1e-4), pytest.approx(eph, abs=1e-4), ekind)
+    # a start outside the separatrix ends at p_+ (to the printed digits)
+    m = re.search(r"theta\(t1\) = ([\d.]+), phi\(t1\) = ([\d.]+), non-collapsed", out)
+    assert m and float(m.group(1)) == pytest.approx(p_plus, abs=1e-4), out
+    # the page's claim: a slow predictor lets more starts collapse (the README's sweep: tens
+    # of percent apart, far above a 16 x 16 grid's resolution, 1/256); one map per move
+    fast = float(re.search(r"collapsed share at eps = 0.01: ([\d.]+)", out).group(1))
+    m = re.search(r"maps drawn: (\d+); collapsed share at eps = 1: ([\d.]+)", out)
+    assert m and int(m.group(1)) == 2, out
+    assert float(m.group(2)) > fast + 0.1, out
+
+
 def test_every_page_python_block_is_tested():
-    tested = {"basin-map.md", "linear-sweep.md", "new-model.md"}
+    tested = {"basin-map.md", "explorer.md", "linear-sweep.md", "new-model.md"}
     with_code = {p.name for p in PAGES if fenced_blocks("python", p)}
     assert with_code == tested, f"pages with python blocks but no test: {with_code - tested}"
 
