@@ -138,7 +138,8 @@ def main(argv=None):
     server = subprocess.Popen([sys.executable, "-m", "dynamics.explore", "--no-show", "--port",
                                str(port), "--n", "64",
                                *(["--rtol", str(args.rtol)] if args.rtol else []),
-                               *(["--atol", str(args.atol)] if args.atol else [])], env=env, stdout=subprocess.DEVNULL,
+                               *(["--atol", str(args.atol)] if args.atol else [])],
+                              env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     url = f"http://localhost:{port}/"
     t = time.monotonic()
@@ -157,7 +158,8 @@ def main(argv=None):
     results = {}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+            browser = p.chromium.launch(executable_path=_chromium(),
+                                        args=["--no-sandbox", "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             page.goto(url)
             page.locator(".explore-status").get_by_text("map 1:").wait_for(timeout=300_000)
@@ -173,8 +175,9 @@ def main(argv=None):
         server.terminate()
         server.wait(timeout=30)
     load1 = os.getloadavg()
-    info = dict(rtol=args.rtol or 1e-6, atol=args.atol or 1e-9, machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+    info = dict(rtol=args.rtol or 1e-6, atol=args.atol or 1e-9, machine=machine,
                 load_before=load0, load_after=load1,
                 bench_cpu_s=round(sum(os.times()[:4]) - sum(cpu0[:4]), 2))
     print(f"machine: {info['machine']}; load average {load0[0]:.2f} before, {load1[0]:.2f} after; "

@@ -181,11 +181,16 @@ def server(tmp_path_factory):
         yield url, proc, log
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 @pytest.mark.skipif(not HAS_UI, reason='needs the explore extra: pip install -e ".[explore]"')
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="no Chromium on this machine (apt-get install chromium)")
 def test_explorer_in_a_browser(server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -193,7 +198,8 @@ def test_explorer_in_a_browser(server):
     timeout = 60_000  # ms: generous for a loaded 2-core machine
     errors = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -243,3 +249,26 @@ def test_explorer_in_a_browser(server):
     assert proc.poll() is None
     assert not errors, errors
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def test_page_draws_and_numbers_stay_apart():
+    """The page draws only: it reaches the engine through the compute module, which knows
+    nothing of the page (read from the source, not run)."""
+    import ast
+
+    def imports(name):
+        tree = ast.parse((ROOT / "dynamics" / "explore" / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                yield node.module
+            elif isinstance(node, ast.Import):
+                yield from (a.name for a in node.names)
+
+    ui = set(imports("ui.py"))
+    assert not [m for m in ui if m.startswith(("dynamics.solve", "dynamics.flow", "dynamics.engine",
+                                               "dynamics.analysis", "dynamics.figures", "jax",
+                                               "diffrax"))], ui
+    assert "dynamics.explore" in ui  # (from dynamics.explore import compute)
+    numbers = set(imports("compute.py"))
+    assert not [m for m in numbers if m.split(".")[0] in ("panel", "bokeh", "matplotlib")], numbers
+    assert not [m for m in numbers if m.startswith("dynamics.explore")], numbers

@@ -48,9 +48,11 @@ class Explorer:
         self.trajectories = 0  # trajectories drawn
         self.start = None      # (theta0, phi0) of the trajectory shown
         self.widgets = dict(
-            eps=_slider("eps", "eps: predictor time scale (tian: alpha_p = 1/eps)", s.eps, 0.01, 1.0, 0.01),
+            eps=_slider("eps", "eps: predictor time scale (tian: alpha_p = 1/eps)", s.eps,
+                        0.01, 1.0, 0.01),
             eta=_slider("eta", "eta: weight decay", s.eta, 0.0, 0.3, 0.005),
-            sigma2=_slider("sigma2", "sigma2: augmentation noise variance", s.sigma2, 0.0, 2.0, 0.05),
+            sigma2=_slider("sigma2", "sigma2: augmentation noise variance", s.sigma2,
+                           0.0, 2.0, 0.05),
             beta=_slider("beta", "beta: EMA rate of BYOL's target", s.beta, 0.0, 5.0, 0.1),
             variant=pn.widgets.Select(name="variant (-nosg: without stop-gradient)",
                                       value=s.variant, options=list(compute.VARIANT_NAMES)),
@@ -76,11 +78,12 @@ class Explorer:
         self.start_input.param.watch(self._on_start_typed, "value")
         self.map_fig.on_event(Tap, self._on_tap)
         legend = " ".join(
-            f'<span style="display:inline-block;width:0.8em;height:0.8em;background:{c}"></span> {o.label}'
-            for c, o in zip(OUTCOME_COLORS, Outcome))
+            f'<span style="display:inline-block;width:0.8em;height:0.8em;background:{c}"></span> '
+            f"{o.label}" for c, o in zip(OUTCOME_COLORS, Outcome))
         self.layout = pn.Row(
             pn.Column(*self.widgets.values(), self.start_input, self.message, width=340),
-            pn.Column(self.status, pn.Column(pn.pane.Bokeh(self.map_fig), css_classes=["explore-map"]),
+            pn.Column(self.status,
+                      pn.Column(pn.pane.Bokeh(self.map_fig), css_classes=["explore-map"]),
                       pn.pane.HTML(legend), self.traj_status,
                       pn.Column(pn.pane.Bokeh(self.time_fig), css_classes=["explore-time"])),
         )
