@@ -64,6 +64,9 @@ SLOTS = 256
 SLOTS_ACCELERATOR = 16384
 #: above this state size the field is evaluated lane-first
 LANE_LAST_MAX_DIM = 64
+#: up to this state size the field takes and returns one (n,) array per component (the scalar
+#: models), and the Jacobian is built from one directional derivative per component
+ROWS_MAX_DIM = 8
 
 
 # --- chunk programs -----------------------------------------------------------------------
@@ -77,14 +80,29 @@ def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, 
         model, hyper = spec.merge(lane, shared_leaves)
         return ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
 
+    def f_rows(lane, *z):
+        out = f_lane(lane, jnp.stack(z))
+        return tuple(out[i] for i in range(len(z)))
+
     def f(p, y):
-        if y.shape[0] <= LANE_LAST_MAX_DIM:
+        d = y.shape[0]
+        if d <= ROWS_MAX_DIM:
+            # one (n,) array per state component in and out: no lane-first copy of the state
+            # and no transposes between the stages of a step
+            return jnp.stack(jax.vmap(f_rows)(p, *(y[i] for i in range(d))))
+        if d <= LANE_LAST_MAX_DIM:
             return jax.vmap(f_lane, in_axes=(0, 1), out_axes=1)(p, y)
         # large states (matrix models): evaluate lane-first so matrix products batch over a
         # leading axis, then return to the engine's lane-last layout
         return jax.vmap(f_lane, in_axes=(0, 0), out_axes=0)(p, y.T).T
 
     def jac(p, y):
+        d = y.shape[0]
+        if d <= ROWS_MAX_DIM:
+            # column j: the directional derivative along component j, in the lane-last layout
+            cols = [jax.jvp(lambda yy: f(p, yy), (y,), (jnp.zeros_like(y).at[j].set(1.0),))[1]
+                    for j in range(d)]
+            return jnp.stack(cols, axis=1)
         return jax.vmap(jax.jacfwd(f_lane, argnums=1), in_axes=(0, 1), out_axes=2)(p, y)
 
     n_valid = jnp.reshape(n_valid, ()).astype(jnp.int32)
