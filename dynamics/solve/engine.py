@@ -72,6 +72,39 @@ ROWS_MAX_DIM = 8
 # --- chunk programs -----------------------------------------------------------------------
 
 
+def batched_field(f_lane, d: int):
+    """``(f, jac)``: the field and its Jacobian over a batch of lanes in the engine's layout,
+    from ``f_lane(lane_params, z) -> (d,)`` for one lane.
+
+    ``f(p, y)``: ``y`` (d, n) -> (d, n); ``jac(p, y)`` -> (d, d, n) with ``J[i, j, lane] =
+    d f_i / d y_j``. Small states (at most ``ROWS_MAX_DIM`` numbers, the scalar models) are
+    evaluated one (n,) array per component in and out, and the Jacobian is built column by
+    column from a directional derivative along each component, so every stage of a step stays
+    lane-last (no transposed copies between stages); larger ones vmap ``f_lane`` lane-last, and
+    above ``LANE_LAST_MAX_DIM`` lane-first (matrix products batch over a leading axis).
+    """
+
+    def f_rows(lane, *z):
+        out = f_lane(lane, jnp.stack(z))
+        return tuple(out[i] for i in range(len(z)))
+
+    def f(p, y):
+        if d <= ROWS_MAX_DIM:
+            return jnp.stack(jax.vmap(f_rows)(p, *(y[i] for i in range(d))))
+        if d <= LANE_LAST_MAX_DIM:
+            return jax.vmap(f_lane, in_axes=(0, 1), out_axes=1)(p, y)
+        return jax.vmap(f_lane, in_axes=(0, 0), out_axes=0)(p, y.T).T
+
+    def jac(p, y):
+        if d <= ROWS_MAX_DIM:
+            cols = [jax.jvp(lambda yy: f(p, yy), (y,), (jnp.zeros_like(y).at[j].set(1.0),))[1]
+                    for j in range(d)]
+            return jnp.stack(cols, axis=1)
+        return jax.vmap(jax.jacfwd(f_lane, argnums=1), in_axes=(0, 1), out_axes=2)(p, y)
+
+    return f, jac
+
+
 def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, max_steps, *,
                    spec, variant, method, unravel, save_all, slots, steady_tol):
     """One chunk: per-lane parameter leaves on axis 0, shared ones as they are, ``y0`` (d, n)."""
@@ -80,31 +113,7 @@ def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, 
         model, hyper = spec.merge(lane, shared_leaves)
         return ravel_pytree(vector_field(model, variant, hyper, unravel(z)))[0]
 
-    def f_rows(lane, *z):
-        out = f_lane(lane, jnp.stack(z))
-        return tuple(out[i] for i in range(len(z)))
-
-    def f(p, y):
-        d = y.shape[0]
-        if d <= ROWS_MAX_DIM:
-            # one (n,) array per state component in and out: no lane-first copy of the state
-            # and no transposes between the stages of a step
-            return jnp.stack(jax.vmap(f_rows)(p, *(y[i] for i in range(d))))
-        if d <= LANE_LAST_MAX_DIM:
-            return jax.vmap(f_lane, in_axes=(0, 1), out_axes=1)(p, y)
-        # large states (matrix models): evaluate lane-first so matrix products batch over a
-        # leading axis, then return to the engine's lane-last layout
-        return jax.vmap(f_lane, in_axes=(0, 0), out_axes=0)(p, y.T).T
-
-    def jac(p, y):
-        d = y.shape[0]
-        if d <= ROWS_MAX_DIM:
-            # column j: the directional derivative along component j, in the lane-last layout
-            cols = [jax.jvp(lambda yy: f(p, yy), (y,), (jnp.zeros_like(y).at[j].set(1.0),))[1]
-                    for j in range(d)]
-            return jnp.stack(cols, axis=1)
-        return jax.vmap(jax.jacfwd(f_lane, argnums=1), in_axes=(0, 1), out_axes=2)(p, y)
-
+    f, jac = batched_field(f_lane, y0.shape[0])
     n_valid = jnp.reshape(n_valid, ()).astype(jnp.int32)
     return integrate_pool(
         f, jac, list(lane_leaves), y0, n_valid, t_save, rtol, atol, max_steps,
