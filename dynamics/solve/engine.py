@@ -57,10 +57,12 @@ from dynamics.types import Hyper, State, Variant
 #: Default lanes per chunk (the pool one compiled call integrates).
 CHUNK_SIZE = 65536
 #: Default working lanes stepped together on a CPU; finished ones are refilled from the pool.
-#: Small enough that a step's arrays stay in cache (measured on the scalar model: 256-512 beat
-#: 2048-4096 by 1.5-2x; 256 and 512 are within noise of each other). Accelerators want wide
-#: arrays: there the default is ``SLOTS_ACCELERATOR``.
-SLOTS = 256
+#: Small enough that a step's arrays stay in cache, large enough to spread the fixed cost of
+#: each of a step's ~60 kernels. Measured on the scalar model (Rosenbrock, eps = 0.01, rtol
+#: 1e-8, one device, XLA 512-bit vectors; ns of CPU a lane-step): 192: 32, 256: 28, 320: 27,
+#: 384: 26, 448: 27, 512: 45 (at 512 lanes XLA's CPU kernels take a slower path), 2048-4096
+#: slower still. Accelerators want wide arrays: there the default is ``SLOTS_ACCELERATOR``.
+SLOTS = 384
 SLOTS_ACCELERATOR = 16384
 #: above this state size the field is evaluated lane-first
 LANE_LAST_MAX_DIM = 64
