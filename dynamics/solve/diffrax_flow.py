@@ -8,40 +8,24 @@ one bad lane never stops the others: diffrax runs with ``throw=False``.
 
 from __future__ import annotations
 
-import collections.abc
 import functools
 
+import diffrax
 import jax
 import jax.numpy as jnp
+import optimistix as optx
 
 from dynamics.checks import check_choice, check_times, check_tolerances
 from dynamics.flow import FlowSystem, System
 from dynamics.solve.lanes import Solution, all_finite, broadcast_lanes, n_lanes
 from dynamics.types import Hyper, State, Status, Variant
 
-class _Solvers(collections.abc.Mapping):
-    """``{name: diffrax solver class}``, importing diffrax at the first look-up of a class (a
-    second or so that a run on the engine never needs); the names need no import."""
-
-    _NAMES = {"tsit5": "Tsit5", "dopri5": "Dopri5", "kvaerno5": "Kvaerno5",
-              "kvaerno3": "Kvaerno3"}
-
-    def __getitem__(self, name):
-        import diffrax
-
-        return getattr(diffrax, self._NAMES[name])
-
-    def __contains__(self, name):
-        return name in self._NAMES
-
-    def __iter__(self):
-        return iter(self._NAMES)
-
-    def __len__(self):
-        return len(self._NAMES)
-
-
-SOLVERS = _Solvers()
+SOLVERS = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "kvaerno5": diffrax.Kvaerno5,
+    "kvaerno3": diffrax.Kvaerno3,
+}
 
 
 def solve_flow(
@@ -125,9 +109,6 @@ def solve_system(
 @functools.partial(jax.jit, static_argnames=("solver", "rtol", "atol", "max_steps"))
 def _solve_system(system, y0, t1, *, ts, solver, rtol, atol, max_steps) -> Solution:
     """:func:`solve_system` once its arguments are checked (the compiled program)."""
-    import diffrax
-    import optimistix as optx
-
     if solver.startswith("kvaerno"):
         # Full Newton with the exact autodiff Jacobian. diffrax's default chord iteration
         # reuses a stale Jacobian and, in the fast-predictor transient (eps <= 1e-4), rejects
