@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from dynamics import flow as d_flow
 from dynamics import runtime, solve
 from dynamics.solve import diffrax_flow, engine, steps
 from dynamics.flow import VARIANTS, Hyper, State, initial_state
@@ -387,3 +388,73 @@ def test_work_precision(method, name):
         assert 0.7 < slope < 1.5, (lane, slope, errs[:, lane])
         if method == "rodas4" or lane < 2:
             assert abs(growth - 1 / q) < 0.05, (lane, growth, steps[:, lane])
+
+
+# --- the batched field and Jacobian of small states, the wide-vector flag ------------------------
+
+
+@pytest.mark.parametrize("name", ["simsiam", "simsiam-nosg", "byol"])
+def test_batched_field_and_jacobian_match_the_hand_written_field(name):
+    """``engine.batched_field`` on the scalar models (one array per component, the Jacobian from
+    one directional derivative per component) against the hand-written field of
+    tests/oracles.py and its Jacobian by central differences (step 1e-6: truncation ~1e-12,
+    rounding ~1e-10 on entries up to ~1e2 at eps = 0.05; tolerance 1e-7 relative to the
+    largest entry). The simsiam Jacobian is also checked against its closed form (docs/theory.md
+    section 2), to rounding."""
+    variant = VARIANTS[name]
+    n = 5
+    rng = np.random.default_rng(3)
+    d = 3 if variant.has_target else 2
+    y = rng.uniform(-1.5, 1.5, (d, n))
+    sigma2, eps, eta, beta = rng.uniform(0.2, 1.0, n), rng.uniform(0.05, 1.0, n), 0.15, 1.0
+
+    def f_lane(lane, z):
+        s2, e = lane
+        state = State(z[0], z[1], z[2] if d == 3 else None)
+        out = d_flow.vector_field(ScalarSiamese(sigma2=s2), variant,
+                                  Hyper.loss_decay(eta, e, beta), state)
+        return jnp.stack([out.enc, out.pred] + ([out.tgt] if d == 3 else []))
+
+    f, jac = engine.batched_field(f_lane, d)
+    p = (jnp.asarray(sigma2), jnp.asarray(eps))
+    got_f = np.asarray(f(p, jnp.asarray(y)))
+    got_j = np.asarray(jac(p, jnp.asarray(y)))
+    assert got_f.shape == (d, n) and got_j.shape == (d, d, n)
+
+    def oracle(z, k):
+        out = scalar_field(*z[:2], z[2] if d == 3 else None, sigma2=sigma2[k], eps=eps[k],
+                           eta_theta=eta, eta_phi=eta, beta=beta, target=variant.target,
+                           stop_grad=variant.stop_grad)
+        return np.array([v for v in out if v is not None])
+
+    for k in range(n):
+        np.testing.assert_allclose(got_f[:, k], oracle(y[:, k], k), rtol=1e-12, atol=1e-12)
+        fd = np.empty((d, d))
+        for j in range(d):
+            e = np.zeros(d)
+            e[j] = 1e-6
+            fd[:, j] = (oracle(y[:, k] + e, k) - oracle(y[:, k] - e, k)) / 2e-6
+        np.testing.assert_allclose(got_j[:, :, k], fd, rtol=0,
+                                   atol=1e-7 * max(1.0, np.abs(fd).max()))
+    if name == "simsiam":
+        th, ph, a = y[0], y[1], 1.0 + sigma2
+        closed = np.array([[-(a * ph**2 - ph + eta), -th * (2 * a * ph - 1)],
+                           [2 * th * (1 - a * ph) / eps, (-a * th**2 - eta) / eps]])
+        np.testing.assert_allclose(got_j, closed, rtol=1e-13, atol=1e-13)
+
+
+def test_wide_vectors_flag_is_added_only_where_it_helps(monkeypatch):
+    """``runtime.prefer_wide_vectors`` adds the XLA flag on an AVX-512 CPU, and leaves
+    ``XLA_FLAGS`` as the user set it (a width already chosen, or no AVX-512)."""
+    monkeypatch.setattr(runtime, "_cpu_has_avx512", lambda: True)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    assert runtime.prefer_wide_vectors() is True
+    assert os.environ["XLA_FLAGS"] == ("--xla_cpu_enable_fast_math=false "
+                                       + runtime.WIDE_VECTORS_FLAG)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
+    assert runtime.prefer_wide_vectors() is False
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_prefer_vector_width=256"
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(runtime, "_cpu_has_avx512", lambda: False)
+    assert runtime.prefer_wide_vectors() is False
+    assert "XLA_FLAGS" not in os.environ

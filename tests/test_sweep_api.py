@@ -222,3 +222,70 @@ def test_a_failing_last_lane_of_a_padded_chunk_is_the_only_failed_lane():
         np.testing.assert_array_equal(status, np.where(finite, "ok", "nonfinite"))
         np.testing.assert_allclose(ds["theta"].values[i][finite], theta[finite], rtol=1e-12)
     assert ds["status"].values.reshape(-1)[-3:].tolist() == ["nonfinite", "ok", "nonfinite"]
+
+
+# --- the local backend's pipeline (a unit classified and written while the next integrates) ----
+
+
+def _chunked():
+    # 16 lanes a block; --chunk 6 makes units of one phi0 row (4 lanes): 4 a block, 8 in all;
+    # eps 1 and 0.05 run both engine methods
+    return SweepConfig(variant=("simsiam",), eps=(1.0, 0.05), t1=20.0, chunk=6, options=TINY)
+
+
+def test_pipelined_backend_gives_the_sequential_dataset_bit_for_bit():
+    """The pipelined local backend (the default) and the sequential loop give the same Dataset:
+    every variable equal to the bit, the same attributes; and they finish the units in order."""
+    from dynamics.sweep.core import LocalBackend, MemorySink, plan
+
+    config = _chunked()
+    seq = run(config, backend=LocalBackend(pipeline=False))
+    pip = run(config, backend=LocalBackend(pipeline=True))
+    xr.testing.assert_identical(seq.drop_attrs(), pip.drop_attrs())
+    assert {k: v for k, v in seq.attrs.items() if k != "created"} == \
+        {k: v for k, v in pip.attrs.items() if k != "created"}
+    for k in seq.data_vars:
+        np.testing.assert_array_equal(seq[k].values, pip[k].values, err_msg=k)
+
+    order = []
+    pl = plan(config)
+    sink = MemorySink(config, pl)
+
+    def put(unit, got):
+        order.append(unit.index)
+        sink.put(unit, got)
+
+    units = sweep.core.work_units(config, pl)
+    LocalBackend().run(config, pl, units, put)
+    assert order == [u.index for u in units] and len(order) == 8
+
+
+def test_pipelined_backend_finishes_what_it_handed_over_and_raises_its_error():
+    """A stop asked between units: every unit integrated before it is finished (in the sink)
+    when ``run`` returns. An error in a unit's ``on_done`` reaches the caller, and no unit after
+    the one that raised is finished."""
+    from dynamics.sweep.core import LocalBackend, MemorySink, plan
+
+    config = _chunked()
+    pl = plan(config)
+    units = sweep.core.work_units(config, pl)
+    sink = MemorySink(config, pl)
+    asked = []
+
+    def should_stop():
+        asked.append(1)
+        return len(asked) > 4  # four units integrated, then stop
+
+    LocalBackend().run(config, pl, units, sink.put, should_stop=should_stop)
+    assert sink.finished == {0, 1, 2, 3}
+
+    done = []
+
+    def put(unit, got):
+        if unit.index == 2:
+            raise OSError("disk full")
+        done.append(unit.index)
+
+    with pytest.raises(OSError, match="disk full"):
+        LocalBackend().run(config, pl, units, put)
+    assert done == [0, 1]

@@ -169,9 +169,14 @@ def dopri5_step(f, y, k0, h):
 def rodas4_step(f, jac, y, fy, h):
     d = y.shape[0]
     J = jac(y)  # (d, d, n)
-    w = -J
     diag = 1.0 / (h * RO_GAMMA)
-    w = w.at[jnp.arange(d), jnp.arange(d)].add(diag)
+    if d <= UNROLLED_LU_MAX_DIM:
+        # W = I / (h gamma) - J entry by entry: a scatter onto the diagonal is a kernel of its
+        # own, which costs as much as a stage of a small state
+        w = jnp.stack([jnp.stack([-J[i, j] + diag if i == j else -J[i, j] for j in range(d)])
+                       for i in range(d)])
+    else:  # d * d entries would make the program grow with d
+        w = (-J).at[jnp.arange(d), jnp.arange(d)].add(diag)
     if d <= UNROLLED_LU_MAX_DIM:
         factor, solve = lu_factor, lu_solve
     else:

@@ -39,7 +39,7 @@ from dynamics._cli import (
 from dynamics._io import OutputError
 from dynamics._signals import exit_code
 from dynamics.flow import TARGET_STARTS
-from dynamics.runtime import enable_compilation_cache, split_cpu_cores
+from dynamics.runtime import enable_compilation_cache, prefer_wide_vectors, split_cpu_cores
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.core import plan, run
 from dynamics.sweep.store import RESULT, Store, discard, read_header, store_name
@@ -270,6 +270,7 @@ def _main(parser, args, argv, guard) -> int:
         if args.address is not None and args.workers is not None:
             raise ValueError("--workers sets up a local cluster; with --address the cluster "
                              "has its own workers")
+        prefer_wide_vectors()  # before any JAX computation: AVX-512 where the CPU has it
         split_cpu_cores()  # before any JAX computation: one device per core for the engine
         config = config_from_args(args, argv)
         pl = plan(config, streamed=args.no_netcdf)  # --no-netcdf never holds the grid

@@ -19,6 +19,7 @@ Every lane keeps a :class:`~dynamics.types.Status`; one lane that fails never st
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import inspect
 import math
@@ -198,6 +199,11 @@ class Runner:
         return _flow_solver(self.config, self.family, self.integrator, float(eps), y0)
 
     def __call__(self, unit: Unit, progress=None) -> dict:
+        return self.finish(unit, self.integrate(unit, progress))
+
+    def integrate(self, unit: Unit, progress=None) -> tuple:
+        """The first half of a unit: its lanes integrated (flow, gd or sgd). Returns what
+        :meth:`finish` reads the unit's values from."""
         config, fam, pl = self.config, self.family, self.plan
         iv, im, ie = unit.block
         variant = fam.variants[config.variant[iv]]
@@ -232,7 +238,15 @@ class Runner:
                 window=SGD_WINDOW if method == "sgd" else 0,
                 progress=None if progress is None else lane_progress(progress, m),
             )
-        got = fam.read(config, self.ctx, method, model, variant, hyper, y, st, window)
+        return method, model, variant, hyper, y, st, window
+
+    def finish(self, unit: Unit, integrated: tuple) -> dict:
+        """The second half of a unit: the family's :meth:`~dynamics.sweep.family.Family.read`
+        (classification) of what :meth:`integrate` returned, and ``status``."""
+        method, model, variant, hyper, y, st, window = integrated
+        m = unit.lanes
+        got = self.family.read(self.config, self.ctx, method, model, variant, hyper, y, st,
+                               window)
         out = {k: np.asarray(v)[:m] for k, v in got.items()}
         out["status"] = np.asarray(st)[:m].astype(np.int8)
         return out
@@ -268,16 +282,49 @@ class MemorySink:
 
 
 class LocalBackend:
-    """Runs the units one after the other in this process."""
+    """Runs the units one after the other in this process.
+
+    With ``pipeline`` (the default) a unit's classification and its ``on_done`` (the result
+    store's write) run in a second thread while the next unit integrates, so the cores that
+    integrate are not left idle while one of them classifies and writes (JAX and the file
+    writes release the interpreter lock while they work). Units are finished in their order
+    and every one is finished before :meth:`run` returns or raises; the values are those of
+    the sequential loop (``pipeline=False``) to the bit.
+    """
 
     name = "local"
 
+    def __init__(self, pipeline: bool = True):
+        self.pipeline = bool(pipeline)
+
     def run(self, config, pl, units, on_done, progress=None, should_stop=None) -> None:
         runner = Runner(config, pl)
-        for unit in units:
-            if should_stop is not None and should_stop():
-                return
-            on_done(unit, runner(unit, progress))
+        if not self.pipeline:
+            for unit in units:
+                if should_stop is not None and should_stop():
+                    return
+                on_done(unit, runner(unit, progress))
+            return
+
+        def finish(unit, integrated):
+            on_done(unit, runner.finish(unit, integrated))
+
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-finish") as pool:
+            pending = None
+            try:
+                for unit in units:
+                    if should_stop is not None and should_stop():
+                        break
+                    integrated = runner.integrate(unit, progress)
+                    if pending is not None:
+                        pending.result()  # one unit in flight: memory stays bounded
+                    pending = pool.submit(finish, unit, integrated)
+            except BaseException:
+                if pending is not None:  # the unit handed over is finished first
+                    concurrent.futures.wait([pending])
+                raise
+            if pending is not None:
+                pending.result()
 
 
 def run(config: SweepConfig, progress=None, plan_=None, *, sink=None, backend=None,
