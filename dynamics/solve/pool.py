@@ -39,6 +39,10 @@ STATUS_SWITCH = 3
 #: accepted steps with a stiffness estimate above the stability boundary before a lane
 #: switches, and consecutive ones below it that clear that count (DOPRI5's 15 and 6)
 STIFF_STEPS, NONSTIFF_STEPS = 15, 6
+#: the estimate of ``h |lambda|`` that counts as stability-limited: below the boundary, since
+#: on a stiff lane the step-size controller keeps it oscillating around the boundary (measured
+#: on the scalar model at eps = 1e-4: between 3.0 and 3.7 from step to step)
+STIFF_H_LAMBDA = 0.8 * DP_STABILITY_BOUNDARY
 
 
 def where_lanes(mask, a, b):
@@ -250,7 +254,7 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         maxed = live & ~finished & ~nonfinite & (steps >= max_steps)
         extra = {}
         if switch:
-            over = accept & (h_lambda > DP_STABILITY_BOUNDARY)
+            over = accept & (h_lambda > STIFF_H_LAMBDA)
             under = accept & ~over
             n_calm = jnp.where(over, 0, c["n_calm"] + under.astype(jnp.int32))
             n_stiff = jnp.where(over, c["n_stiff"] + 1,
