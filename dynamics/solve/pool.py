@@ -29,9 +29,14 @@ STATUS_OK, STATUS_MAX_STEPS, STATUS_NONFINITE = (
 #: status of a lane the explicit pool hands to the Rosenbrock pool (``switch``); internal to
 #: the engine, never in a returned Solution
 STATUS_SWITCH = 3
-#: accepted steps with a stiffness estimate above the stability boundary before a lane
-#: switches, and consecutive ones below it that clear that count (DOPRI5's 15 and 6)
-STIFF_STEPS, NONSTIFF_STEPS = 15, 6
+#: Rosenbrock on states of at least this many numbers keeps each lane's Jacobian while the
+#: lane's steps are rejected (its state has not moved) and evaluates ``jac`` only in the
+#: iterations where some live lane has moved: on matrix states ``jacfwd`` is the step's
+#: largest cost; on the scalar model's few variables it costs less than the bookkeeping
+REUSE_JACOBIAN_MIN_DIM = 5
+#: consecutive accepted steps with a stiffness estimate above ``STIFF_H_LAMBDA`` before a lane
+#: switches (DOPRI5's count)
+STIFF_STEPS = 15
 #: the estimate of ``h |lambda|`` above which a step no longer resolves the lane's fastest mode.
 #: Not the stability boundary itself (``steps.DP_STABILITY_BOUNDARY``): where stability limits
 #: the step the controller holds ``h |lambda|`` at a level that depends on the tolerance
@@ -39,6 +44,10 @@ STIFF_STEPS, NONSTIFF_STEPS = 15, 6
 #: while steps that resolve the mode for accuracy keep it near ``rtol ** (1/5)`` (0.06 at
 #: 1e-6, 0.004 at 1e-12); so a lane counts as stiff when its estimate exceeds 0.5
 STIFF_H_LAMBDA = 0.5
+#: a stiff lane switches only while the explicit method has at least this many steps of the
+#: current size left to ``t1``: nearer the end, finishing explicitly costs less than resuming
+#: the lane in another pool
+SWITCH_MIN_STEPS_LEFT = 20
 
 
 def where_lanes(mask, a, b):
@@ -68,10 +77,11 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
 
     ``switch`` (``method="dopri5"`` only): per-lane stiffness detection. On every accepted
     step the lane's estimate of ``h |lambda|`` (:func:`~dynamics.solve.steps.stiffness_estimate`)
-    is compared with the method's stability boundary; after ``STIFF_STEPS`` such steps (a run
-    of ``NONSTIFF_STEPS`` below it starts the count again) the lane leaves the pool with status
-    ``STATUS_SWITCH``, and a fourth output ``(t, h, idx, y)`` holds where it stopped (time,
-    step, next save index, state) for a Rosenbrock pool to resume it.
+    is compared with ``STIFF_H_LAMBDA``; after ``STIFF_STEPS`` consecutive accepted steps above
+    it the lane leaves the pool with status ``STATUS_SWITCH`` (unless it has fewer than
+    ``SWITCH_MIN_STEPS_LEFT`` steps of its size left to ``t1``), and a fourth output
+    ``(t, h, idx, y)`` holds where it stopped (time, step, next save index, state) for a
+    Rosenbrock pool to resume it.
 
     ``start``: ``(t0, h0, idx0, steps0)``, each (n,): the pool's lanes resume at ``t0`` from
     ``y0`` with step ``h0``, next save index ``idx0`` (saves before it are NaN in the output)
@@ -136,11 +146,13 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         out_status=jnp.zeros((n,), jnp.int8),
         out_steps=jnp.zeros((n,), jnp.int32),
     )
+    reuse_jac = method == "rodas4" and d >= REUSE_JACOBIAN_MIN_DIM
+    if reuse_jac:  # J: each slot's Jacobian, valid for its state where ``fresh``
+        carry.update(J=jnp.zeros((d, d, w), dtype), fresh=jnp.zeros((w,), bool))
     if switch:
         carry.update(
-            n_stiff=zeros_w, n_calm=zeros_w,
-            out_t=jnp.zeros((n,), dtype), out_h=jnp.zeros((n,), dtype),
-            out_idx=jnp.zeros((n,), jnp.int32), out_y=jnp.full((d, n), nan),
+            n_stiff=zeros_w,
+            out_switch=jnp.full((d + 3, n), nan),  # rows: t, h, save index, state
         )
     safety, fmin, fmax = 0.9, 0.2, 10.0
     rows = jnp.arange(w)
@@ -163,14 +175,14 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         if save_all:
             buf_fresh = buf_fresh.at[0].set(jnp.where(hit0, y_load, nan))
         extra = {}
+        if reuse_jac:
+            extra = dict(J=c["J"], fresh=jnp.where(load, False, c["fresh"]))
         if switch:  # where a handed-off lane stopped; its two counters start again
             extra = dict(
                 n_stiff=jnp.where(load, 0, c["n_stiff"]),
-                n_calm=jnp.where(load, 0, c["n_calm"]),
-                out_t=c["out_t"].at[dest].set(c["t"], mode="drop"),
-                out_h=c["out_h"].at[dest].set(c["h"], mode="drop"),
-                out_idx=c["out_idx"].at[dest].set(c["idx"], mode="drop"),
-                out_y=c["out_y"].at[:, dest].set(c["y"], mode="drop"),
+                out_switch=c["out_switch"].at[:, dest].set(jnp.concatenate(
+                    [c["t"][None], c["h"][None], c["idx"][None].astype(dtype), c["y"]]),
+                    mode="drop"),
             )
         return dict(
             lane=jnp.where(load, new_lane, jnp.where(ended, -1, c["lane"])).astype(jnp.int32),
@@ -209,6 +221,12 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
             y_new, f_new, err, h_lambda = dopri5_step(fp, y, fy, h, stiffness=True)
         elif method == "dopri5":
             y_new, f_new, err = dopri5_step(fp, y, fy, h)
+        elif reuse_jac:
+            need = live & ~c["fresh"]
+            J = jax.lax.cond(jnp.any(need), lambda: jnp.where(need, jac(p, y), c["J"]),
+                             lambda: c["J"])
+            y_new, err = rodas4_step(fp, lambda yy: J, y, fy, h)
+            f_new = fp(y_new)
         else:
             y_new, err = rodas4_step(fp, lambda yy: jac(p, yy), y, fy, h)
             f_new = fp(y_new)
@@ -249,19 +267,19 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         nonfinite = live & ~finished & ((bad >= MAX_BAD) | tiny)
         maxed = live & ~finished & ~nonfinite & (steps >= max_steps)
         extra = {}
+        if reuse_jac:  # a rejected lane has not moved: its Jacobian stays valid
+            extra = dict(J=J, fresh=live & ~accept)
         if switch:
-            over = accept & (h_lambda > STIFF_H_LAMBDA)
-            under = accept & ~over
-            n_calm = jnp.where(over, 0, c["n_calm"] + under.astype(jnp.int32))
-            n_stiff = jnp.where(over, c["n_stiff"] + 1,
-                                jnp.where(n_calm >= NONSTIFF_STEPS, 0, c["n_stiff"]))
-            handoff = live & ~finished & ~nonfinite & ~maxed & (n_stiff >= STIFF_STEPS)
-            maxed = maxed | handoff  # ends the lane below, with its own status
-            extra = dict(n_stiff=n_stiff, n_calm=n_calm)
+            # consecutive accepted steps over the level; a rejected step leaves the count
+            n_stiff = jnp.where(accept, jnp.where(h_lambda > STIFF_H_LAMBDA, c["n_stiff"] + 1, 0),
+                                c["n_stiff"])
+            handoff = (n_stiff >= STIFF_STEPS) & (t1 - t_new > SWITCH_MIN_STEPS_LEFT * h_prop)
+            extra = dict(n_stiff=n_stiff)
         end = finished | nonfinite | maxed
         st = jnp.where(nonfinite, STATUS_NONFINITE, jnp.where(maxed, STATUS_MAX_STEPS, STATUS_OK))
-        if switch:
-            st = jnp.where(handoff, STATUS_SWITCH, st)
+        if switch:  # a lane that ends otherwise keeps that status
+            st = jnp.where(end, st, STATUS_SWITCH)
+            end = end | (live & handoff)
         ended = c["ended"] | end
         c = dict(
             c,
@@ -286,6 +304,7 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
 
     out = jax.lax.while_loop(cond, body, carry)
     if switch:
+        sw = out["out_switch"]
         return (out["out_ys"], out["out_status"], out["out_steps"],
-                (out["out_t"], out["out_h"], out["out_idx"], out["out_y"]))
+                (sw[0], sw[1], sw[2].astype(jnp.int32), sw[3:]))
     return out["out_ys"], out["out_status"], out["out_steps"]

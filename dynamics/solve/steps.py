@@ -184,8 +184,12 @@ def stiffness_estimate(h, k7, k6, y7, y6):
     ``t + h``, so ``|k7 - k6| / |y7 - y6|`` estimates the largest ``|lambda|`` of the
     Jacobian along the step's direction; for ``y' = lambda y`` it is ``|lambda| h`` exactly.
     0 where the two points coincide."""
-    num = jnp.sum((k7 - k6) ** 2, axis=0)
-    den = jnp.sum((y7 - y6) ** 2, axis=0)
+    if k7.shape[0] <= 8:  # a few rows: adds that fuse with the step's other per-lane work
+        num = sum((k7[i] - k6[i]) ** 2 for i in range(k7.shape[0]))
+        den = sum((y7[i] - y6[i]) ** 2 for i in range(y7.shape[0]))
+    else:
+        num = jnp.sum((k7 - k6) ** 2, axis=0)
+        den = jnp.sum((y7 - y6) ** 2, axis=0)
     return jnp.abs(h) * jnp.sqrt(jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0))
 
 
