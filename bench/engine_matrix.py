@@ -1,7 +1,7 @@
 """The engine against diffrax on the linear model's lanes, every method on the same devices.
 
     python bench/engine_matrix.py                          # n1 = 4, 8, 32, 128 across eps
-    python bench/engine_matrix.py --n1 4 --eps 0.1 --jacobian-ab   # Rodas4's Jacobian reuse, A/B
+    python bench/engine_matrix.py --n1 4 --eps 0.1 0.01 --solvers dopri5 rodas4   # also these
 
 The lanes are the default linear sweep's (SimSiam, ``X = Q diag(0.5 .. 1.5) Q^T``,
 ``X' = 0.5 I``, weight decay in the loss, eta over 0 .. 0.35, random starts ``W0``, ``Wp0``),
@@ -16,8 +16,7 @@ stays on Dormand-Prince). Fewer lanes for the larger states (``LANES``), to keep
 Both run at the same rtol/atol. Reported: first call (compilation included), the median of
 ``--repeats`` interleaved calls, wall and process CPU seconds, steps per lane, the ratio of
 the medians, and the largest difference of the final states relative to max |y|.
-``--jacobian-ab`` also times the engine's Rodas4 (``solver="rodas4"``) with and without the
-Jacobian kept across rejected steps (``pool.REUSE_JACOBIAN_MIN_DIM``), interleaved.
+``--solvers`` also times the engine with each single method given (interleaved with the rest).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from dynamics import runtime  # noqa: E402
 from dynamics.flow import VARIANTS  # noqa: E402
-from dynamics.solve import diffrax_flow, engine, pool, solve_batch  # noqa: E402
+from dynamics.solve import diffrax_flow, solve_batch  # noqa: E402
 from dynamics.solve.lanes import lane_subset  # noqa: E402
 from dynamics.solve.policy import flow_solver  # noqa: E402
 from dynamics.sweep import SweepConfig  # noqa: E402
@@ -92,8 +91,8 @@ def main(argv=None):
     p.add_argument("--t1", type=float, default=30.0)
     p.add_argument("--rtol", type=float, default=1e-7)
     p.add_argument("--atol", type=float, default=1e-9)
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--jacobian-ab", action="store_true")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--solvers", nargs="*", default=[], choices=["dopri5", "rodas4"])
     p.add_argument("--cpu-devices", type=int, default=None)
     a = p.parse_args(argv)
     runtime.split_cpu_cores(a.cpu_devices)
@@ -119,24 +118,13 @@ def main(argv=None):
                 return sols
 
             methods = {"engine": run_engine, f"diffrax {solver}": run_diffrax}
-            if a.jacobian_ab:
-                def rodas(reuse):
-                    def run():
-                        pool.REUSE_JACOBIAN_MIN_DIM = 5 if reuse else 10**9
-                        return run_engine("rodas4")
-                    return run
-                # each setting compiles its own program: clear the cache between them
-                methods["rodas4 J kept"] = rodas(True)
-                methods["rodas4 J each step"] = rodas(False)
+            for name in a.solvers:
+                methods[f"engine {name}"] = lambda name=name: run_engine(name)
             first, res, wall, cpu = {}, {}, {k: [] for k in methods}, {k: [] for k in methods}
             for k, fn in methods.items():
-                engine._compiled.cache_clear()
                 res[k], first[k], _ = timed(fn)
             for _ in range(a.repeats):
                 for k, fn in methods.items():
-                    if a.jacobian_ab and not k.startswith("diffrax"):
-                        engine._compiled.cache_clear()  # the cache does not key the setting:
-                        fn()  # compile this method's program again, outside the timing
                     _, w, c = timed(fn)
                     wall[k].append(w)
                     cpu[k].append(c)
@@ -148,7 +136,7 @@ def main(argv=None):
                      f"diffrax {solver}": np.concatenate([np.asarray(s.num_steps)
                                                           for s in d_sols])}
             for k in methods:
-                if k.startswith("rodas4"):
+                if k.startswith("engine "):
                     steps[k] = np.asarray(res[k].num_steps)
             med = {k: statistics.median(v) for k, v in wall.items()}
             for k in methods:
@@ -158,9 +146,9 @@ def main(argv=None):
             ratio = med[f"diffrax {solver}"] / med["engine"]
             line = (f"n1={n1} eps={eps:g}: engine / diffrax speed {ratio:.2f}x, |engine - "
                     f"diffrax| / max|y| = {rel:.1e}, load {os.getloadavg()[0]:.2f}")
-            if a.jacobian_ab:
-                line += (f"; rodas4 with J kept / J each step: "
-                         f"{med['rodas4 J kept'] / med['rodas4 J each step']:.2f} of the time")
+            for name in a.solvers:
+                line += (f"; engine {name} / engine auto time "
+                         f"{med[f'engine {name}'] / med['engine']:.2f}")
             print(line, flush=True)
             rows.append((n1, eps, n, solver, med["engine"], med[f"diffrax {solver}"], ratio,
                          rel, steps["engine"].mean(), steps[f"diffrax {solver}"].mean()))

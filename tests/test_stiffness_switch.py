@@ -58,9 +58,9 @@ def test_switching_lanes_match_scipy_references_in_one_batch():
     """One batch, a non-stiff lane (eps = 1) and stiff lanes (eps = 1e-4), saves before and
     after the switch. The stiff lanes switched: on Dormand-Prince alone they would need at
     least t1 |lambda_fast| / 3.3 >= 20 * (eta / eps) / 3.3 = 9091 steps (|lambda_fast| >=
-    eta_phi / eps, docs/theory.md 4), they take less than half of that. Every save agrees with scipy's
-    rtol 1e-12 solution to 1e-8, ten times the engine's rtol of 1e-9 (the flow contracts, so
-    the global error stays near the tolerance; observed: 1.2e-10)."""
+    eta_phi / eps, docs/theory.md 4), they take less than half of that. Every save agrees
+    with scipy's rtol 1e-12 solution to 1e-8, ten times the engine's rtol of 1e-9 (the flow
+    contracts, so the global error stays near the tolerance; observed: 1.2e-10)."""
     eps = np.array([1.0, 1e-4, 1e-4])
     eta = 0.15
     th, ph = np.array([0.8, 0.8, -0.4]), np.array([0.1, 0.1, 1.5])

@@ -15,7 +15,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dynamics.solve.steps import dopri5_step, initial_step, inv_root, rms, rodas4_step
+from dynamics.solve.steps import (
+    UNROLLED_LU_MAX_DIM,
+    dopri5_step,
+    initial_step,
+    inv_root,
+    rms,
+    rodas4_step,
+)
 from dynamics.solve.tableaus import ORDER
 from dynamics.types import Status
 
@@ -29,11 +36,6 @@ STATUS_OK, STATUS_MAX_STEPS, STATUS_NONFINITE = (
 #: status of a lane the explicit pool hands to the Rosenbrock pool (``switch``); internal to
 #: the engine, never in a returned Solution
 STATUS_SWITCH = 3
-#: Rosenbrock on states of at least this many numbers keeps each lane's Jacobian while the
-#: lane's steps are rejected (its state has not moved) and evaluates ``jac`` only in the
-#: iterations where some live lane has moved: on matrix states ``jacfwd`` is the step's
-#: largest cost; on the scalar model's few variables it costs less than the bookkeeping
-REUSE_JACOBIAN_MIN_DIM = 5
 #: consecutive accepted steps with a stiffness estimate above ``STIFF_H_LAMBDA`` before a lane
 #: switches (DOPRI5's count)
 STIFF_STEPS = 15
@@ -44,6 +46,10 @@ STIFF_STEPS = 15
 #: while steps that resolve the mode for accuracy keep it near ``rtol ** (1/5)`` (0.06 at
 #: 1e-6, 0.004 at 1e-12); so a lane counts as stiff when its estimate exceeds 0.5
 STIFF_H_LAMBDA = 0.5
+#: the same level for states whose Rosenbrock step factors a dense matrix in a loop
+#: (``steps.UNROLLED_LU_MAX_DIM``): that step costs several explicit ones, so only lanes whose
+#: step is held near the stability boundary switch
+STIFF_H_LAMBDA_DENSE = 2.0
 #: a stiff lane switches only while the explicit method has at least this many steps of the
 #: current size left to ``t1``: nearer the end, finishing explicitly costs less than resuming
 #: the lane in another pool
@@ -146,9 +152,6 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         out_status=jnp.zeros((n,), jnp.int8),
         out_steps=jnp.zeros((n,), jnp.int32),
     )
-    reuse_jac = method == "rodas4" and d >= REUSE_JACOBIAN_MIN_DIM
-    if reuse_jac:  # J: each slot's Jacobian, valid for its state where ``fresh``
-        carry.update(J=jnp.zeros((d, d, w), dtype), fresh=jnp.zeros((w,), bool))
     if switch:
         carry.update(
             n_stiff=zeros_w,
@@ -175,8 +178,6 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         if save_all:
             buf_fresh = buf_fresh.at[0].set(jnp.where(hit0, y_load, nan))
         extra = {}
-        if reuse_jac:
-            extra = dict(J=c["J"], fresh=jnp.where(load, False, c["fresh"]))
         if switch:  # where a handed-off lane stopped; its two counters start again
             extra = dict(
                 n_stiff=jnp.where(load, 0, c["n_stiff"]),
@@ -221,12 +222,6 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
             y_new, f_new, err, h_lambda = dopri5_step(fp, y, fy, h, stiffness=True)
         elif method == "dopri5":
             y_new, f_new, err = dopri5_step(fp, y, fy, h)
-        elif reuse_jac:
-            need = live & ~c["fresh"]
-            J = jax.lax.cond(jnp.any(need), lambda: jnp.where(need, jac(p, y), c["J"]),
-                             lambda: c["J"])
-            y_new, err = rodas4_step(fp, lambda yy: J, y, fy, h)
-            f_new = fp(y_new)
         else:
             y_new, err = rodas4_step(fp, lambda yy: jac(p, yy), y, fy, h)
             f_new = fp(y_new)
@@ -267,11 +262,10 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         nonfinite = live & ~finished & ((bad >= MAX_BAD) | tiny)
         maxed = live & ~finished & ~nonfinite & (steps >= max_steps)
         extra = {}
-        if reuse_jac:  # a rejected lane has not moved: its Jacobian stays valid
-            extra = dict(J=J, fresh=live & ~accept)
         if switch:
             # consecutive accepted steps over the level; a rejected step leaves the count
-            n_stiff = jnp.where(accept, jnp.where(h_lambda > STIFF_H_LAMBDA, c["n_stiff"] + 1, 0),
+            level = STIFF_H_LAMBDA if d <= UNROLLED_LU_MAX_DIM else STIFF_H_LAMBDA_DENSE
+            n_stiff = jnp.where(accept, jnp.where(h_lambda > level, c["n_stiff"] + 1, 0),
                                 c["n_stiff"])
             handoff = (n_stiff >= STIFF_STEPS) & (t1 - t_new > SWITCH_MIN_STEPS_LEFT * h_prop)
             extra = dict(n_stiff=n_stiff)
