@@ -53,7 +53,7 @@ STIFF_H_LAMBDA_DENSE = 2.0
 #: a stiff lane switches only while the explicit method has at least this many steps of the
 #: current size left to ``t1``: nearer the end, finishing explicitly costs less than resuming
 #: the lane in another pool
-SWITCH_MIN_STEPS_LEFT = 20
+SWITCH_MIN_STEPS_LEFT = 100
 
 
 def where_lanes(mask, a, b):
@@ -267,7 +267,8 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
             level = STIFF_H_LAMBDA if d <= UNROLLED_LU_MAX_DIM else STIFF_H_LAMBDA_DENSE
             n_stiff = jnp.where(accept, jnp.where(h_lambda > level, c["n_stiff"] + 1, 0),
                                 c["n_stiff"])
-            handoff = (n_stiff >= STIFF_STEPS) & (t1 - t_new > SWITCH_MIN_STEPS_LEFT * h_prop)
+            # (the step just taken, not the next one: h_prop would be computed again here)
+            handoff = (n_stiff >= STIFF_STEPS) & (t1 - t > SWITCH_MIN_STEPS_LEFT * h)
             extra = dict(n_stiff=n_stiff)
         end = finished | nonfinite | maxed
         st = jnp.where(nonfinite, STATUS_NONFINITE, jnp.where(maxed, STATUS_MAX_STEPS, STATUS_OK))
