@@ -178,7 +178,7 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         if save_all:
             buf_fresh = buf_fresh.at[0].set(jnp.where(hit0, y_load, nan))
         extra = {}
-        if switch:  # where a handed-off lane stopped; its two counters start again
+        if switch:  # where a handed-off lane stopped; a loaded lane counts from 0
             extra = dict(
                 n_stiff=jnp.where(load, 0, c["n_stiff"]),
                 out_switch=c["out_switch"].at[:, dest].set(jnp.concatenate(
