@@ -12,7 +12,8 @@ method      ``integrator="engine"`` (default)     ``integrator="diffrax"``
 ``sgd``     discrete_batch` (chunks, devices)    (``jit(vmap(lax.scan))``)
 ==========  ===================================  ==============================================
 
-``solver="auto"`` applies the stiffness policy of :mod:`dynamics.solve.policy` lane by lane.
+``solver="auto"`` applies the stiffness policy of :mod:`dynamics.solve.policy` lane by lane
+(on the engine: each lane starts explicit and switches to Rosenbrock when it turns stiff).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dynamics.checks import check_count, check_real, check_times
 from dynamics.solve import diffrax_flow, discrete, engine
 from dynamics.solve.diffrax_flow import SOLVERS
 from dynamics.solve.lanes import Solution, lane_subset, n_lanes
-from dynamics.solve.policy import ENGINE_METHODS, INTEGRATORS, STIFF_EPS, diffrax_groups
+from dynamics.solve.policy import ENGINE_METHODS, INTEGRATORS, diffrax_groups
 from dynamics.types import Hyper, LaneTree, Variant
 
 #: what :func:`solve_batch` integrates
@@ -76,7 +77,10 @@ def solve_batch(
             (engine: ``dopri5``, ``rodas4``; diffrax: ``tsit5``, ``dopri5``, ``kvaerno5``,
             ``kvaerno3``).
         rtol, atol, max_steps: flow only; default per integrator (``FLOW_DEFAULTS``).
-        stiff_eps: flow only: the policy's threshold on ``eps`` (default per integrator).
+        stiff_eps: flow only: a threshold on ``eps`` for ``solver="auto"``: lanes below it
+            run the stiff method from the start. Default: diffrax's ``DIFFRAX_STIFF_EPS``; on
+            the engine none, each lane switches by its own stiffness estimate
+            (:mod:`dynamics.solve.policy`).
         lr, n_steps: gd/sgd only: step size in ODE time (scalar or per lane) and step count.
         keys, batch_size: sgd only: one PRNG key per lane, minibatch size. Step ``k`` of a lane
             draws its minibatch with ``fold_in(keys[lane], k)`` on both integrators.
@@ -125,7 +129,7 @@ def solve_batch(
                                  f"{', '.join(ENGINE_METHODS)}")
             return engine.flow_batch(
                 model, variant, hyper, y0, t1=t1, ts=ts, method=solver, chunk_size=chunk_size,
-                slots=slots, stiff_eps=STIFF_EPS if stiff_eps is None else stiff_eps,
+                slots=slots, stiff_eps=stiff_eps,
                 devices=devices, steady_tol=steady_tol, **tol,
             )
         if solver != "auto" and solver not in SOLVERS:

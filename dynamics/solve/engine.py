@@ -18,9 +18,15 @@ Design (why it is faster than ``jit(vmap(diffeqsolve))``):
 - **Two methods, chosen per lane** by the stiffness policy (:mod:`~dynamics.solve.policy`):
   ``"dopri5"`` (explicit Dormand-Prince 5(4), FSAL) for non-stiff lanes and ``"rodas4"``
   (L-stable Rosenbrock 4(3) with the exact Jacobian of the field by ``jax.jacfwd``) for stiff
-  ones; each group runs its own program. Rosenbrock's linear systems are solved by an
-  unrolled LU for the scalar model's few variables and by a lane-first LU looping over columns
-  above ``steps.UNROLLED_LU_MAX_DIM`` (an unrolled 32 x 32 LU takes minutes to compile).
+  ones. Under ``auto`` every lane starts on ``dopri5``, whose pool also estimates each lane's
+  stiffness from its last two stages (a few operations a step); a lane that turns stiff leaves
+  that pool where it is, and the chunk's stiff lanes then resume together in a ``rodas4``
+  pool. So a lane that never turns stiff pays the explicit step and the estimate, and each
+  pool steps lanes of one method (a mixed pool would pay both steps on every lane).
+  Rosenbrock's linear systems are solved by an unrolled LU for the scalar model's few
+  variables and by a lane-first LU looping over columns above ``steps.UNROLLED_LU_MAX_DIM``
+  (an unrolled 32 x 32 LU takes minutes to compile; on 32 x 32 matrices the factorisation is
+  about 80 % of a Rodas4 step, ``jacfwd`` about 25 %).
 - **Chunking.** Lanes are processed ``chunk_size`` at a time (the last chunk padded to the same
   shape; padding lanes are never integrated), so device memory is bounded by the chunk whatever
   the grid size, and one compiled program serves every chunk. While one chunk runs the next is
@@ -50,8 +56,9 @@ from dynamics.checks import check_count, check_real, check_tolerances, check_tim
 from dynamics.flow import gd_step, vector_field
 from dynamics.solve.discrete import discrete_batch as vmap_discrete_batch
 from dynamics.solve.lanes import Solution, host_lanes, n_lanes, split_params, take
-from dynamics.solve.policy import ENGINE_METHODS, STIFF_EPS, engine_groups
-from dynamics.solve.pool import STATUS_NONFINITE, STATUS_OK, integrate_pool
+from dynamics.solve.policy import STIFF_EPS  # noqa: F401  (the fixed rule's default)
+from dynamics.solve.policy import ENGINE_METHODS, engine_groups
+from dynamics.solve.pool import STATUS_NONFINITE, STATUS_OK, STATUS_SWITCH, integrate_pool
 from dynamics.types import Hyper, State, Variant
 
 #: Default lanes per chunk (the pool one compiled call integrates).
@@ -107,9 +114,11 @@ def batched_field(f_lane, d: int):
     return f, jac
 
 
-def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, max_steps, *,
-                   spec, variant, method, unravel, save_all, slots, steady_tol):
-    """One chunk: per-lane parameter leaves on axis 0, shared ones as they are, ``y0`` (d, n)."""
+def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, max_steps,
+                   start=None, *, spec, variant, method, unravel, save_all, slots, steady_tol,
+                   switch=False):
+    """One chunk: per-lane parameter leaves on axis 0, shared ones as they are, ``y0`` (d, n);
+    ``start`` resumes lanes handed over by a switching pool (:func:`integrate_pool`)."""
 
     def f_lane(lane, z):
         model, hyper = spec.merge(lane, shared_leaves)
@@ -120,7 +129,7 @@ def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, 
     return integrate_pool(
         f, jac, list(lane_leaves), y0, n_valid, t_save, rtol, atol, max_steps,
         method=method, save_all=save_all, slots=min(slots, y0.shape[1]),
-        steady_tol=steady_tol,
+        steady_tol=steady_tol, switch=switch, start=start,
     )
 
 
@@ -130,22 +139,24 @@ def _lane_spec(spec):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(spec, variant, method, unravel_key, save_all, n_dev, slots, steady_tol=None):
+def _compiled(spec, variant, method, unravel_key, save_all, n_dev, slots, steady_tol=None,
+              switch=False, resume=False):
     unravel = _UNRAVELS[unravel_key]
     fn = functools.partial(
         _chunk_program, spec=spec, variant=variant, method=method, unravel=unravel,
-        save_all=save_all, slots=slots, steady_tol=steady_tol,
+        save_all=save_all, slots=slots, steady_tol=steady_tol, switch=switch,
     )
     if n_dev > 1:
         mesh = Mesh(np.array(jax.local_devices()[:n_dev]), ("lanes",))
         lane_s, shared_s = _lane_spec(spec)
-        fn = jax.shard_map(
-            fn,
-            mesh=mesh,
-            in_specs=(lane_s, shared_s, P(None, "lanes"), P("lanes"), P(), P(), P(), P()),
-            out_specs=(P(None, None, "lanes"), P("lanes"), P("lanes")),
-            check_vma=False,
-        )
+        in_specs = (lane_s, shared_s, P(None, "lanes"), P("lanes"), P(), P(), P(), P())
+        out_specs = (P(None, None, "lanes"), P("lanes"), P("lanes"))
+        if resume:
+            in_specs += ((P("lanes"),) * 4,)
+        if switch:
+            out_specs += ((P("lanes"),) * 3 + (P(None, "lanes"),),)
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                           check_vma=False)
     return jax.jit(fn)
 
 
@@ -164,7 +175,7 @@ def _register_unravel(template_lane):
 def flow_batch(
     model, variant: Variant, hyper: Hyper, y0: State, *, t1: float, ts=None,
     method: str = "auto", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
-    chunk_size: int | None = None, slots: int | None = None, stiff_eps: float = STIFF_EPS,
+    chunk_size: int | None = None, slots: int | None = None, stiff_eps: float | None = None,
     devices: int | None = None, steady_tol: float | None = None,
 ) -> Solution:
     """Integrate the gradient flow for a batch of lanes on the engine.
@@ -177,8 +188,11 @@ def flow_batch(
         ts: optional increasing save times in ``[0, t1]``, shared by all lanes; default saves
             only ``t1``. A save time is hit exactly (the step is cut to reach it).
         method: ``"auto"`` (the stiffness policy, :func:`dynamics.solve.policy.engine_groups`:
-            ``rodas4`` for lanes with ``eps < stiff_eps`` and a state of at most
-            ``MAX_ROSENBROCK_DIM`` numbers, ``dopri5`` otherwise), ``"dopri5"`` or ``"rodas4"``.
+            every lane starts on ``dopri5`` and switches to ``rodas4`` when its own stiffness
+            estimate says so, for states of at most ``MAX_ROSENBROCK_DIM`` numbers; larger
+            states stay on ``dopri5``), ``"dopri5"`` or ``"rodas4"``.
+        stiff_eps: with ``method="auto"``, the older fixed rule instead of the per-lane
+            switch: ``rodas4`` for the lanes with ``eps < stiff_eps``, ``dopri5`` for the rest.
         rtol, atol: per-lane error tolerances (see module docstring).
         max_steps: per-lane cap on steps (accepted + rejected).
         chunk_size: lanes per compiled program call (default ``CHUNK_SIZE``, or fewer for large
@@ -245,36 +259,52 @@ def flow_batch(
     chunk_size = -(-chunk_size // n_dev) * n_dev
 
     S_out = len(t_save) if save_all else 1
-    ys_out = np.full((S_out, d, n), np.nan, dtype)
-    status = np.zeros((n,), np.int8)
-    num_steps = np.zeros((n,), np.int64)
+    out = (np.full((S_out, d, n), np.nan, dtype), np.zeros((n,), np.int8),
+           np.zeros((n,), np.int64))
     t_save_j = jnp.asarray(t_save)
-    for meth, lanes in groups:
-        if lanes.size == 0:
-            continue
+    steady = None if steady_tol is None or save_all else float(steady_tol)
+
+    def run_group(meth, lanes, switch=False, resume=None):
+        """Every lane of ``lanes`` through ``meth`` in chunks, results into ``out``; with
+        ``switch``, returns the handed-off lanes and where they stopped."""
         size = min(chunk_size, -(-lanes.size // n_dev) * n_dev)
         shard = size // n_dev
         prog = _compiled(spec, variant, meth, key, bool(save_all), n_dev, min(int(slots), shard),
-                         None if steady_tol is None or save_all else float(steady_tol))
+                         steady, switch, resume is not None)
+        handed = []
         pending = None
         for start in range(0, lanes.size, size):
-            idx = lanes[start : start + size]
+            sel = np.arange(start, min(start + size, lanes.size))
+            idx = lanes[sel]
             pad = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
+            sel_pad = np.concatenate([sel, np.full(size - sel.size, sel[-1])])
             n_valid = np.clip(idx.size - shard * np.arange(n_dev), 0, shard).astype(np.int32)
-            res = prog(
-                [x[pad] for x in lane_leaves],
-                shared_leaves,
-                ys_flat[:, pad],
-                n_valid,
-                t_save_j,
-                rtol,
-                atol,
-                int(max_steps),
-            )
+            args = [[x[pad] for x in lane_leaves], shared_leaves,
+                    ys_flat[:, pad] if resume is None else resume[4][:, sel_pad],
+                    n_valid, t_save_j, rtol, atol, int(max_steps)]
+            if resume is not None:
+                args.append(tuple(a[sel_pad] for a in resume[:4]))
+            res = prog(*args)
             if pending is not None:
-                _store(pending, ys_out, status, num_steps)
-            pending = (idx, res)
-        _store(pending, ys_out, status, num_steps)
+                handed.append(_store(*pending, out))
+            pending = (idx, res, None if resume is None else resume[2][sel])
+        handed.append(_store(*pending, out))
+        if not switch:
+            return None
+        lanes_h = np.concatenate([h[0] for h in handed])
+        return lanes_h, tuple(np.concatenate([h[1][j] for h in handed], axis=-1)
+                              for j in range(5))
+
+    for meth, lanes in groups:
+        if lanes.size == 0:
+            continue
+        if meth == "auto":  # explicit first; lanes found stiff resume on rodas4
+            lanes_h, resume = run_group("dopri5", lanes, switch=True)
+            if lanes_h.size:
+                run_group("rodas4", lanes_h, resume=resume)
+        else:
+            run_group(meth, lanes)
+    ys_out, status, num_steps = out
 
     if save_all == "trim":
         ys_out = ys_out[:-1]
@@ -294,12 +324,27 @@ def flow_batch(
     return Solution(ts_out, ys, status, num_steps)
 
 
-def _store(pending, ys_out, status, num_steps):
-    idx, (buf, st, steps) = pending
+def _store(idx, res, keep_before, out):
+    """A chunk's results ``res`` for the lanes ``idx`` into ``out``. ``keep_before`` (per lane,
+    or None): saves before this index stay as an earlier pool wrote them. Returns the lanes the
+    chunk handed to a Rosenbrock pool and ``(t, h, save index, steps, state)`` of each."""
+    ys_out, status, num_steps = out
+    buf, st, steps = res[:3]
     k = idx.size
-    ys_out[:, :, idx] = np.asarray(buf)[:, :, :k]
-    status[idx] = np.asarray(st)[:k]
-    num_steps[idx] = np.asarray(steps)[:k]
+    new = np.asarray(buf)[:, :, :k]
+    if keep_before is not None:
+        rows = np.arange(new.shape[0])[:, None, None] < keep_before[None, None, :]
+        new = np.where(rows, ys_out[:, :, idx], new)
+    ys_out[:, :, idx] = new
+    st = np.asarray(st)[:k]
+    steps = np.asarray(steps)[:k]
+    status[idx] = st
+    num_steps[idx] = steps
+    if len(res) == 3:
+        return None
+    sw = np.nonzero(st == STATUS_SWITCH)[0]
+    t, h, i_save, y = (np.asarray(a)[..., :k][..., sw] for a in res[3])
+    return idx[sw], (t, h, i_save, steps[sw], y)
 
 
 def _discrete_program(lane_leaves, shared_leaves, y0, lr, keys, step0, *, spec, variant,

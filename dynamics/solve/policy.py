@@ -1,13 +1,19 @@
 """The stiffness policy: which method integrates a lane of the gradient flow.
 
 A small predictor time scale ``eps`` makes the flow stiff (docs/theory.md section 4): an explicit
-method needs ``h < ~2 eps / p``. Both integrators follow one rule, a threshold on ``eps``:
+method needs ``h < ~2 eps / p``.
 
-- the engine (:mod:`dynamics.solve.engine`): ``rodas4`` (Rosenbrock, exact Jacobian) for
-  ``eps < STIFF_EPS`` when the state has at most ``MAX_ROSENBROCK_DIM`` numbers (a dense
-  per-lane Jacobian), else ``dopri5``;
-- diffrax (:mod:`dynamics.solve.diffrax_flow`): ``kvaerno5`` (implicit) for
-  ``eps < DIFFRAX_STIFF_EPS``, else ``tsit5``.
+- The engine (:mod:`dynamics.solve.engine`) decides per lane, while it integrates (``auto``,
+  the method ``"auto"`` of :func:`engine_groups`): every lane starts on ``dopri5``, and one
+  whose own stiffness estimate (``h |lambda|`` from the last two Dormand-Prince stages) stays
+  above the method's stability boundary for ``pool.STIFF_STEPS`` accepted steps continues on
+  ``rodas4`` (Rosenbrock, exact Jacobian) from where it is, as the DOPRI5 code's stiffness
+  test and LSODA's switch do. States of more than ``MAX_ROSENBROCK_DIM`` numbers (a dense
+  per-lane Jacobian) stay on ``dopri5``.
+- The fixed rule, a threshold on ``eps`` (:func:`flow_solver`): ``rodas4`` for
+  ``eps < STIFF_EPS`` on the engine when a threshold is asked for (``stiff_eps``), and diffrax
+  (:mod:`dynamics.solve.diffrax_flow`): ``kvaerno5`` (implicit) for ``eps < DIFFRAX_STIFF_EPS``,
+  else ``tsit5``.
 """
 
 from __future__ import annotations
@@ -28,9 +34,22 @@ INTEGRATORS = ("engine", "diffrax")
 ENGINE_METHODS = ("auto", "dopri5", "rodas4")
 
 
+def engine_solver(choice: str = "auto", stiff_eps: float | None = None, eps: float = 1.0,
+                  dim: int | None = None) -> str:
+    """What an engine block runs: ``choice`` unless ``"auto"``; ``"auto"`` (the per-lane
+    switch) without a threshold, the fixed rule's method (:func:`flow_solver`) with one; and
+    ``dopri5`` for states above ``MAX_ROSENBROCK_DIM`` numbers."""
+    if choice != "auto":
+        return choice
+    if stiff_eps is not None:
+        return flow_solver(eps, choice, "engine", stiff_eps, dim)
+    return "auto" if dim is None or dim <= MAX_ROSENBROCK_DIM else "dopri5"
+
+
 def flow_solver(eps: float, choice: str = "auto", integrator: str = "engine",
                 stiff_eps: float | None = None, dim: int | None = None) -> str:
-    """The method for a lane with predictor time scale ``eps`` (``choice`` unless ``"auto"``).
+    """The fixed rule's method for a lane with predictor time scale ``eps`` (``choice`` unless
+    ``"auto"``); the engine's own ``auto`` is :func:`engine_solver`.
 
     ``dim``: the numbers in one lane's state; the engine stays explicit above
     ``MAX_ROSENBROCK_DIM`` (see :func:`engine_groups`); ``None`` ignores that cap.
@@ -51,14 +70,20 @@ def stiff_lanes(hyper, n: int, stiff_eps: float = STIFF_EPS):
     return eps < stiff_eps
 
 
-def engine_groups(hyper, n: int, d: int, method: str = "auto", stiff_eps: float = STIFF_EPS):
+def engine_groups(hyper, n: int, d: int, method: str = "auto",
+                  stiff_eps: float | None = STIFF_EPS):
     """``[(method, lanes), ...]``: the engine's lanes grouped by method (``lanes`` index arrays).
 
-    ``auto`` sends lanes with ``eps < stiff_eps`` to ``rodas4`` when the state has at most
-    ``MAX_ROSENBROCK_DIM`` numbers (``d``), the others to ``dopri5``.
+    ``auto`` with ``stiff_eps=None``: one group ``"auto"`` (each lane starts on ``dopri5`` and
+    switches to ``rodas4`` by its own stiffness estimate) when the state has at most
+    ``MAX_ROSENBROCK_DIM`` numbers (``d``), else ``dopri5``. ``auto`` with a threshold: the fixed
+    rule, lanes with ``eps < stiff_eps`` to ``rodas4`` (same cap on ``d``), the others to
+    ``dopri5``.
     """
     if method != "auto":
         return [(method, np.arange(n))]
+    if stiff_eps is None:
+        return [("auto" if d <= MAX_ROSENBROCK_DIM else "dopri5", np.arange(n))]
     stiff = stiff_lanes(hyper, n, stiff_eps) & (d <= MAX_ROSENBROCK_DIM)
     return [("rodas4", np.nonzero(stiff)[0]), ("dopri5", np.nonzero(~stiff)[0])]
 

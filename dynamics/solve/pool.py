@@ -15,7 +15,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dynamics.solve.steps import dopri5_step, initial_step, inv_root, rms, rodas4_step
+from dynamics.solve.steps import (
+    UNROLLED_LU_MAX_DIM,
+    dopri5_step,
+    initial_step,
+    inv_root,
+    rms,
+    rodas4_step,
+)
 from dynamics.solve.tableaus import ORDER
 from dynamics.types import Status
 
@@ -26,6 +33,27 @@ STEADY_STEPS = 3
 STATUS_OK, STATUS_MAX_STEPS, STATUS_NONFINITE = (
     int(Status.OK), int(Status.MAX_STEPS), int(Status.NONFINITE)
 )
+#: status of a lane the explicit pool hands to the Rosenbrock pool (``switch``); internal to
+#: the engine, never in a returned Solution
+STATUS_SWITCH = 3
+#: consecutive accepted steps with a stiffness estimate above ``STIFF_H_LAMBDA`` before a lane
+#: switches (DOPRI5's count)
+STIFF_STEPS = 15
+#: the estimate of ``h |lambda|`` above which a step no longer resolves the lane's fastest mode.
+#: Not the stability boundary itself (``steps.DP_STABILITY_BOUNDARY``): where stability limits
+#: the step the controller holds ``h |lambda|`` at a level that depends on the tolerance
+#: (measured on the scalar model at eps = 1e-3: 3.7 at rtol 1e-6, 2.6 at 1e-9, 0.77 at 1e-12),
+#: while steps that resolve the mode for accuracy keep it near ``rtol ** (1/5)`` (0.06 at
+#: 1e-6, 0.004 at 1e-12); so a lane counts as stiff when its estimate exceeds 0.5
+STIFF_H_LAMBDA = 0.5
+#: the same level for states whose Rosenbrock step factors a dense matrix in a loop
+#: (``steps.UNROLLED_LU_MAX_DIM``): that step costs several explicit ones, so only lanes whose
+#: step is held near the stability boundary switch
+STIFF_H_LAMBDA_DENSE = 2.0
+#: a stiff lane switches only while the explicit method has at least this many steps of the
+#: current size left to ``t1``: nearer the end, finishing explicitly costs less than resuming
+#: the lane in another pool
+SWITCH_MIN_STEPS_LEFT = 100
 
 
 def where_lanes(mask, a, b):
@@ -35,7 +63,7 @@ def where_lanes(mask, a, b):
 
 
 def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *, method,
-                    save_all, slots, steady_tol=None):
+                    save_all, slots, steady_tol=None, switch=False, start=None):
     """Integrate a pool of lanes with ``slots`` working lanes that are refilled as lanes finish.
 
     ``f(p, y)`` / ``jac(p, y)``: batched field and Jacobian for lane parameters ``p`` (pytree,
@@ -53,8 +81,23 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
     goes to the next pending lane. The final state is then the state where it stopped, not the
     state at ``t1``: the caller chooses ``steady_tol`` for what it reads off the final state.
 
-    Returns ``(ys, status, num_steps)``: ys (S or 1, d, n), status int8 (n,), num_steps (n,).
+    ``switch`` (``method="dopri5"`` only): per-lane stiffness detection. On every accepted
+    step the lane's estimate of ``h |lambda|`` (:func:`~dynamics.solve.steps.stiffness_estimate`)
+    is compared with ``STIFF_H_LAMBDA``; after ``STIFF_STEPS`` consecutive accepted steps above
+    it the lane leaves the pool with status ``STATUS_SWITCH`` (unless it has fewer than
+    ``SWITCH_MIN_STEPS_LEFT`` steps of its size left to ``t1``), and a fourth output
+    ``(t, h, idx, y)`` holds where it stopped (time, step, next save index, state) for a
+    Rosenbrock pool to resume it.
+
+    ``start``: ``(t0, h0, idx0, steps0)``, each (n,): the pool's lanes resume at ``t0`` from
+    ``y0`` with step ``h0``, next save index ``idx0`` (saves before it are NaN in the output)
+    and ``steps0`` steps already taken (counted against ``max_steps``).
+
+    Returns ``(ys, status, num_steps)``: ys (S or 1, d, n), status int8 (n,), num_steps (n,)
+    (and the ``switch`` output above).
     """
+    if switch and method != "dopri5":
+        raise ValueError(f"stiffness switching starts from dopri5, not {method!r}")
     steady = steady_tol is not None and not save_all
     d, n = y0.shape
     w = slots
@@ -68,9 +111,16 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
 
     # per-lane starting step for the whole pool: two field evaluations per lane
     f0_pool = f(params, y0)
-    h0_pool = initial_step(lambda y: f(params, y), y0, f0_pool, t1, rtol, atol, order)
-    hit0 = t_save[0] <= 0.0  # a save at t = 0 is the initial state
-    idx0 = jnp.where(hit0, 1, 0).astype(jnp.int32)
+    if start is None:
+        h0_pool = initial_step(lambda y: f(params, y), y0, f0_pool, t1, rtol, atol, order)
+        hit0 = t_save[0] <= 0.0  # a save at t = 0 is the initial state
+        idx0 = jnp.broadcast_to(jnp.where(hit0, 1, 0).astype(jnp.int32), (n,))
+        t0_pool = jnp.zeros((n,), dtype)
+        steps0 = jnp.zeros((n,), jnp.int32)
+    else:  # resumed lanes: the saves they passed are their first pool's
+        t0_pool, h0_pool, idx0, steps0 = start
+        idx0, steps0 = idx0.astype(jnp.int32), steps0.astype(jnp.int32)
+        hit0 = jnp.asarray(False)
 
     out_ys = jnp.full((n_out, d, n), nan)
     if save_all:
@@ -87,12 +137,12 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         ended=jnp.zeros((w,), bool),
         st=jnp.zeros((w,), jnp.int8),
         p=tmap(lambda x: x[safe], params),
-        t=jnp.zeros((w,), dtype),
+        t=t0_pool[safe],
         h=h0_pool[safe],
         y=y0[:, safe],
         fy=f0_pool[:, safe],
-        idx=jnp.broadcast_to(idx0, (w,)),
-        steps=zeros_w,
+        idx=idx0[safe],
+        steps=steps0[safe],
         bad=zeros_w,
         calm=zeros_w,
         res=jnp.full((w,), jnp.inf, dtype),
@@ -102,6 +152,11 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         out_status=jnp.zeros((n,), jnp.int8),
         out_steps=jnp.zeros((n,), jnp.int32),
     )
+    if switch:
+        carry.update(
+            n_stiff=zeros_w,
+            out_switch=jnp.full((d + 3, n), nan),  # rows: t, h, save index, state
+        )
     safety, fmin, fmax = 0.9, 0.2, 10.0
     rows = jnp.arange(w)
     # finished lanes wait in their slots until this many have piled up (or no lane is left
@@ -122,17 +177,25 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         buf_fresh = jnp.full_like(c["buf"], nan)
         if save_all:
             buf_fresh = buf_fresh.at[0].set(jnp.where(hit0, y_load, nan))
+        extra = {}
+        if switch:  # where a handed-off lane stopped; a loaded lane counts from 0
+            extra = dict(
+                n_stiff=jnp.where(load, 0, c["n_stiff"]),
+                out_switch=c["out_switch"].at[:, dest].set(jnp.concatenate(
+                    [c["t"][None], c["h"][None], c["idx"][None].astype(dtype), c["y"]]),
+                    mode="drop"),
+            )
         return dict(
             lane=jnp.where(load, new_lane, jnp.where(ended, -1, c["lane"])).astype(jnp.int32),
             ended=jnp.zeros_like(ended),
             st=c["st"],
             p=tmap(lambda cur, pool: where_lanes(load, pool[src], cur), c["p"], params),
-            t=jnp.where(load, 0.0, c["t"]),
+            t=jnp.where(load, t0_pool[src], c["t"]),
             h=jnp.where(load, h0_pool[src], c["h"]),
             y=jnp.where(load, y_load, c["y"]),
             fy=jnp.where(load, f0_pool[:, src], c["fy"]),
-            idx=jnp.where(load, idx0, c["idx"]),
-            steps=jnp.where(load, 0, c["steps"]),
+            idx=jnp.where(load, idx0[src], c["idx"]),
+            steps=jnp.where(load, steps0[src], c["steps"]),
             bad=jnp.where(load, 0, c["bad"]),
             calm=jnp.where(load, 0, c["calm"]),
             res=jnp.where(load, jnp.inf, c["res"]),
@@ -141,6 +204,7 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
             out_ys=out_ys,
             out_status=out_status,
             out_steps=out_steps,
+            **extra,
         )
 
     def cond(c):
@@ -154,7 +218,9 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         clip = c["h"] >= gap
         h = jnp.where(live & clip, gap, c["h"])
         fp = lambda yy: f(p, yy)  # noqa: E731
-        if method == "dopri5":
+        if method == "dopri5" and switch:
+            y_new, f_new, err, h_lambda = dopri5_step(fp, y, fy, h, stiffness=True)
+        elif method == "dopri5":
             y_new, f_new, err = dopri5_step(fp, y, fy, h)
         else:
             y_new, err = rodas4_step(fp, lambda yy: jac(p, yy), y, fy, h)
@@ -195,11 +261,24 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         tiny = (h < 1e-14 * jnp.maximum(1.0, jnp.abs(t))) & ~accept
         nonfinite = live & ~finished & ((bad >= MAX_BAD) | tiny)
         maxed = live & ~finished & ~nonfinite & (steps >= max_steps)
+        extra = {}
+        if switch:
+            # consecutive accepted steps over the level; a rejected step leaves the count
+            level = STIFF_H_LAMBDA if d <= UNROLLED_LU_MAX_DIM else STIFF_H_LAMBDA_DENSE
+            n_stiff = jnp.where(accept, jnp.where(h_lambda > level, c["n_stiff"] + 1, 0),
+                                c["n_stiff"])
+            # (the step just taken, not the next one: h_prop would be computed again here)
+            handoff = (n_stiff >= STIFF_STEPS) & (t1 - t > SWITCH_MIN_STEPS_LEFT * h)
+            extra = dict(n_stiff=n_stiff)
         end = finished | nonfinite | maxed
         st = jnp.where(nonfinite, STATUS_NONFINITE, jnp.where(maxed, STATUS_MAX_STEPS, STATUS_OK))
+        if switch:  # a lane that ends otherwise keeps that status
+            st = jnp.where(end, st, STATUS_SWITCH)
+            end = end | (live & handoff)
         ended = c["ended"] | end
         c = dict(
             c,
+            **extra,
             ended=ended,
             st=jnp.where(end, st.astype(jnp.int8), c["st"]),
             t=t_new,
@@ -219,4 +298,8 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         return jax.lax.cond(go, flush_refill, lambda c_: c_, c)
 
     out = jax.lax.while_loop(cond, body, carry)
+    if switch:
+        sw = out["out_switch"]
+        return (out["out_ys"], out["out_status"], out["out_steps"],
+                (sw[0], sw[1], sw[2].astype(jnp.int32), sw[3:]))
     return out["out_ys"], out["out_status"], out["out_steps"]

@@ -154,16 +154,43 @@ def initial_step(f, y0, f0, t_span, rtol, atol, order):
     return jnp.where(jnp.isfinite(h) & (h > 0), h, 1e-6)
 
 
-def dopri5_step(f, y, k0, h):
+def dopri5_step(f, y, k0, h, stiffness=False):
+    """One Dormand-Prince 5(4) step: ``(y_new, f(y_new), err)``, and with ``stiffness`` also
+    the lane's stiffness estimate (:func:`stiffness_estimate`) as a fourth value."""
     ks = [k0]
     for i in range(1, 7):
         yi = y + h * sum(a * k for a, k in zip(DP_A[i], ks) if a != 0.0)
+        if i == 5:
+            y6 = yi  # the sixth stage's point (c = 1)
         # materialise each stage once: otherwise XLA fuses the whole step into every output
         # (y_new, the error, the next derivative) and evaluates the stages several times
         ks.append(jax.lax.optimization_barrier(f(yi)))
     y_new = y + h * sum(a * k for a, k in zip(DP_A[6], ks) if a != 0.0)
     err = h * sum(e * k for e, k in zip(DP_E, ks) if e != 0.0)
+    if stiffness:
+        return y_new, ks[6], err, stiffness_estimate(h, ks[6], ks[5], y_new, y6)
     return y_new, ks[6], err
+
+
+#: Dormand-Prince 5(4)'s stability region meets the negative real axis near h lambda = -3.3;
+#: an estimate of |h lambda| above this says the step size is set by stability, not accuracy
+#: (the value of Hairer & Wanner's DOPRI5 code)
+DP_STABILITY_BOUNDARY = 3.25
+
+
+def stiffness_estimate(h, k7, k6, y7, y6):
+    """``h |lambda|`` per lane from the last two stages of a Dormand-Prince step (Hairer,
+    Norsett & Wanner I, IV.2; the test in their DOPRI5 code): both stages are evaluated at
+    ``t + h``, so ``|k7 - k6| / |y7 - y6|`` estimates the largest ``|lambda|`` of the
+    Jacobian along the step's direction; for ``y' = lambda y`` it is ``|lambda| h`` exactly.
+    0 where the two points coincide."""
+    if k7.shape[0] <= 8:  # a few rows: adds that fuse with the step's other per-lane work
+        num = sum((k7[i] - k6[i]) ** 2 for i in range(k7.shape[0]))
+        den = sum((y7[i] - y6[i]) ** 2 for i in range(y7.shape[0]))
+    else:
+        num = jnp.sum((k7 - k6) ** 2, axis=0)
+        den = jnp.sum((y7 - y6) ** 2, axis=0)
+    return jnp.abs(h) * jnp.sqrt(jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0))
 
 
 def rodas4_step(f, jac, y, fy, h):

@@ -31,7 +31,7 @@ import xarray as xr
 
 from dynamics.solve import solve_batch
 from dynamics.solve.lanes import n_lanes
-from dynamics.solve.policy import flow_solver
+from dynamics.solve.policy import engine_solver, flow_solver
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.provenance import provenance
 from dynamics.types import Status
@@ -444,9 +444,16 @@ def steady_tol(config: SweepConfig, eps: float) -> float | None:
 
 
 def _flow_solver(config, fam, integrator, eps, y0) -> str:
-    """The block's flow method under the stiffness policy (the engine's size cap included)."""
+    """The block's flow method under the stiffness policy (the engine's size cap included):
+    on the engine ``auto`` is the per-lane switch unless the family sets a threshold."""
     dim = sum(int(np.prod(x.shape[1:])) for x in jax.tree_util.tree_leaves(y0))
+    if integrator == "engine":
+        return engine_solver(config.solver, fam.stiff_eps, eps, dim)
     return flow_solver(eps, config.solver, integrator, fam.stiff_eps, dim)
+
+
+#: how the Dataset's ``solver`` attribute names a method
+_SOLVER_WORDS = {"auto": "dopri5, switching per lane to rodas4"}
 
 
 def _shared_coords(config, names, values) -> dict:
@@ -478,7 +485,8 @@ def _run_attrs(config, pl, solvers, integrator) -> dict:
         target0=config.target0,
         target0_meaning="where a BYOL lane's target started: online, theta_a(0) = theta(0); "
                         "zero, theta_a(0) = 0 (unused by SimSiam)",
-        solver=", ".join(f"eps={e:g}: {s} ({engine_word})" for e, s in solvers.items())
+        solver=", ".join(f"eps={e:g}: {_SOLVER_WORDS.get(s, s)} ({engine_word})"
+                         for e, s in solvers.items())
         or "none (discrete methods)",
         rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
         early_exit=int(bool(config.early_exit and integrator == "engine")),
