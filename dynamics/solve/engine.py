@@ -264,10 +264,14 @@ def flow_batch(
     t_save_j = jnp.asarray(t_save)
     steady = None if steady_tol is None or save_all else float(steady_tol)
 
-    def run_group(meth, lanes, switch=False, resume=None):
-        """Every lane of ``lanes`` through ``meth`` in chunks, results into ``out``; with
-        ``switch``, returns the handed-off lanes and where they stopped."""
-        size = min(chunk_size, -(-lanes.size // n_dev) * n_dev)
+    def group_size(lanes):
+        return min(chunk_size, -(-lanes.size // n_dev) * n_dev)
+
+    def run_group(meth, lanes, switch=False, resume=None, size=None):
+        """Every lane of ``lanes`` through ``meth`` in chunks of ``size`` (default: the group's
+        own), results into ``out``; with ``switch``, returns the handed-off lanes and where
+        they stopped."""
+        size = group_size(lanes) if size is None else size
         shard = size // n_dev
         prog = _compiled(spec, variant, meth, key, bool(save_all), n_dev, min(int(slots), shard),
                          steady, switch, resume is not None)
@@ -301,7 +305,10 @@ def flow_batch(
         if meth == "auto":  # explicit first; lanes found stiff resume on rodas4
             lanes_h, resume = run_group("dopri5", lanes, switch=True)
             if lanes_h.size:
-                run_group("rodas4", lanes_h, resume=resume)
+                # chunks of the explicit group's shape, whatever the number of lanes that
+                # switched (padding lanes are never integrated): one compiled program serves
+                # every count, so moving a value never recompiles
+                run_group("rodas4", lanes_h, resume=resume, size=group_size(lanes))
         else:
             run_group(meth, lanes)
     ys_out, status, num_steps = out
