@@ -93,9 +93,9 @@ def embedding(cfg, state, images):
     import numpy as np
 
     from dynamics.cifar.augment import eval_view
-    from dynamics.cifar.model import SiameseNet
+    from dynamics.cifar.model import TRAINED_OR_RANDOM, SiameseNet
 
-    pred = cfg.predictor if cfg.predictor in ("mlp", "linear") else "none"
+    pred = cfg.predictor if cfg.predictor in TRAINED_OR_RANDOM else "none"
     model = SiameseNet(width=cfg.width, predictor=pred, groups=1, blocks=tuple(cfg.blocks))
     fn = jax.jit(lambda p, s, x: model.apply({"params": p, "batch_stats": s}, eval_view(x), False,
                                              method=SiameseNet.project))
