@@ -51,6 +51,64 @@ def run_dir(out: Path, name: str, seed: int) -> Path:
     return Path(out) / "runs" / name / f"seed{seed}"
 
 
+#: the lock file of a run folder: held (``flock``) while a runner trains that run; holds its pid
+LOCK_NAME = ".run.lock"
+
+
+class RunLock:
+    """An exclusive lock on one run folder, so that two runners on the same ``--out`` never
+    train the same run.
+
+    ``flock`` on ``FOLDER/.run.lock``: the kernel drops it when its process ends, however it
+    ends, so the lock of a killed runner is stale at once and the next runner takes it over; the
+    file keeps the holder's pid for the message. :meth:`acquire` returns ``True`` if this
+    process now holds the lock, ``False`` if another live process does (:attr:`holder` is its
+    pid as written, ``"?"`` if unreadable). On systems without ``fcntl`` there is no lock.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: int | None = None
+        self.holder = ""
+
+    def acquire(self) -> bool:
+        import errno
+        import os
+
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - non-POSIX: no lock
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            self.holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        import os
+
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays (removing it would race)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
 def read_result(folder: Path) -> dict | None:
     """A finished run's ``result.json``, or ``None`` if there is none or it is incomplete."""
     try:
