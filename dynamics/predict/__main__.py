@@ -9,8 +9,9 @@ Runs every runnable setting of dynamics.predict.settings (2 seeds each) resumabl
 per setting and seed under OUT/runs/, a run whose result.json is complete is skipped, a stopped
 one continues from its last finished epoch. A run being trained by another runner on the same
 OUT (its folder's lock is held) is skipped; a killed runner's lock is taken over. Prints the
-table (setting, toy prediction, CIFAR
-outcome with its numbers, agree) and writes it to OUT/table.md and OUT/table.csv.
+table (setting, toy prediction, CIFAR outcome with its numbers, agree) and writes it to
+OUT/table.md and OUT/table.csv, and OUT/record.json: the finished runs' measures and monitors
+in one small file, the source of the figures toy_vs_cifar, cifar_tian2 and cifar_tian6.
 --quick: 2 settings, 1 seed, a tiny network for 2 epochs (checks the pipeline; not a result).
 """
 
@@ -24,6 +25,7 @@ if __name__ == "__main__":  # a signal from here on: one line, no traceback (bef
 
 import argparse
 import importlib.util
+import json
 import shlex
 from pathlib import Path
 
@@ -146,6 +148,9 @@ def _main(parser, a, guard, command) -> int:
 
         atomic_write_text(out / "table.md", text)
         atomic_write_text(out / "table.csv", grid.format_csv(rows))
+        if not a.quick:
+            rec = grid.compact_record(out, settings, seeds, _grid_command(a))
+            atomic_write_text(out / "record.json", json.dumps(rec, separators=(",", ":")) + "\n")
     except OSError as e:
         raise CliExit(1, f"error: could not write the table to {out}: {e.strerror or e}") from None
     print(text, end="")
@@ -153,6 +158,16 @@ def _main(parser, a, guard, command) -> int:
     print(f"{ran} run(s) trained, {done} skipped (finished before){busy_note}; wrote {out / 'table.md'} and "
           f"{out / 'table.csv'}")
     return 0
+
+
+def _grid_command(a) -> str:
+    """The command that makes these runs, with the data folder as a placeholder."""
+    parts = [PROG, "--data-dir", "PATH", "--out", "OUT"]
+    if a.settings:
+        parts += ["--settings", *a.settings]
+    if a.epochs is not None:
+        parts += ["--epochs", str(a.epochs)]
+    return " ".join(parts)
 
 
 def _same_config(saved: dict, fields: dict) -> bool:

@@ -237,3 +237,46 @@ def format_table(rows) -> str:
 
 def format_csv(rows) -> str:
     return "\n".join([",".join(COLUMNS)] + [",".join(_cell(r.get(c)) for c in COLUMNS) for r in rows]) + "\n"
+
+
+# ------------------------------------------------------------------ the compact record of the runs
+
+#: settings whose per-step monitors go into the record (the CIFAR counterparts of Tian et al.'s
+#: Figs. 2 and 6 draw them); the other runs keep their per-epoch monitors only
+STEP_SETTINGS = ("baseline", "no-stop-grad", "pred-lr-0.1", "pred-lr-10")
+#: per-epoch monitors kept in the record
+EPOCH_KEYS = ("epoch", "step", "loss", "z_std", "z_std_ref", "z_top", "knn")
+#: per-step monitors kept for STEP_SETTINGS
+STEP_KEYS = ("step", "loss", "z_std", "z_top")
+
+
+def _round(v, digits: int = 5):
+    return float(f"{v:.{digits}g}") if isinstance(v, float) and math.isfinite(v) else v
+
+
+def compact_record(out: Path, settings, seeds, command: str) -> dict:
+    """The finished runs of a grid in ``out`` as one small JSON-able dict (figures are drawn
+    from it without the run folders): per setting its toy call and, per finished seed, the
+    result's measures and outcome, the per-epoch monitors (and per-step ones for
+    :data:`STEP_SETTINGS`). ``command``: the command that made the runs."""
+    rec = {"command": command, "seeds": list(seeds), "epoch_keys": list(EPOCH_KEYS), "step_keys": list(STEP_KEYS),
+           "settings": {}}
+    for s in settings:
+        entry = {"group": s.group, "config": {k: v for k, v in s.config.items()},
+                 "toy": toy_prediction(to_toy(**s.config)), "runs": {}}
+        for seed in seeds:
+            folder = run_dir(out, s.name, seed)
+            r = read_result(folder)
+            if r is None:
+                continue
+            try:
+                m = json.loads((folder / "metrics.json").read_text())
+            except (OSError, ValueError):
+                continue
+            run = {"measures": {k: _round(v) for k, v in r["measures"].items()}, "outcome": r["outcome"],
+                   "epochs": [[_round(e.get(k)) for k in EPOCH_KEYS] for e in m["epochs"]]}
+            if s.name in STEP_SETTINGS:
+                run["steps"] = [[_round(e.get(k), 4) for k in STEP_KEYS] for e in m["steps"]]
+            entry["runs"][str(seed)] = run
+        rec["settings"][s.name] = entry
+    return rec
