@@ -43,7 +43,7 @@ def data(rec: dict) -> dict:
 def draw(d: dict):
     fig, axes = plt.subplots(2, 4, figsize=(16, 7.2))
     pts = d["points"]
-    keys = (("loss", "final epoch's loss"), ("std_ratio", "std of z/||z|| x sqrt(d)"),
+    keys = (("loss", "final epoch's loss"), ("std_ratio", "final epoch's std of z/||z|| x sqrt(d)"),
             ("knn", "final kNN accuracy (%)"), ("z_top", "final epoch's top share"))
     for ax, (k, label) in zip(axes[0], keys):
         scale = 100 if k == "knn" else 1
@@ -67,7 +67,7 @@ def draw(d: dict):
         ax.legend(fontsize=7)
     draw_curves(axes[1], d["runs"], STYLE)
     axes[1][0].legend(fontsize=7)
-    axes[1][2].legend(fontsize=7)
+    axes[1][2].legend(fontsize=6, loc="lower left")
     fig.suptitle("CIFAR-10 SimSiam against the predictor's learning-rate ratio (width 0.125, 5000 images; "
                  "filled: seed 0, open: seed 1)", fontsize=11)
     fig.tight_layout()
