@@ -265,6 +265,23 @@ def test_steps_run_in_float32(images64, method):
         assert any(np.max(np.abs(np.asarray(a) - np.asarray(b))) > 0 for a, b in zip(t, o))
 
 
+def test_random_predictor_is_fixed_and_scaled(images64):
+    # The toy's fixed random predictor: entries N(0, 1/d), never updated (no step, no decay).
+    cfg = Config(predictor="random", **TINY)
+    state0 = init_state(cfg, jax.random.PRNGKey(0), TOTAL)
+    wp0 = np.asarray(state0.params["pred"]["wp"])
+    d = wp0.shape[0]
+    # d*d = 16384 entries: the sample std's relative standard error is 1/sqrt(2 d^2) = 0.0055, so
+    # 5 % is 9 standard errors; the mean's standard error is 1/(d sqrt(d)) relative to 1/sqrt(d)
+    assert abs(wp0.std() * np.sqrt(d) - 1) < 0.05 and abs(wp0.mean()) * np.sqrt(d) < 5 / d
+    state, ms = _run_steps(cfg, images64, 2, seed=0)
+    assert all(np.isfinite(m["loss"]) for m in ms)
+    np.testing.assert_array_equal(np.asarray(state.params["pred"]["wp"]), wp0)
+    moved = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+                                   state.params["backbone"], state0.params["backbone"])
+    assert max(jax.tree_util.tree_leaves(moved)) > 0
+
+
 # The collapse signature. With a final BatchNorm in the projector (SimSiam's), every channel of z
 # keeps unit batch variance, so z cannot shrink to one point; it collapses onto a line instead
 # (z_i = a_i v). The measure is the top-eigenvalue share of E[u u^T], u = z/||z||: 1 on a line,

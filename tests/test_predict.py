@@ -134,6 +134,10 @@ def test_cifar_outcome_thresholds():
     assert mp.cifar_outcome(40, 0.8, 0.1, 0.35, 0.25) == "healthy"
     assert mp.cifar_outcome(5, 0.8, 0.3, 0.35, 0.25) == "partial"
     assert mp.cifar_outcome(40, 0.8, 0.95, 0.35, 0.25) == "collapsed"   # a line, even if BN keeps std
-    assert mp.cifar_outcome(40, 0.8, 0.1, 0.24, 0.25) == "collapsed"    # below random init
+    # kNN: a drop within the noise of 2000 test images (3 standard errors, ~0.03) is no collapse,
+    # a larger one is
+    assert mp.cifar_outcome(40, 0.8, 0.1, 0.24, 0.25) == "healthy"
+    assert mp.cifar_outcome(40, 0.8, 0.1, 0.25 - mp.KNN_DROP - 0.001, 0.25) == "collapsed"
+    assert 2.5 < mp.KNN_DROP / (0.25 * 0.75 / 2000) ** 0.5 < 3.5
     with pytest.raises(ValueError, match="nan"):
         mp.cifar_outcome(float("nan"), 0.8, 0.1, 0.3, 0.2)

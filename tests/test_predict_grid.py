@@ -58,3 +58,64 @@ def test_bad_input_is_one_line(args, needle, capsys, tmp_path, monkeypatch):
         main(args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ one run, one runner
+
+_HOLD = """
+import sys
+from dynamics.predict.grid import RunLock
+lock = RunLock(sys.argv[1])
+print("locked" if lock.acquire() else "busy", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _holder(folder):
+    """A separate process holding ``folder``'s run lock until killed (waits on its stdin)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, str(folder)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"  # waits for the condition, no fixed sleep
+    return p
+
+
+def test_run_lock_excludes_a_second_runner_and_a_killed_runners_lock_is_taken_over(tmp_path):
+    import os
+    import signal
+
+    folder = tmp_path / "runs" / "baseline" / "seed0"
+    p = _holder(folder)
+    try:
+        other = grid.RunLock(folder)
+        assert other.acquire() is False and other.holder == str(p.pid)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    # the lock file still names the dead runner; its lock went with it
+    assert (folder / grid.LOCK_NAME).read_text().strip() == str(p.pid)
+    with grid.RunLock(folder) as mine:
+        assert mine.acquire() is True
+        assert (folder / grid.LOCK_NAME).read_text().strip() == str(os.getpid())
+    with grid.RunLock(folder) as again:  # released on exit
+        assert again.acquire() is True
+
+
+def test_runner_skips_a_run_another_runner_holds(tmp_path, capsys, monkeypatch):
+    import signal
+
+    data, _, _ = write_tiny_cifar(tmp_path / "data")
+    out = tmp_path / "out"
+    trained = []
+    monkeypatch.setattr(grid, "run_one", lambda s, f, *a, **k: trained.append(s.name))
+    p = _holder(grid.run_dir(out, "baseline", 0))
+    try:
+        assert main(["--data-dir", str(data), "--quick", "--settings", "baseline", "--out", str(out)]) == 0
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    text = capsys.readouterr().out
+    assert trained == [] and f"another runner (pid {p.pid}) is training it, skipped" in text
+    assert "1 left to the runner training them" in text and "| baseline |" in text

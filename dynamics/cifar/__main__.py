@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wd", type=number("wd", nonneg=True), default=d.wd,
                    help="weight decay, coupled (added to the gradient) for every parameter (default %(default)s)")
     p.add_argument("--predictor", choices=PREDICTORS, default=None,
-                   help="mlp: bottleneck 2048-512-2048 (x W); linear: one d x d matrix (the toy Wp); none: "
+                   help="mlp: bottleneck 2048-512-2048 (x W); linear: one d x d matrix (the toy Wp); random: a "
+                        "fixed, untrained d x d matrix with entries N(0, 1/d); none: "
                         "no predictor; directpred: Wp set from the eigendecomposition of F = E[z z^T] "
                         f"(default {d.predictor})")
     p.add_argument("--no-predictor", action="store_true", help="same as --predictor none")

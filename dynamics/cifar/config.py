@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 METHODS = ("simsiam", "byol")
-PREDICTORS = ("mlp", "linear", "none", "directpred")
+PREDICTORS = ("mlp", "linear", "random", "none", "directpred")
 
 
 @dataclass(frozen=True)

@@ -146,8 +146,14 @@ class Projector(nn.Module):
         return GroupBatchNorm(groups=self.groups, use_affine=False)(h, train)
 
 
+#: the predictors that are a module of the network (DirectPred's is set from F outside it)
+TRAINED_OR_RANDOM = ("mlp", "linear", "random")
+
+
 class Predictor(nn.Module):
-    """``"mlp"``: Linear-BN-ReLU-Linear (``d -> hidden -> d``); ``"linear"``: ``z @ Wp^T``, ``[d, d]``."""
+    """``"mlp"``: Linear-BN-ReLU-Linear (``d -> hidden -> d``); ``"linear"``: ``z @ Wp^T``, ``[d, d]``,
+    initialised at ``I + 0.01 N``; ``"random"``: ``z @ Wp^T`` with entries ``N(0, 1/d)`` (the optimizer
+    keeps it fixed: the toy's fixed random predictor)."""
 
     d: int
     hidden: int
@@ -159,6 +165,10 @@ class Predictor(nn.Module):
         if self.kind == "linear":
             wp = self.param("wp", lambda k, s, t: jnp.eye(s[0], dtype=t) +
                             0.01 * jax.random.normal(k, s, t), (self.d, self.d), F32)
+            return z @ wp.T
+        if self.kind == "random":
+            wp = self.param("wp", lambda k, s, t: jax.random.normal(k, s, t) / jnp.sqrt(s[0]).astype(t),
+                            (self.d, self.d), F32)
             return z @ wp.T
         h = nn.Dense(self.hidden, use_bias=False, kernel_init=dense_init, dtype=F32, param_dtype=F32)(z)
         h = nn.relu(GroupBatchNorm(groups=self.groups)(h, train))
@@ -184,12 +194,12 @@ class SiameseNet(nn.Module):
         w = widths(self.width)
         self.backbone = ResNet18(self.width, groups=self.groups, dtype=self.dtype, blocks=self.blocks)
         self.projector = Projector(w["proj"], groups=self.groups)
-        if self.predictor in ("mlp", "linear"):
+        if self.predictor in TRAINED_OR_RANDOM:
             self.pred = Predictor(w["proj"], w["pred_hidden"], kind=self.predictor, groups=self.groups)
 
     def __call__(self, x, train: bool = True):
         z = self.projector(self.backbone(x, train), train)
-        p = self.pred(z, train) if self.predictor in ("mlp", "linear") else z
+        p = self.pred(z, train) if self.predictor in TRAINED_OR_RANDOM else z
         return z, p
 
     def project(self, x, train: bool = True):

@@ -38,7 +38,7 @@ import optax
 from dynamics._io import atomic_write_bytes, atomic_write_text
 from dynamics.cifar.augment import eval_view, two_views
 from dynamics.cifar.config import METHODS, PREDICTORS, Config  # noqa: F401  (re-exported)
-from dynamics.cifar.model import SiameseNet, widths
+from dynamics.cifar.model import TRAINED_OR_RANDOM, SiameseNet, widths
 from dynamics.cifar.monitors import (
     directpred_matrix,
     eigen_alignment,
@@ -82,7 +82,7 @@ def ema_momentum(step, base: float, total: int):
 
 
 def make_model(cfg: Config, groups: int = 2) -> SiameseNet:
-    pred = cfg.predictor if cfg.predictor in ("mlp", "linear") else "none"
+    pred = cfg.predictor if cfg.predictor in TRAINED_OR_RANDOM else "none"
     return SiameseNet(width=cfg.width, predictor=pred, groups=groups, blocks=tuple(cfg.blocks),
                       dtype=jnp.dtype(cfg.compute_dtype))
 
@@ -105,7 +105,9 @@ def make_optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformatio
     def group(schedule):
         return optax.chain(optax.add_decayed_weights(cfg.wd), optax.sgd(schedule, momentum=cfg.momentum))
 
-    return optax.multi_transform({"encoder": group(enc), "predictor": group(pred)}, _labels)
+    # a fixed random predictor is never updated (no step, no decay)
+    fixed = optax.set_to_zero() if cfg.predictor == "random" else group(pred)
+    return optax.multi_transform({"encoder": group(enc), "predictor": fixed}, _labels)
 
 
 def init_state(cfg: Config, key: jax.Array, total_steps: int) -> TrainState:
@@ -221,7 +223,7 @@ def make_feature_fn(cfg: Config) -> Callable:
 
 @functools.lru_cache(maxsize=16)
 def _make_feature_fn(width: float, predictor: str, blocks: tuple[int, ...]) -> Callable:
-    pred = predictor if predictor in ("mlp", "linear") else "none"
+    pred = predictor if predictor in TRAINED_OR_RANDOM else "none"
     model = SiameseNet(width=width, predictor=pred, groups=1, blocks=blocks)
 
     @jax.jit
@@ -368,8 +370,8 @@ def train(cfg: Config, data, out_dir: str | Path | None = None, resume: bool = F
             bank = extract_features(feat_fn, state, train_x)
             query = extract_features(feat_fn, state, test_x)
             row["knn"] = knn_accuracy(bank, train_y, query, test_y, k=cfg.knn_k, temperature=cfg.knn_t)
-        if cfg.predictor in ("linear", "directpred") and epoch > 0:
-            wp = (state.params["pred"]["wp"] if cfg.predictor == "linear"
+        if cfg.predictor in ("linear", "random", "directpred") and epoch > 0:
+            wp = (state.params["pred"]["wp"] if cfg.predictor in ("linear", "random")
                   else directpred_matrix(state.fhat, cfg.dp_eps))
             row.update(eigen_alignment(wp, state.fhat))
         return row

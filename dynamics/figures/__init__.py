@@ -61,6 +61,9 @@ from dynamics.figures import (  # noqa: E402,F401
     tian10,
     wd_conventions,
     zoo,
+    toy_vs_cifar,
+    cifar_tian2,
+    cifar_tian6,
 )
 
 

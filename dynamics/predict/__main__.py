@@ -7,8 +7,11 @@ Example::
 
 Runs every runnable setting of dynamics.predict.settings (2 seeds each) resumably: one folder
 per setting and seed under OUT/runs/, a run whose result.json is complete is skipped, a stopped
-one continues from its last finished epoch. Prints the table (setting, toy prediction, CIFAR
-outcome with its numbers, agree) and writes it to OUT/table.md and OUT/table.csv.
+one continues from its last finished epoch. A run being trained by another runner on the same
+OUT (its folder's lock is held) is skipped; a killed runner's lock is taken over. Prints the
+table (setting, toy prediction, CIFAR outcome with its numbers, agree) and writes it to
+OUT/table.md and OUT/table.csv, and OUT/record.json: the finished runs' measures and monitors
+in one small file, the source of the figures toy_vs_cifar, cifar_tian2 and cifar_tian6.
 --quick: 2 settings, 1 seed, a tiny network for 2 epochs (checks the pipeline; not a result).
 """
 
@@ -22,6 +25,7 @@ if __name__ == "__main__":  # a signal from here on: one line, no traceback (bef
 
 import argparse
 import importlib.util
+import json
 import shlex
 from pathlib import Path
 
@@ -89,7 +93,7 @@ def _main(parser, a, guard, command) -> int:
     n_train, n_test = len(data.train_x), len(data.test_x)
     guard.saved = lambda: (f"the finished runs in {out / 'runs'} are kept; a stopped run continues "
                            f"from its last epoch on a rerun")
-    results, done, ran = {}, 0, 0
+    results, done, ran, busy = {}, 0, 0, 0
     for s in settings:
         if not s.runnable:
             print(f"{s.name}: not runnable on the CIFAR path ({s.missing})", flush=True)
@@ -109,13 +113,30 @@ def _main(parser, a, guard, command) -> int:
                 done += 1
                 print(f"{s.name} seed {seed}: done before ({prev['outcome']}), skipped", flush=True)
                 continue
-            print(f"{s.name} seed {seed}: training in {folder}", flush=True)
+            lock = grid.RunLock(folder)
             try:
-                r = grid.run_one(s, fields, data, folder, a.data_dir, command, log=lambda m: None)
-            except ValueError as e:
-                raise CliExit(1, f"error: {s.name} seed {seed}: {str(e).splitlines()[0]}") from None
+                got = lock.acquire()
             except OSError as e:
-                raise CliExit(1, f"error: could not write to {folder}: {e.strerror or e}") from None
+                raise CliExit(1, f"error: cannot lock {folder}: {e.strerror or e}") from None
+            if not got:
+                busy += 1
+                print(f"{s.name} seed {seed}: another runner (pid {lock.holder}) is training it, skipped",
+                      flush=True)
+                continue
+            with lock:
+                prev = grid.read_result(folder)  # finished by another runner since the check above
+                if prev is not None and _same_config(prev["config"], fields):
+                    results[(s.name, seed)] = prev
+                    done += 1
+                    print(f"{s.name} seed {seed}: done before ({prev['outcome']}), skipped", flush=True)
+                    continue
+                print(f"{s.name} seed {seed}: training in {folder}", flush=True)
+                try:
+                    r = grid.run_one(s, fields, data, folder, a.data_dir, command, log=lambda m: None)
+                except ValueError as e:
+                    raise CliExit(1, f"error: {s.name} seed {seed}: {str(e).splitlines()[0]}") from None
+                except OSError as e:
+                    raise CliExit(1, f"error: could not write to {folder}: {e.strerror or e}") from None
             guard.check()
             results[(s.name, seed)] = r
             ran += 1
@@ -127,12 +148,26 @@ def _main(parser, a, guard, command) -> int:
 
         atomic_write_text(out / "table.md", text)
         atomic_write_text(out / "table.csv", grid.format_csv(rows))
+        if not a.quick:
+            rec = grid.compact_record(out, settings, seeds, _grid_command(a))
+            atomic_write_text(out / "record.json", json.dumps(rec, separators=(",", ":")) + "\n")
     except OSError as e:
         raise CliExit(1, f"error: could not write the table to {out}: {e.strerror or e}") from None
     print(text, end="")
-    print(f"{ran} run(s) trained, {done} skipped (finished before); wrote {out / 'table.md'} and "
+    busy_note = f", {busy} left to the runner training them" if busy else ""
+    print(f"{ran} run(s) trained, {done} skipped (finished before){busy_note}; wrote {out / 'table.md'} and "
           f"{out / 'table.csv'}")
     return 0
+
+
+def _grid_command(a) -> str:
+    """The command that makes these runs, with the data folder as a placeholder."""
+    parts = [PROG, "--data-dir", "PATH", "--out", "OUT"]
+    if a.settings:
+        parts += ["--settings", *a.settings]
+    if a.epochs is not None:
+        parts += ["--epochs", str(a.epochs)]
+    return " ".join(parts)
 
 
 def _same_config(saved: dict, fields: dict) -> bool:

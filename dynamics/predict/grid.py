@@ -51,6 +51,64 @@ def run_dir(out: Path, name: str, seed: int) -> Path:
     return Path(out) / "runs" / name / f"seed{seed}"
 
 
+#: the lock file of a run folder: held (``flock``) while a runner trains that run; holds its pid
+LOCK_NAME = ".run.lock"
+
+
+class RunLock:
+    """An exclusive lock on one run folder, so that two runners on the same ``--out`` never
+    train the same run.
+
+    ``flock`` on ``FOLDER/.run.lock``: the kernel drops it when its process ends, however it
+    ends, so the lock of a killed runner is stale at once and the next runner takes it over; the
+    file keeps the holder's pid for the message. :meth:`acquire` returns ``True`` if this
+    process now holds the lock, ``False`` if another live process does (:attr:`holder` is its
+    pid as written, ``"?"`` if unreadable). On systems without ``fcntl`` there is no lock.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: int | None = None
+        self.holder = ""
+
+    def acquire(self) -> bool:
+        import errno
+        import os
+
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - non-POSIX: no lock
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            self.holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        import os
+
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays (removing it would race)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
 def read_result(folder: Path) -> dict | None:
     """A finished run's ``result.json``, or ``None`` if there is none or it is incomplete."""
     try:
@@ -93,9 +151,9 @@ def embedding(cfg, state, images):
     import numpy as np
 
     from dynamics.cifar.augment import eval_view
-    from dynamics.cifar.model import SiameseNet
+    from dynamics.cifar.model import TRAINED_OR_RANDOM, SiameseNet
 
-    pred = cfg.predictor if cfg.predictor in ("mlp", "linear") else "none"
+    pred = cfg.predictor if cfg.predictor in TRAINED_OR_RANDOM else "none"
     model = SiameseNet(width=cfg.width, predictor=pred, groups=1, blocks=tuple(cfg.blocks))
     fn = jax.jit(lambda p, s, x: model.apply({"params": p, "batch_stats": s}, eval_view(x), False,
                                              method=SiameseNet.project))
@@ -179,3 +237,46 @@ def format_table(rows) -> str:
 
 def format_csv(rows) -> str:
     return "\n".join([",".join(COLUMNS)] + [",".join(_cell(r.get(c)) for c in COLUMNS) for r in rows]) + "\n"
+
+
+# ------------------------------------------------------------------ the compact record of the runs
+
+#: settings whose per-step monitors go into the record (the CIFAR counterparts of Tian et al.'s
+#: Figs. 2 and 6 draw them); the other runs keep their per-epoch monitors only
+STEP_SETTINGS = ("baseline", "no-stop-grad", "pred-lr-0.1", "pred-lr-10")
+#: per-epoch monitors kept in the record
+EPOCH_KEYS = ("epoch", "step", "loss", "z_std", "z_std_ref", "z_top", "knn")
+#: per-step monitors kept for STEP_SETTINGS
+STEP_KEYS = ("step", "loss", "z_std", "z_top")
+
+
+def _round(v, digits: int = 5):
+    return float(f"{v:.{digits}g}") if isinstance(v, float) and math.isfinite(v) else v
+
+
+def compact_record(out: Path, settings, seeds, command: str) -> dict:
+    """The finished runs of a grid in ``out`` as one small JSON-able dict (figures are drawn
+    from it without the run folders): per setting its toy call and, per finished seed, the
+    result's measures and outcome, the per-epoch monitors (and per-step ones for
+    :data:`STEP_SETTINGS`). ``command``: the command that made the runs."""
+    rec = {"command": command, "seeds": list(seeds), "epoch_keys": list(EPOCH_KEYS), "step_keys": list(STEP_KEYS),
+           "settings": {}}
+    for s in settings:
+        entry = {"group": s.group, "config": {k: v for k, v in s.config.items()},
+                 "toy": toy_prediction(to_toy(**s.config)), "runs": {}}
+        for seed in seeds:
+            folder = run_dir(out, s.name, seed)
+            r = read_result(folder)
+            if r is None:
+                continue
+            try:
+                m = json.loads((folder / "metrics.json").read_text())
+            except (OSError, ValueError):
+                continue
+            run = {"measures": {k: _round(v) for k, v in r["measures"].items()}, "outcome": r["outcome"],
+                   "epochs": [[_round(e.get(k)) for k in EPOCH_KEYS] for e in m["epochs"]]}
+            if s.name in STEP_SETTINGS:
+                run["steps"] = [[_round(e.get(k), 4) for k in STEP_KEYS] for e in m["steps"]]
+            entry["runs"][str(seed)] = run
+        rec["settings"][s.name] = entry
+    return rec

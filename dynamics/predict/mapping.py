@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dynamics.models.permode import mode_eta_crit
+
 #: weight decay convention: the CIFAR step is ``phi -= lr * ratio * (g + wd * phi)``, i.e. the
 #: decay is inside each group's gradient: docs/theory.md's "loss convention", eta_phi = eta.
 CONVENTION = "loss"
@@ -37,8 +39,12 @@ HEALTHY_MODES = 16
 COLLAPSE_TOP_SHARE = 0.9
 #: ... or the std of z/||z|| is below this fraction of 1/sqrt(d) ...
 COLLAPSE_STD_RATIO = 0.1
-#: ... or the final kNN is not above the random-init kNN of the same set-up by this margin
-KNN_MARGIN = 0.0
+#: ... or the final kNN is below the random-init kNN of the same set-up by more than this. A kNN
+#: accuracy near 0.25 on the 2000 test images has a binomial standard error of
+#: sqrt(0.25 * 0.75 / 2000) = 0.0097; a healthy SimSiam's kNN first dips below the random-init
+#: value before it rises (notes on the CIFAR path), so a short run level with the random-init kNN
+#: is no sign of collapse: only a drop beyond 3 standard errors is.
+KNN_DROP = 0.03
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,9 @@ def _mode_survives(dj: float, aj: float, eta: float, eps: float, beta: float | N
     """Trained predictor: does mode ``(d_j, A_j)`` have a stable fixed point with ``theta != 0``?"""
     if eta == 0:
         return True      # every theta with phi = d/A is a fixed point: nothing decays
-    disc = dj * dj - 4 * aj * eta
-    if disc < 0:
+    if eta > float(mode_eta_crit(dj, aj - dj)):
         return False     # past the saddle-node, eta > eta_crit_j = d_j^2 / (4 A_j)
-    p = (dj + math.sqrt(disc)) / (2 * aj)
+    p = (dj + math.sqrt(max(dj * dj - 4 * aj * eta, 0.0))) / (2 * aj)
     s = eta * p / (dj - aj * p)             # theta^2 at the fixed point (loss convention)
     th = math.sqrt(s)
     r = dj * th - 2 * aj * p * th           # d/dtheta and d/dphi of the shared residual
@@ -171,6 +176,6 @@ def cifar_outcome(effective_rank: float, std_ratio: float, top_share: float, knn
         if not math.isfinite(v):
             raise ValueError(f"{k} must be finite, got {v}")
     if (top_share >= COLLAPSE_TOP_SHARE or std_ratio < COLLAPSE_STD_RATIO
-            or knn <= knn_random_init + KNN_MARGIN):
+            or knn < knn_random_init - KNN_DROP):
         return "collapsed"
     return classify_modes(effective_rank)
