@@ -38,6 +38,24 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 LOCK_NAME = ".dynamics.lock"
+
+
+def pid_lock(fd: int) -> str | None:
+    """Take an exclusive, non-blocking ``flock`` on the open lock file ``fd`` and write this
+    process's pid into it. Returns ``None`` once this process holds it, or the holder's pid as
+    written (``"?"`` if unreadable) when another live process does; any other ``OSError``
+    propagates. The kernel drops the lock when its process ends, however it ends, so a killed
+    holder's lock is free at once. Without ``fcntl`` (non-POSIX) only the pid is written."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return None
 STAGING_PREFIX = ".dynamics-staging-"
 MANIFEST_PREFIX = ".dynamics-results-"
 
@@ -220,21 +238,17 @@ class ResultSet:
             self._lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
             raise OutputError(f"output folder {folder} is not writable: {_reason(e)}") from None
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise OutputError(f"cannot lock output folder {folder}: {_reason(e)}") from None
-                pid = os.pread(self._lock_fd, 32, 0).decode(errors="replace").strip() or "?"
-                os.close(self._lock_fd)
-                self._lock_fd = None
-                raise OutputError(
-                    f"another run (pid {pid}) is writing to {folder}; wait for it to finish or "
-                    f"choose another output folder"
-                ) from None
-        os.ftruncate(self._lock_fd, 0)
-        os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            pid = pid_lock(self._lock_fd)
+        except OSError as e:
+            raise OutputError(f"cannot lock output folder {folder}: {_reason(e)}") from None
+        if pid is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise OutputError(
+                f"another run (pid {pid}) is writing to {folder}; wait for it to finish or "
+                f"choose another output folder"
+            ) from None
         # We hold the lock: any temporary in the folder belongs to a run that was killed.
         for entry in folder.iterdir():
             if _is_temporary(entry.name, self.patterns):

@@ -16,6 +16,7 @@ import math
 import platform
 from pathlib import Path
 
+from dynamics import _io
 from dynamics._io import atomic_write_text
 from dynamics.predict.mapping import cifar_outcome, to_toy, toy_prediction
 from dynamics.predict.settings import SEEDS, Setting
@@ -72,25 +73,21 @@ class RunLock:
         self.holder = ""
 
     def acquire(self) -> bool:
-        import errno
         import os
 
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - non-POSIX: no lock
+        if _io.fcntl is None:  # pragma: no cover - non-POSIX: no lock
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            self.holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            holder = _io.pid_lock(fd)
+        except OSError:
             os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                return False
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if holder is not None:
+            self.holder = holder
+            os.close(fd)
+            return False
         self._fd = fd
         return True
 
