@@ -81,7 +81,7 @@ def test_mode_threshold_matches_saddle_node():
 
 def test_live_modes_count_against_closed_form():
     # Trained predictor: the survivors are exactly the modes with d_j^2 >= 4 A_j eta.
-    tp = mp.to_toy(wd=5e-3, width=0.125)
+    tp = mp.to_toy(wd=0.3, width=0.125)
     dj = mp.spectrum(tp.d)
     expect = int(np.sum(dj**2 >= 4 * (dj + tp.sigma2) * tp.eta))
     assert mp.live_modes(tp) == expect and 0 < expect < tp.d
@@ -90,13 +90,64 @@ def test_live_modes_count_against_closed_form():
 
 
 def test_mapping_units():
-    tp = mp.to_toy(method="byol", ema=0.99, lr=0.03, batch_size=128, momentum=0.9, wd=5e-4, width=0.125,
-                   predictor_lr_ratio=10)
-    assert tp.d == 256 and tp.eta == pytest.approx(5e-4 * 256)
+    kw = dict(method="byol", ema=0.99, lr=0.03, batch_size=128, momentum=0.9, wd=5e-4, width=0.125,
+              predictor_lr_ratio=10)
+    assert mp.to_toy(**kw, mapping="v2").eta == pytest.approx(5e-4)   # BatchNorm units: eta = wd
+    tp = mp.to_toy(**kw, mapping="v1")
+    assert tp.d == 256 and tp.eta == pytest.approx(5e-4 * 256)        # unit-vector units: eta = wd d
     assert tp.beta == pytest.approx(0.01 / (0.03 * 0.5 / 0.1))
     assert tp.alpha_p == 10
     with pytest.raises(ValueError, match="-1"):
         mp.to_toy(wd=-1)
+    with pytest.raises(ValueError, match="'v9'"):
+        mp.to_toy(mapping="v9")
+
+
+def test_v2_random_predictor_matches_its_linear_flow():
+    # v2 reads the fixed random predictor's end state off the eigenvalues of M_j. Independent
+    # check: integrate the linear flow itself (matrix exponentials, d = 16) from W = I for a long
+    # time and measure the embedding's effective rank as the CIFAR runs are measured.
+    from scipy.linalg import expm
+
+    for wd in (0.0, 0.05):
+        tp = mp.to_toy(predictor="random", width=16 / 2048, wd=wd, mapping="v2")
+        assert tp.d == 16
+        dj = mp.spectrum(tp.d)
+        rng = np.random.default_rng(mp.RANDOM_PREDICTOR_SEED)
+        wp = rng.normal(scale=1 / np.sqrt(tp.d), size=(tp.d, tp.d))
+        growth = max(np.max(np.linalg.eigvals(a * wp.T - (a + tp.sigma2) * wp.T @ wp).real) for a in dj) - tp.eta
+        assert growth > 0    # something grows: the end state is one direction (or a plane)
+        t_end = 60.0 / growth
+        cols = [expm((a * wp.T - (a + tp.sigma2) * wp.T @ wp - tp.eta * np.eye(tp.d)) * t_end)[:, j]
+                for j, a in enumerate(dj)]
+        cov = sum(a * np.outer(c, c) for a, c in zip(dj, cols))
+        er = mp.effective_rank_of_variances(np.clip(np.linalg.eigvalsh(cov), 0, None))
+        # e^-60 leaves the other directions' singular values below 1e-13 of the top one
+        assert mp.live_modes(tp) == round(er)
+        assert mp.toy_prediction(tp)["outcome"] == mp.classify_modes(er)
+
+
+def test_v2_directpred_shares_are_an_equilibrium():
+    # At the stationary shares every direction that keeps a share grows at the same rate (else its
+    # share would still move): g_j = p_j d_j - p_j^2 A_j - eta, p_j = sqrt(s_j / s_max) + eps_dp.
+    d = 32
+    dj = mp.spectrum(d)
+    aj = dj + mp.SIGMA2
+    for eta in (0.0, 0.05):
+        q = mp.directpred_shares(dj, aj, eta, 0.1)
+        assert q.sum() == pytest.approx(1.0) and np.all(q >= 0)
+        s = aj * q / dj                      # A_j theta_j^2, up to one common factor
+        p = np.sqrt(s / s.max()) + 0.1
+        g = p * dj - p * p * aj - eta
+        kept = q > 1e-6
+        assert kept.sum() > d // 2
+        assert np.ptp(g[kept]) < 1e-5 * np.abs(g).max()   # equal rates, to the integrator's rtol
+        # scale-free: the call does not depend on the embedding's overall scale, so the v2 call of
+        # DirectPred is healthy although the MSE toy's amplitude decays (all g < 0)
+        assert np.all(g < 0)
+    tp = mp.to_toy(predictor="directpred", mapping="v2")
+    assert mp.toy_prediction(tp)["outcome"] == "healthy"
+    assert mp.toy_prediction(mp.to_toy(predictor="directpred", mapping="v1"))["outcome"] == "collapsed"
 
 
 def test_settings_cover_the_issue_and_parse():
@@ -107,9 +158,12 @@ def test_settings_cover_the_issue_and_parse():
     assert {0.1, 1.0, 10.0} <= ratios
     from dynamics.cifar.__main__ import build_parser
 
+    from dynamics.predict.settings import PLANS
+
     for s in SETTINGS:
         if s.runnable:
-            build_parser().parse_args(["--data-dir", "x", *s.cli_args()])
+            for name in PLANS:
+                build_parser().parse_args(["--data-dir", "x", *s.cli_args(name)])
 
 
 def test_cifar_outcome_cannot_change_toy_column():

@@ -12,6 +12,9 @@ OUT (its folder's lock is held) is skipped; a killed runner's lock is taken over
 table (setting, toy prediction, CIFAR outcome with its numbers, agree) and writes it to
 OUT/table.md and OUT/table.csv, and OUT/record.json: the finished runs' measures and monitors
 in one small file, the source of the figures toy_vs_cifar, cifar_tian2 and cifar_tian6.
+--grid: the run plan (grid1: 3 epochs, seeds 0 and 1, called with mapping v1; grid2, the
+default: 6 epochs, seeds 2 and 3, called with mapping v2); --mapping calls a grid with the other
+mapping (the runs are the same; only the toy column changes).
 --quick: 2 settings, 1 seed, a tiny network for 2 epochs (checks the pipeline; not a result).
 """
 
@@ -31,7 +34,8 @@ from pathlib import Path
 
 from dynamics._cli import CliExit, OneLineParser, exit_process, guarded, number
 from dynamics.predict import grid
-from dynamics.predict.settings import SEEDS, SETTINGS, setting
+from dynamics.predict.mapping import MAPPINGS
+from dynamics.predict.settings import DEFAULT_PLAN, PLANS, SETTINGS, setting
 
 PROG = "python -m dynamics.predict"
 
@@ -47,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these settings (default: all; with --quick: the quick pair)")
     p.add_argument("--epochs", type=number("epochs", positive=True, integer=True, maximum=10_000),
                    default=None, help="epochs per run (default: the run config's)")
+    p.add_argument("--grid", choices=sorted(PLANS), default=DEFAULT_PLAN,
+                   help=f"run plan (default {DEFAULT_PLAN}): epochs, seeds and the mapping declared for it")
+    p.add_argument("--mapping", choices=MAPPINGS, default=None,
+                   help="the toy column's mapping (default: the one declared for the grid)")
     p.add_argument("--list", action="store_true", help="list the settings and the toy's call, run nothing")
     return p
 
@@ -66,9 +74,10 @@ def _main(parser, a, guard, command) -> int:
         parser.error(str(e))
     if len({s.name for s in settings}) != len(settings):
         parser.error("--settings names a setting twice")
-    seeds = grid.QUICK_SEEDS if a.quick else SEEDS
+    plan = PLANS[a.grid]
+    seeds = grid.QUICK_SEEDS if a.quick else plan.seeds
     if a.list:
-        rows = grid.table_rows(settings, {}, a.quick, 10**9, 10**9, a.epochs, seeds)
+        rows = grid.table_rows(settings, {}, a.quick, 10**9, 10**9, a.epochs, seeds, a.grid, a.mapping)
         for r in rows:
             print(f"{r['setting']:24s} {r['group']:20s} toy: {r['toy']} ({r['toy_modes']} modes)")
         return 0
@@ -99,7 +108,7 @@ def _main(parser, a, guard, command) -> int:
             print(f"{s.name}: not runnable on the CIFAR path ({s.missing})", flush=True)
             continue
         for seed in seeds:
-            fields = grid.run_config(s, a.quick, seed, n_train, n_test, a.epochs)
+            fields = grid.run_config(s, a.quick, seed, n_train, n_test, a.epochs, a.grid)
             if not a.quick and fields.get("subset") and fields["subset"] > n_train:
                 parser.error(f"setting {s.name} needs {fields['subset']} training images; "
                              f"{a.data_dir} has {n_train}")
@@ -141,7 +150,7 @@ def _main(parser, a, guard, command) -> int:
             results[(s.name, seed)] = r
             ran += 1
             print(f"{s.name} seed {seed}: {r['outcome']}", flush=True)
-    rows = grid.table_rows(settings, results, a.quick, n_train, n_test, a.epochs, seeds)
+    rows = grid.table_rows(settings, results, a.quick, n_train, n_test, a.epochs, seeds, a.grid, a.mapping)
     text = grid.format_table(rows)
     try:
         from dynamics._io import atomic_write_text
@@ -149,7 +158,7 @@ def _main(parser, a, guard, command) -> int:
         atomic_write_text(out / "table.md", text)
         atomic_write_text(out / "table.csv", grid.format_csv(rows))
         if not a.quick:
-            rec = grid.compact_record(out, settings, seeds, _grid_command(a))
+            rec = grid.compact_record(out, settings, seeds, _grid_command(a), a.grid, a.mapping)
             atomic_write_text(out / "record.json", json.dumps(rec, separators=(",", ":")) + "\n")
     except OSError as e:
         raise CliExit(1, f"error: could not write the table to {out}: {e.strerror or e}") from None
@@ -162,7 +171,9 @@ def _main(parser, a, guard, command) -> int:
 
 def _grid_command(a) -> str:
     """The command that makes these runs, with the data folder as a placeholder."""
-    parts = [PROG, "--data-dir", "PATH", "--out", "OUT"]
+    parts = [PROG, "--data-dir", "PATH", "--out", "OUT", "--grid", a.grid]
+    if a.mapping:
+        parts += ["--mapping", a.mapping]
     if a.settings:
         parts += ["--settings", *a.settings]
     if a.epochs is not None:

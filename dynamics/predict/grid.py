@@ -19,7 +19,7 @@ from pathlib import Path
 from dynamics import _io
 from dynamics._io import atomic_write_text
 from dynamics.predict.mapping import cifar_outcome, to_toy, toy_prediction
-from dynamics.predict.settings import SEEDS, Setting
+from dynamics.predict.settings import DEFAULT_PLAN, SEEDS, Setting, plan
 
 #: the keys a finished run's ``result.json`` holds
 RESULT_KEYS = ("setting", "seed", "config", "measures", "outcome", "provenance")
@@ -35,9 +35,10 @@ COLUMNS = ("setting", "group", "toy", "toy_modes", "cifar", "effective_rank", "s
            "knn", "knn_random_init", "agree")
 
 
-def run_config(s: Setting, quick: bool, seed: int, n_train: int, n_test: int, epochs: int | None = None) -> dict:
-    """The :class:`dynamics.cifar.config.Config` fields of one run of setting ``s``."""
-    cfg = dict(s.config)
+def run_config(s: Setting, quick: bool, seed: int, n_train: int, n_test: int, epochs: int | None = None,
+               plan_name: str = DEFAULT_PLAN) -> dict:
+    """The :class:`dynamics.cifar.config.Config` fields of one run of setting ``s`` in a plan."""
+    cfg = dict(s.config_in(plan_name))
     if quick:
         cfg.update(QUICK)
         cfg["subset"] = min(cfg["subset"], n_train)
@@ -183,8 +184,10 @@ def run_one(s: Setting, cfg_fields: dict, data, folder: Path, data_dir, command:
     return result
 
 
-def table_rows(settings, results: dict, quick: bool, n_train: int, n_test: int, epochs=None, seeds=SEEDS) -> list[dict]:
-    """One row per setting: the toy's call (from the config alone) beside the runs' outcomes.
+def table_rows(settings, results: dict, quick: bool, n_train: int, n_test: int, epochs=None, seeds=SEEDS,
+               plan_name: str = DEFAULT_PLAN, mapping: str | None = None) -> list[dict]:
+    """One row per setting: the toy's call (from the config alone, under ``mapping``, default the
+    plan's declared one) beside the runs' outcomes.
 
     ``results[(name, seed)]``: a finished run's ``result.json``. A setting agrees when every one
     of its seeds' outcomes equals the toy's; settings the CIFAR path cannot run, or not yet run,
@@ -192,7 +195,8 @@ def table_rows(settings, results: dict, quick: bool, n_train: int, n_test: int, 
     """
     rows = []
     for s in settings:
-        toy = toy_prediction(to_toy(**run_config(s, quick, seeds[0], n_train, n_test, epochs)))
+        toy = toy_prediction(to_toy(**run_config(s, quick, seeds[0], n_train, n_test, epochs, plan_name),
+                                    mapping=mapping or plan(plan_name).mapping))
         row = {"setting": s.name, "group": s.group, "toy": toy["outcome"], "toy_modes": toy["modes"]}
         rs = [results[(s.name, k)] for k in seeds if (s.name, k) in results]
         if not s.runnable:
@@ -251,16 +255,19 @@ def _round(v, digits: int = 5):
     return float(f"{v:.{digits}g}") if isinstance(v, float) and math.isfinite(v) else v
 
 
-def compact_record(out: Path, settings, seeds, command: str) -> dict:
+def compact_record(out: Path, settings, seeds, command: str, plan_name: str = DEFAULT_PLAN,
+                   mapping: str | None = None) -> dict:
     """The finished runs of a grid in ``out`` as one small JSON-able dict (figures are drawn
     from it without the run folders): per setting its toy call and, per finished seed, the
     result's measures and outcome, the per-epoch monitors (and per-step ones for
     :data:`STEP_SETTINGS`). ``command``: the command that made the runs."""
-    rec = {"command": command, "seeds": list(seeds), "epoch_keys": list(EPOCH_KEYS), "step_keys": list(STEP_KEYS),
+    mapping = mapping or plan(plan_name).mapping
+    rec = {"command": command, "grid": plan_name, "mapping": mapping, "seeds": list(seeds), "epoch_keys": list(EPOCH_KEYS), "step_keys": list(STEP_KEYS),
            "settings": {}}
     for s in settings:
-        entry = {"group": s.group, "config": {k: v for k, v in s.config.items()},
-                 "toy": toy_prediction(to_toy(**s.config)), "runs": {}}
+        cfg = s.config_in(plan_name)
+        entry = {"group": s.group, "config": dict(cfg), "toy": toy_prediction(to_toy(**cfg, mapping=mapping)),
+                 "runs": {}}
         for seed in seeds:
             folder = run_dir(out, s.name, seed)
             r = read_result(folder)

@@ -10,10 +10,24 @@ data spectrum ``d_j`` and isotropic augmentation noise ``sigma2``. Mode ``j`` fo
     theta_a' = beta (theta - theta_a)                         (SimSiam: theta_a = theta)
 
 and survives when a fixed point with ``theta != 0`` exists and is stable.
+
+Two mappings are declared, each before the grid it was first tested on (docs/theory.md 7b):
+
+- ``v1`` (before the first grid: 3 epochs, seeds 0 and 1): weight decay ``eta = wd * d`` (unit-vector
+  units); a fixed random predictor counts the data directions with a growing mode; DirectPred's
+  modes are compared with the first data mode held at ``p = 1 + eps_dp``.
+- ``v2`` (written after the first grid's outcomes were known, committed before the second grid:
+  6 epochs, seeds 2 and 3): ``eta = wd`` (the embedding's per-channel variance is 1, set by the
+  projector's output BatchNorm, and one step of SGD with momentum is ``h`` of ODE time for the
+  gradient and for the decay alike); a fixed random predictor's embedding is the end state of the
+  toy's linear flow, which keeps only its fastest-growing eigenspace; DirectPred's loss is
+  scale-free, so its call is the stationary shares of the embedding under the running ``s_max``.
+  Everything else is ``v1``'s.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -31,6 +45,12 @@ SIGMA2 = 1.0
 SPECTRUM_EXPONENT = 1.0
 #: seed of the toy's fixed random predictor
 RANDOM_PREDICTOR_SEED = 0
+#: the declared mappings (module docstring); the default is the newest
+MAPPINGS = ("v1", "v2")
+DEFAULT_MAPPING = "v2"
+#: v2, DirectPred: the toy time its share dynamics run to, and the share below which a
+#: direction does not count (a direction's share decays exponentially when it is not kept)
+DP_SETTLE_TIME = 2000.0
 #: outcome classes, shared by the toy column and the CIFAR column
 OUTCOMES = ("collapsed", "partial", "healthy")
 #: a run (toy or CIFAR) keeping at least this many embedding directions is healthy
@@ -60,6 +80,7 @@ class ToyParams:
     sigma2: float
     d: int                 # embedding dimension (modes)
     dp_eps: float = 0.1
+    mapping: str = DEFAULT_MAPPING
 
 
 def embedding_dim(width: float) -> int:
@@ -75,13 +96,19 @@ def step_in_ode_time(lr: float, batch_size: int, momentum: float) -> float:
 
 def to_toy(method: str = "simsiam", stop_grad: bool = True, predictor: str = "mlp", wd: float = 5e-4,
            predictor_lr_ratio: float = 1.0, ema: float = 0.99, lr: float = 0.03, batch_size: int = 128,
-           momentum: float = 0.9, width: float = 0.125, dp_eps: float = 0.1, **_ignored) -> ToyParams:
+           momentum: float = 0.9, width: float = 0.125, dp_eps: float = 0.1, mapping: str = DEFAULT_MAPPING,
+           **_ignored) -> ToyParams:
     """Map CIFAR hyperparameters (names of :class:`dynamics.cifar.config.Config`) onto the toy.
 
-    - ``wd -> eta = wd * d``: the toy's data has unit variance per mode; the real loss compares
-      unit vectors, whose variance per direction is ``1/d``. Scaling the data by ``c`` scales every
-      per-mode threshold ``eta_crit_j = d_j^2 / (4 A_j)`` by ``c``, which is the same as scaling
-      ``eta`` by ``1/c = d``.
+    - ``v1``: ``wd -> eta = wd * d``: the toy's data has unit variance per mode; the real loss
+      compares unit vectors, whose variance per direction is ``1/d``. Scaling the data by ``c``
+      scales every per-mode threshold ``eta_crit_j = d_j^2 / (4 A_j)`` by ``c``, which is the same
+      as scaling ``eta`` by ``1/c = d``.
+    - ``v2``: ``wd -> eta = wd``: the embedding that meets the loss has per-channel variance 1 (the
+      projector's output BatchNorm), the toy's data has mean variance 1 per mode, so no rescaling;
+      a step moves the weights by ``lr_eff (g + wd w)`` with ``lr_eff = lr B/256 / (1 - momentum)``
+      in the heavy ball's stationary regime, and ``h = lr_eff`` is one step of ODE time, so the
+      decay per unit of ODE time is ``wd``.
     - ``predictor_lr_ratio -> alpha_p = 1/eps``; ``mlp`` and ``linear`` are both a trained predictor.
     - ``ema m, step h -> beta = (1 - m)/h`` (``theta_a <- m theta_a + (1 - m) theta``).
     - augmentation -> ``sigma2 = SIGMA2``.
@@ -95,10 +122,13 @@ def to_toy(method: str = "simsiam", stop_grad: bool = True, predictor: str = "ml
         raise ValueError(f"predictor {predictor!r} is not one of {', '.join(kinds)}")
     if method not in ("simsiam", "byol"):
         raise ValueError(f"method {method!r} is not simsiam or byol")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping {mapping!r} is not one of {', '.join(MAPPINGS)}")
     d = embedding_dim(width)
     beta = (1.0 - ema) / step_in_ode_time(lr, batch_size, momentum) if method == "byol" else None
-    return ToyParams(method=method, stop_grad=stop_grad, predictor=kinds[predictor], eta=wd * d,
-                     alpha_p=predictor_lr_ratio, beta=beta, sigma2=SIGMA2, d=d, dp_eps=dp_eps)
+    return ToyParams(method=method, stop_grad=stop_grad, predictor=kinds[predictor],
+                     eta=wd * d if mapping == "v1" else wd, alpha_p=predictor_lr_ratio, beta=beta,
+                     sigma2=SIGMA2, d=d, dp_eps=dp_eps, mapping=mapping)
 
 
 def spectrum(d: int) -> np.ndarray:
@@ -126,6 +156,7 @@ def _mode_survives(dj: float, aj: float, eta: float, eps: float, beta: float | N
     return bool(np.max(np.linalg.eigvals(j).real) < 0)
 
 
+@functools.lru_cache(maxsize=128)
 def live_modes(tp: ToyParams) -> int:
     """How many of the toy's ``d`` modes survive (0: collapsed)."""
     dj = spectrum(tp.d)
@@ -140,12 +171,17 @@ def live_modes(tp: ToyParams) -> int:
         return sum(_mode_survives(a, b, tp.eta, 1.0 / tp.alpha_p, tp.beta) for a, b in zip(dj, aj))
     if tp.predictor == "random":
         # SimSiam, fixed Wp (Dense init, entries N(0, 1/d)): column j of W follows the linear flow
-        # M_j = d_j Wp^T - A_j Wp^T Wp - eta I; data direction j is kept when M_j has a growing mode.
+        # w_j' = M_j w_j, M_j = d_j Wp^T - A_j Wp^T Wp - eta I.
         rng = np.random.default_rng(RANDOM_PREDICTOR_SEED)
         wp = rng.normal(scale=1 / math.sqrt(tp.d), size=(tp.d, tp.d))
         c = wp.T @ wp
-        return sum(bool(np.max(np.linalg.eigvals(a * wp.T - b * c).real) > tp.eta) for a, b in zip(dj, aj))
-    # DirectPred: p_j = sqrt(s_j / s_max) + eps_dp fixes the top mode's p at 1 + eps_dp; mode j
+        ev = [np.linalg.eigvals(a * wp.T - b * c) for a, b in zip(dj, aj)]
+        if tp.mapping == "v1":  # data directions with a growing mode
+            return sum(bool(np.max(e.real) - tp.eta > 0) for e in ev)
+        return _random_predictor_end_state(ev, tp.eta)
+    if tp.mapping == "v2":
+        return _directpred_kept(dj, aj, tp.eta, tp.dp_eps)
+    # v1, DirectPred: p_j = sqrt(s_j / s_max) + eps_dp fixes the top mode's p at 1 + eps_dp; mode j
     # grows at g_j(p) = p d_j - p^2 A_j - eta. All decay if the top mode does; else mode j keeps a
     # share of the embedding if some p in [eps_dp, 1 + eps_dp] lets it grow as fast as the top.
     p1 = 1.0 + tp.dp_eps
@@ -154,6 +190,59 @@ def live_modes(tp: ToyParams) -> int:
         return 0
     pv = np.clip(dj / (2 * aj), tp.dp_eps, p1)      # maximiser of g_j on the interval
     return int(np.sum(pv * dj - pv * pv * aj - tp.eta >= g1 - 1e-12))
+
+
+def _random_predictor_end_state(eigenvalues, eta: float) -> int:
+    """v2, fixed random predictor: directions of the toy's embedding at its end state.
+
+    The flow is linear, so from a generic start ``W(t)`` is dominated by the eigenspace of the
+    largest real part over all ``M_j``: one direction for a real eigenvalue, a plane for a complex
+    pair. If nothing grows (largest real part ``<= eta``) the embedding decays to zero: collapsed.
+    """
+    tops = [e[np.argmax(e.real)] for e in eigenvalues]
+    top = max(tops, key=lambda z: z.real)
+    if top.real - eta <= 0:
+        return 0
+    return 1 if abs(top.imag) <= 1e-12 * max(1.0, abs(top.real)) else 2
+
+
+def directpred_shares(dj: np.ndarray, aj: np.ndarray, eta: float, dp_eps: float,
+                      t_end: float = DP_SETTLE_TIME) -> np.ndarray:
+    """v2, DirectPred: the shares of the toy's embedding ``d_j theta_j^2`` after ``t_end``.
+
+    Mode ``j`` grows at ``g_j = p_j d_j - p_j^2 A_j - eta`` with ``p_j = sqrt(s_j / s_max) + eps_dp``
+    and ``s_j = A_j theta_j^2`` (the running correlation of the online embedding, as DirectPred
+    estimates it). The flow of ``u_j = log theta_j`` depends on differences of ``u`` only: scaling
+    every ``theta`` leaves it unchanged, as the real loss on ``z / ||z||`` does, so the overall
+    scale (which the MSE toy lets decay) has no counterpart and only the shares are read. Start:
+    every ``theta_j`` equal.
+    """
+    from scipy.integrate import solve_ivp
+
+    def field(_t, u):
+        s = aj * np.exp(2 * (u - u.max()))
+        p = np.sqrt(s / s.max()) + dp_eps
+        return p * dj - p * p * aj - eta
+
+    sol = solve_ivp(field, (0.0, t_end), np.zeros(len(dj)), method="LSODA", rtol=1e-8, atol=1e-10)
+    if not sol.success:  # pragma: no cover - a smooth, bounded field
+        raise RuntimeError(f"DirectPred share flow failed: {sol.message}")
+    v = dj * np.exp(2 * (sol.y[:, -1] - sol.y[:, -1].max()))
+    return v / v.sum()
+
+
+def effective_rank_of_variances(v: np.ndarray) -> float:
+    """Effective rank of an embedding whose principal variances are ``v``: the entropy rank of
+    its singular values ``sqrt(v)``, the measure the CIFAR runs are called by
+    (:func:`dynamics.analysis.collapse_metrics.embedding_collapse`)."""
+    from dynamics.analysis.collapse_metrics import effective_rank
+
+    return float(effective_rank(np.sqrt(np.asarray(v, dtype=float))))
+
+
+def _directpred_kept(dj, aj, eta, dp_eps) -> int:
+    """v2, DirectPred: the effective rank of the embedding at its stationary shares, rounded down."""
+    return int(math.floor(effective_rank_of_variances(directpred_shares(dj, aj, eta, dp_eps)) + 1e-9))
 
 
 def classify_modes(n: float) -> str:
