@@ -22,8 +22,6 @@ import json
 import os
 import platform
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dynamics.explore.browser import chromium_path, free_port  # noqa: E402
+
 TARGETS = {64: 0.2, 128: 0.5}
 
 # the status line's text, through the shadow roots Panel renders into
@@ -49,16 +51,10 @@ _STATUS_JS = """() => {
 
 
 def _chromium():
-    for path in ("/usr/lib/chromium/chromium", shutil.which("chromium") or ""):
-        if path and os.access(path, os.X_OK):
-            return path
-    sys.exit("error: no Chromium on this machine (apt-get install chromium)")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
+    path = chromium_path()
+    if path is None:
+        sys.exit("error: no Chromium on this machine (apt-get install chromium)")
+    return path
 
 
 def measure(page, size, moves):
@@ -133,7 +129,7 @@ def main(argv=None):
         return check_labels()
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     server = subprocess.Popen([sys.executable, "-m", "dynamics.explore", "--no-show", "--port",
                                str(port), "--n", "64",

@@ -3,8 +3,6 @@ move) and the served page driven in a real browser (the system's Chromium, via P
 
 import importlib.util
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import numpy as np
 import pytest
 
 from dynamics.explore import compute
+from dynamics.explore.browser import chromium_path, free_port
 from dynamics.sweep import SweepConfig, run
 from dynamics.sweep.scalar import ScalarOptions
 
@@ -130,22 +129,8 @@ def test_cli_refuses_bad_values_in_one_line(capsys):
 
 # --- the page in a browser -------------------------------------------------------------------
 
-def _chromium():
-    for path in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "",
-                 shutil.which("chromium-browser") or ""):
-        if path and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-CHROMIUM = _chromium()
+CHROMIUM = chromium_path()
 HAS_UI = all(importlib.util.find_spec(m) for m in ("panel", "playwright"))
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until(cond, timeout, what):
@@ -159,7 +144,7 @@ def _wait_until(cond, timeout, what):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("explore") / "server.log"
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
     with open(log, "w") as out:

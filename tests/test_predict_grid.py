@@ -51,6 +51,9 @@ def test_quick_grid_table_and_rerun_skips(tmp_path, capsys):
     (["--settings", "nope", "--out", "o"], "no setting 'nope'"),
     (["--quick", "--data-dir", "."], "--out is required"),
     (["--epochs", "0", "--out", "o"], "epochs must be > 0"),
+    (["--grid", "grid1", "--settings", "wd-1e-1", "--list"], "wd-1e-1 is not part of grid1"),
+    (["--grid", "grid9", "--list"], "'grid9'"),
+    (["--mapping", "v9", "--list"], "'v9'"),
 ])
 def test_bad_input_is_one_line(args, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

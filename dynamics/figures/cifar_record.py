@@ -2,7 +2,8 @@
 (``toy_vs_cifar``, ``cifar_tian2``, ``cifar_tian6``): no figure trains anything.
 
 ``figures/cifar_runs.json`` is ``OUT/record.json`` of ``python -m dynamics.predict --data-dir
-PATH --out OUT`` (:func:`dynamics.predict.grid.compact_record`): per setting its group, config,
+PATH --out OUT --grid grid1`` (the first grid, 3 epochs) and ``figures/cifar_runs_grid2.json`` that
+of ``--grid grid2`` (the second, 5 epochs) (:func:`dynamics.predict.grid.compact_record`): per setting its group, config,
 toy call and, per finished seed, the final measures, outcome, per-epoch monitors (rows of
 ``epoch_keys``) and, for a few settings, per-step monitors (rows of ``step_keys``).
 """
@@ -14,10 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RECORD", "epochs", "load", "steps"]
+__all__ = ["RECORD", "RECORDS", "epochs", "load", "steps"]
 
-#: the committed record (the repository's figures/ folder)
-RECORD = Path(__file__).resolve().parents[2] / "figures" / "cifar_runs.json"
+_FIGURES = Path(__file__).resolve().parents[2] / "figures"
+#: the committed records of the two grids (the repository's figures/ folder)
+RECORDS = {"grid1": _FIGURES / "cifar_runs.json", "grid2": _FIGURES / "cifar_runs_grid2.json"}
+#: the record with per-epoch kNN and per-step monitors (the first grid), which cifar_tian2 and
+#: cifar_tian6 draw
+RECORD = RECORDS["grid1"]
 
 
 def load(path: Path | None = None) -> dict:

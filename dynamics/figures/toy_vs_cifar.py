@@ -1,7 +1,9 @@
 """Does the toy predict the real runs? The linear toy's call for each setting of
 ``python -m dynamics.predict`` (from the declared mapping, docs/theory.md section 7b) beside the
 CIFAR-10 runs' final collapse measures, each seed a dot, with the thresholds that call a run,
-and whether the two agree. Drawn from the committed record of the runs (no training).
+and whether the two agree. Drawn from the committed records of the runs (no training):
+``toy_vs_cifar`` the second grid (5 epochs, mapping v2), ``toy_vs_cifar_grid1`` the first
+(3 epochs, mapping v1).
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ def data(rec: dict) -> dict:
                          measures=[r["measures"] for r in runs], outcomes=outs, agree=agree))
     n_called = sum(r["agree"] in ("yes", "no") for r in rows)
     n_agree = sum(r["agree"] == "yes" for r in rows)
+    epochs = {e.get("config", {}).get("epochs") for e in rec["settings"].values()} - {None}
     return dict(rows=rows, n_agree=n_agree, n_called=n_called,
-                params=dict(command=rec.get("command", ""), seeds=seeds,
+                title=(f"{rec.get('grid', 'grid1')}, mapping {rec.get('mapping', 'v1')}, "
+                       f"{'/'.join(str(e) for e in sorted(epochs)) or '?'} epochs"),
+                params=dict(command=rec.get("command", ""), seeds=seeds, grid=rec.get("grid", "grid1"),
+                            mapping=rec.get("mapping", "v1"),
                             healthy_modes=mapping.HEALTHY_MODES, collapse_top_share=mapping.COLLAPSE_TOP_SHARE,
                             collapse_std_ratio=mapping.COLLAPSE_STD_RATIO, knn_drop=mapping.KNN_DROP,
                             agreement=f"{n_agree}/{n_called}",
@@ -84,18 +90,27 @@ def draw(d: dict):
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8, frameon=False)
     rate = (f"{d['n_agree']}/{d['n_called']} = {100 * d['n_agree'] / d['n_called']:.0f} %"
             if d["n_called"] else "no settings run")
-    fig.suptitle(f"Toy prediction vs CIFAR-10 runs (width 0.125, 5000 images, each dot a seed): "
-                 f"agreement {rate}", fontsize=11)
+    fig.suptitle(f"Toy prediction vs CIFAR-10 runs ({d.get('title', '')}; width 0.125, 5000 images, "
+                 f"each dot a seed): agreement {rate}", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     fig.subplots_adjust(left=max(fig.subplotpars.left, 0.2))  # room for the two-line row labels
     return fig
 
 
 @register("toy_vs_cifar",
-          "The linear toy's call per setting (declared mapping, docs/theory.md 7b) beside the "
-          "CIFAR-10 runs' final collapse measures (effective rank, top-direction share, std of "
-          "z/||z||, kNN over the random-init kNN), each seed a dot coloured by its call, with the "
-          "thresholds; labels say whether toy and runs agree. Drawn from figures/cifar_runs.json.")
+          "The linear toy's call per setting (mapping v2, docs/theory.md 7b) beside the second "
+          "grid's CIFAR-10 runs (5 epochs): final collapse measures (effective rank, top-direction "
+          "share, std of z/||z||, kNN over the random-init kNN), each seed a dot coloured by its "
+          "call, with the thresholds; labels say whether toy and runs agree. Drawn from "
+          "figures/cifar_runs_grid2.json.")
 def build(quick):
-    d = data(cifar_record.load())
+    d = data(cifar_record.load(cifar_record.RECORDS["grid2"]))
+    return draw(d), d["params"]
+
+
+@register("toy_vs_cifar_grid1",
+          "The same for the first grid (3 epochs), called with the mapping declared before it (v1). "
+          "Drawn from figures/cifar_runs.json.")
+def build_grid1(quick):
+    d = data(cifar_record.load(cifar_record.RECORDS["grid1"]))
     return draw(d), d["params"]

@@ -35,7 +35,7 @@ from pathlib import Path
 from dynamics._cli import CliExit, OneLineParser, exit_process, guarded, number
 from dynamics.predict import grid
 from dynamics.predict.mapping import MAPPINGS
-from dynamics.predict.settings import DEFAULT_PLAN, PLANS, SETTINGS, setting
+from dynamics.predict.settings import DEFAULT_PLAN, PLANS, setting, settings_of
 
 PROG = "python -m dynamics.predict"
 
@@ -69,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(parser, a, guard, command) -> int:
     try:
         settings = [setting(n) for n in (a.settings or (grid.QUICK_SETTINGS if a.quick else
-                                                        [s.name for s in SETTINGS]))]
+                                                        [s.name for s in settings_of(a.grid)]))]
     except ValueError as e:
         parser.error(str(e))
+    outside = [s.name for s in settings if a.grid not in s.grids]
+    if outside:
+        parser.error(f"setting {outside[0]} is not part of {a.grid}")
     if len({s.name for s in settings}) != len(settings):
         parser.error("--settings names a setting twice")
     plan = PLANS[a.grid]

@@ -63,6 +63,7 @@ class Setting:
     group: str
     overrides: dict = field(default_factory=dict)
     missing: str | None = None
+    grids: tuple = tuple(PLANS)   # the run plans this setting is part of
 
     @property
     def config(self) -> dict:
@@ -106,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("wd-5e-3", "weight decay", {"wd": 5e-3}),
     Setting("wd-2e-2", "weight decay", {"wd": 2e-2}),
     Setting("wd-5e-2", "weight decay", {"wd": 5e-2}),
-    Setting("wd-1e-1", "weight decay", {"wd": 1e-1}),
+    Setting("wd-1e-1", "weight decay", {"wd": 1e-1}, grids=("grid2",)),
     Setting("pred-lr-0.1", "predictor lr ratio", {"predictor_lr_ratio": 0.1}),
     Setting("pred-lr-10", "predictor lr ratio", {"predictor_lr_ratio": 10.0}),
     Setting("byol-ema-0.9", "EMA momentum", {"method": "byol", "ema": 0.9}),
@@ -114,6 +115,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("byol-ema-0.996", "EMA momentum", {"method": "byol", "ema": 0.996}),
     Setting("byol-no-predictor", "predictor", {"method": "byol", "predictor": "none"}),
 )
+
+
+def settings_of(plan_name: str) -> list[Setting]:
+    """The settings of run plan ``plan_name``, in table order."""
+    plan(plan_name)
+    return [s for s in SETTINGS if plan_name in s.grids]
 
 
 def setting(name: str) -> Setting:
