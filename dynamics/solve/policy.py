@@ -31,7 +31,7 @@ MAX_ROSENBROCK_DIM = 64
 #: The two integrators of the flow.
 INTEGRATORS = ("engine", "diffrax")
 #: The engine's methods (``auto`` applies the policy per lane).
-ENGINE_METHODS = ("auto", "dopri5", "rodas4")
+ENGINE_METHODS = ("auto", "dopri5", "rodas4", "rodas5p")
 
 
 def engine_solver(choice: str = "auto", stiff_eps: float | None = None, eps: float = 1.0,
