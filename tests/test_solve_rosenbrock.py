@@ -100,7 +100,7 @@ def test_coefficients_satisfy_the_order_conditions(method):
                 assert max(map(abs, res)) > 1e-3, (q, k, res)
         assert abs(1 - weights @ np.linalg.solve(beta, np.ones(len(b)))) < 1e-12
     assert len(_trees(5)) == 9 and sum(len(_trees(k)) for k in range(1, 6)) == 17
-    published = {  # Hairer & Wanner's RODAS; Steinebach (2023), Table 1
+    published = {  # Hairer & Wanner's RODAS; Steinebach (2023)
         "rodas4": (dict(c=[0.0, 0.386, 0.21, 0.63, 1.0, 1.0],
                         d=[0.25, -0.1043, 0.1035, -0.0362, 0.0, 0.0])),
         "rodas5p": (dict(c=[0.0, 0.6358126895828704, 0.4095798393397535, 0.9769306725060716,
