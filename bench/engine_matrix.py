@@ -92,7 +92,7 @@ def main(argv=None):
     p.add_argument("--rtol", type=float, default=1e-7)
     p.add_argument("--atol", type=float, default=1e-9)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--solvers", nargs="*", default=[], choices=["dopri5", "rodas4"])
+    p.add_argument("--solvers", nargs="*", default=[], choices=["dopri5", "rodas4", "rodas5p"])
     p.add_argument("--cpu-devices", type=int, default=None)
     a = p.parse_args(argv)
     runtime.split_cpu_cores(a.cpu_devices)

@@ -31,6 +31,9 @@ Last full run (every row caught; failing tests, and the clearest miss against it
     dopri5-weight-typo                10   end state off by 2.2e-3 at atol 5e-9
     dopri5-error-typo                  7   lanes hit max_steps; order and work-precision fail
     rodas4-typo                       11   fixed-step order 1.34 (bound > 3.2)
+    rodas5p-typo                       3   first-order condition off by 1.1e-3 (bound 1e-12);
+                                           local order ~1 (bound 5.5-6.5); stiff lanes hit
+                                           max_steps
     nosg-target-sign                   6   field off by 3.6 at atol 1e-12
     noise-std-as-variance              1   SGD seed mean off by 0.059, bound 3.7e-3
     linear-sweep-second-moment         2   surviving modes miss the closed form
@@ -164,6 +167,11 @@ MUTATIONS = [
       "Rodas4 coefficient typo (a21 = 1.544 -> 1.545)",
       [("dynamics/solve/tableaus.py", "    (1.544,),\n", "    (1.545,),\n")],
       ENGINE_ACCURACY),
+    M("rodas5p-typo",
+      "Rodas5P coefficient typo (C21 = -14.1551... -> -14.2551...)",
+      [("dynamics/solve/tableaus.py", "    (-14.155112264123755,),\n",
+        "    (-14.255112264123755,),\n")],
+      ["tests/test_solve_rosenbrock.py"]),
     M("nosg-target-sign",
       "sign flip of the target-branch gradient in BYOL without stop-gradient",
       [("dynamics/flow.py",

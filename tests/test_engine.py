@@ -327,10 +327,13 @@ def _end_error(sol, name, index=-1):
 # fixed-step order measured from N = 8 ... 64 steps on the non-stiff lanes (observed):
 # dopri5 5.4-6.1 (pre-asymptotic: the ratios of successive errors are 2^5.6-2^6.4),
 # rodas4 3.5-4.5 (irregular ratios, components change sign); bounds half an order around.
-ORDER_BOUNDS = {"dopri5": (4.7, 6.6), "rodas4": (3.2, 5.0)}
+# rodas5p 2.8-5.1: more irregular still at these step sizes (h = 0.06-0.5 on lanes whose errors
+# change sign), so only a loose band here; its order is measured cleanly, step and estimate,
+# on a closed-form problem in tests/test_solve_rosenbrock.py
+ORDER_BOUNDS = {"dopri5": (4.7, 6.6), "rodas4": (3.2, 5.0), "rodas5p": (2.3, 6.0)}
 
 
-@pytest.mark.parametrize("method", ["dopri5", "rodas4"])
+@pytest.mark.parametrize("method", ["dopri5", "rodas4", "rodas5p"])
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_fixed_step_convergence_order(method, name):
     """Fixed steps through the public API: with a huge rtol every trial step is accepted and
@@ -352,22 +355,22 @@ def test_fixed_step_convergence_order(method, name):
     for lane in (0, 1):
         order = np.polyfit(np.log(ACC_T / ns), np.log(errs[:, lane]), 1)[0]
         assert lo < order < hi, (lane, order, errs[:, lane])
-    if method == "rodas4":
+    if method in ("rodas4", "rodas5p"):
         # L-stable: the stiff lane (h |lambda| up to ~45) stays accurate at every step size, if
-        # at a reduced order (observed error <= 1.1e-4)
+        # at a reduced order (observed error <= 1.1e-4, rodas5p <= 9.6e-5)
         assert np.all(errs[:, 2] < 1e-3), errs[:, 2]
 
 
-@pytest.mark.parametrize("method", ["dopri5", "rodas4"])
+@pytest.mark.parametrize("method", ["dopri5", "rodas4", "rodas5p"])
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_work_precision(method, name):
     """Adaptive steps at rtol = 1e-5 ... 1e-11 (atol = rtol/100), the state at T against the
     reference (saves 0 and T, then the padding of ``_save_grid(1)``, so the controller runs
     freely on (0, T)). Observed: error/rtol 0.001-0.78 and the slope of log error against
-    log rtol 0.85-1.24 over all variants and lanes; checked: error <= 2 rtol and slope in
+    log rtol 0.84-1.24 over all variants and lanes; checked: error <= 2 rtol and slope in
     [0.7, 1.5]. The step count grows like rtol^(-1/q), q = the order of the error estimate + 1
-    (5 for Dormand-Prince, 4 for Rodas4): observed exponents within 0.035 of 1/q (checked:
-    0.05) on the lanes where accuracy, not stability, sets the step (all but Dormand-Prince on
+    (5 for Dormand-Prince and Rodas5P, 4 for Rodas4): observed exponents within 0.035 of 1/q
+    (checked: 0.05; a Rodas5P whose estimate were third order would grow by 1/4) on the lanes where accuracy, not stability, sets the step (all but Dormand-Prince on
     the stiff lane)."""
     model, variant, hyper, y0 = _acc_problem(name)
     rtols = np.array([1e-5, 1e-7, 1e-9, 1e-11])
@@ -381,12 +384,12 @@ def test_work_precision(method, name):
         steps.append(sol.num_steps - (ACC_S - 2))  # minus the padding steps
     errs, steps = np.array(errs), np.array(steps)
     assert np.all(errs <= 2 * rtols[:, None]), errs / rtols[:, None]
-    q = {"dopri5": 5, "rodas4": 4}[method]
+    q = {"dopri5": 5, "rodas4": 4, "rodas5p": 5}[method]
     for lane in range(3):
         slope = np.polyfit(np.log(rtols), np.log(errs[:, lane]), 1)[0]
         growth = -np.polyfit(np.log(rtols), np.log(steps[:, lane]), 1)[0]
         assert 0.7 < slope < 1.5, (lane, slope, errs[:, lane])
-        if method == "rodas4" or lane < 2:
+        if method != "dopri5" or lane < 2:
             assert abs(growth - 1 / q) < 0.05, (lane, growth, steps[:, lane])
 
 

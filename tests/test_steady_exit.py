@@ -11,7 +11,9 @@ from dynamics.models import ScalarSiamese
 from dynamics.solve import engine
 from tests.oracles import p_pm
 
-SIGMA2, ETA, EPS = 0.5, 0.05, 0.01
+# the sweep's default eta: lanes contract at a rate O(eta), so a few dozen of the 256 reach
+# |f| <= 1e-8 before t1 = 200 (at eta = 0.05 none do on Rodas5P, two on Rodas4)
+SIGMA2, ETA, EPS = 0.5, 0.15, 0.01
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,9 @@ def test_same_labels_and_fewer_steps(runs):
     np.testing.assert_array_equal(out_early, out_full)
     # both basins are present, so the comparison covers both kinds of fixed point
     assert set(np.unique(out_full)) == {0, 1}
-    # a stopped lane never takes more steps, and some lanes do stop before t1. (Rodas4's steps
-    # near a stable point are long, so the tail past arrival is cheap: the saving is small here.)
+    # a stopped lane never takes more steps, and some lanes do stop before t1 (observed: 31 of
+    # 256). (Rosenbrock steps near a stable point are long, so the tail past arrival is cheap:
+    # the saving is small here.)
     assert np.all(early.num_steps <= full.num_steps)
     assert np.any(early.num_steps < full.num_steps)
 
@@ -54,8 +57,8 @@ def test_stopped_lanes_sit_at_the_closed_form_fixed_point(runs):
     theta = np.asarray(early.ys.enc[:, -1])
     alive = np.abs(theta) > 1e-3
     assert alive.any()
-    # a stopped lane has |f| <= 1e-8; the slowest contraction rate near p_+ is O(eta) = 0.05,
-    # so its distance to the fixed point is at most ~1e-8 / 0.05 = 2e-7: 1e-6 leaves a margin
+    # a stopped lane has |f| <= 1e-8; the slowest contraction rate near p_+ is O(eta) = 0.15,
+    # so its distance to the fixed point is at most ~1e-8 / 0.15 = 7e-8: 1e-6 leaves a margin
     np.testing.assert_allclose(phi[alive], p_plus, rtol=0, atol=1e-6)
     # and the surviving encoder's size is the closed form too: theta^2 = p_+^2 (decay in the loss)
     np.testing.assert_allclose(np.abs(theta[alive]), p_plus, rtol=0, atol=1e-6)

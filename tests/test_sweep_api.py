@@ -132,14 +132,15 @@ def test_sgd_does_not_depend_on_the_chunking():
 def test_matrix_sweep_on_the_engine_agrees_with_diffrax():
     """The matrix families run on either integrator; at rtol 1e-9 both solve the same flow, so
     their final singular values agree to well within 1e-6 (a stiff eps = 0.1 lane included:
-    Rodas4 on the engine, Tsit5 on diffrax)."""
+    Rodas5P on the engine after the per-lane switch, Tsit5 on diffrax)."""
     kw = dict(model="linear", eps=(1.0, 0.1), eta=(0.05, 0.3), t1=30.0, rtol=1e-9, atol=1e-11,
               options=MatrixOptions(n1=3, n_init=2))
     eng = run(SweepConfig(integrator="engine", **kw))
     dfx = run(SweepConfig(integrator="diffrax", **kw))
     assert (eng["status"].values == "ok").all() and (dfx["status"].values == "ok").all()
     np.testing.assert_allclose(eng["sv"].values, dfx["sv"].values, atol=1e-6)
-    assert "rodas4 (batched)" in eng.attrs["solver"] and "tsit5 (diffrax)" in dfx.attrs["solver"]
+    assert "switching per lane to rodas5p (batched)" in eng.attrs["solver"]
+    assert "tsit5 (diffrax)" in dfx.attrs["solver"]
 
 
 def test_old_entry_points_warn_and_still_work():

@@ -36,6 +36,7 @@ from dynamics.solve.policy import (
     STIFF_EPS,
     flow_solver,
     stiff_lanes,
+    stiff_method,
 )
 from dynamics.types import Status
 
@@ -67,6 +68,7 @@ __all__ = [
     "solve_flow",
     "solve_system",
     "stiff_lanes",
+    "stiff_method",
 ]
 
 # Old names, kept for this release: (what to use instead, the object).

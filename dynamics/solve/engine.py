@@ -15,12 +15,14 @@ Design (why it is faster than ``jit(vmap(diffeqsolve))``):
   models (large ``d``) are evaluated lane-first so their matrix products batch.
 - **Per-lane error control, early exit and refill** (:mod:`~dynamics.solve.pool`). ``slots``
   (default 256 on a CPU) is small enough that a step's arrays stay in cache.
-- **Two methods, chosen per lane** by the stiffness policy (:mod:`~dynamics.solve.policy`):
-  ``"dopri5"`` (explicit Dormand-Prince 5(4), FSAL) for non-stiff lanes and ``"rodas4"``
-  (L-stable Rosenbrock 4(3) with the exact Jacobian of the field by ``jax.jacfwd``) for stiff
-  ones. Under ``auto`` every lane starts on ``dopri5``, whose pool also estimates each lane's
+- **Methods chosen per lane** by the stiffness policy (:mod:`~dynamics.solve.policy`):
+  ``"dopri5"`` (explicit Dormand-Prince 5(4), FSAL) for non-stiff lanes and a Rosenbrock
+  method with the exact Jacobian of the field (``jax.jacfwd``) for stiff ones: ``"rodas5p"``
+  (L-stable 5(4), 8 stages) at the tolerances where it takes enough fewer steps to pay for its
+  larger step, else ``"rodas4"`` (L-stable 4(3), 6 stages; :func:`policy.stiff_method`).
+  Under ``auto`` every lane starts on ``dopri5``, whose pool also estimates each lane's
   stiffness from its last two stages (a few operations a step); a lane that turns stiff leaves
-  that pool where it is, and the chunk's stiff lanes then resume together in a ``rodas4``
+  that pool where it is, and the chunk's stiff lanes then resume together in a Rosenbrock
   pool. So a lane that never turns stiff pays the explicit step and the estimate, and each
   pool steps lanes of one method (a mixed pool would pay both steps on every lane).
   Rosenbrock's linear systems are solved by an unrolled LU for the scalar model's few
@@ -57,7 +59,7 @@ from dynamics.flow import gd_step, vector_field
 from dynamics.solve.discrete import discrete_batch as vmap_discrete_batch
 from dynamics.solve.lanes import Solution, host_lanes, n_lanes, split_params, take
 from dynamics.solve.policy import STIFF_EPS  # noqa: F401  (the fixed rule's default)
-from dynamics.solve.policy import ENGINE_METHODS, engine_groups
+from dynamics.solve.policy import ENGINE_METHODS, engine_groups, stiff_method
 from dynamics.solve.pool import STATUS_NONFINITE, STATUS_OK, STATUS_SWITCH, integrate_pool
 from dynamics.types import Hyper, State, Variant
 
@@ -188,9 +190,11 @@ def flow_batch(
         ts: optional increasing save times in ``[0, t1]``, shared by all lanes; default saves
             only ``t1``. A save time is hit exactly (the step is cut to reach it).
         method: ``"auto"`` (the stiffness policy, :func:`dynamics.solve.policy.engine_groups`:
-            every lane starts on ``dopri5`` and switches to ``rodas4`` when its own stiffness
-            estimate says so, for states of at most ``MAX_ROSENBROCK_DIM`` numbers; larger
-            states stay on ``dopri5``), ``"dopri5"`` or ``"rodas4"``.
+            every lane starts on ``dopri5`` and switches to the Rosenbrock method of
+            :func:`dynamics.solve.policy.stiff_method` (``rodas5p`` at ``rtol <= 1e-4``)
+            when its own stiffness estimate says so, for states of at most
+            ``MAX_ROSENBROCK_DIM`` numbers; larger states stay on ``dopri5``), ``"dopri5"``,
+            ``"rodas4"`` or ``"rodas5p"``.
         stiff_eps: with ``method="auto"``, the older fixed rule instead of the per-lane
             switch: ``rodas4`` for the lanes with ``eps < stiff_eps``, ``dopri5`` for the rest.
         rtol, atol: per-lane error tolerances (see module docstring).
@@ -302,13 +306,13 @@ def flow_batch(
     for meth, lanes in groups:
         if lanes.size == 0:
             continue
-        if meth == "auto":  # explicit first; lanes found stiff resume on rodas4
+        if meth == "auto":  # explicit first; lanes found stiff resume on a Rosenbrock method
             lanes_h, resume = run_group("dopri5", lanes, switch=True)
             if lanes_h.size:
                 # chunks of the explicit group's shape, whatever the number of lanes that
                 # switched (padding lanes are never integrated): one compiled program serves
                 # every count, so moving a value never recompiles
-                run_group("rodas4", lanes_h, resume=resume, size=group_size(lanes))
+                run_group(stiff_method(rtol), lanes_h, resume=resume, size=group_size(lanes))
         else:
             run_group(meth, lanes)
     ys_out, status, num_steps = out

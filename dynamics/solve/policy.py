@@ -7,8 +7,9 @@ method needs ``h < ~2 eps / p``.
   the method ``"auto"`` of :func:`engine_groups`): every lane starts on ``dopri5``, and one
   whose own stiffness estimate (``h |lambda|`` from the last two Dormand-Prince stages) stays
   above the method's stability boundary for ``pool.STIFF_STEPS`` accepted steps continues on
-  ``rodas4`` (Rosenbrock, exact Jacobian) from where it is, as the DOPRI5 code's stiffness
-  test and LSODA's switch do. States of more than ``MAX_ROSENBROCK_DIM`` numbers (a dense
+  a Rosenbrock method (exact Jacobian) from where it is, as the DOPRI5 code's stiffness
+  test and LSODA's switch do: ``rodas5p`` (order 5) at ``rtol <= RODAS5P_MAX_RTOL``, else
+  ``rodas4`` (:func:`stiff_method`). States of more than ``MAX_ROSENBROCK_DIM`` numbers (a dense
   per-lane Jacobian) stay on ``dopri5``.
 - The fixed rule, a threshold on ``eps`` (:func:`flow_solver`): ``rodas4`` for
   ``eps < STIFF_EPS`` on the engine when a threshold is asked for (``stiff_eps``), and diffrax
@@ -31,7 +32,20 @@ MAX_ROSENBROCK_DIM = 64
 #: The two integrators of the flow.
 INTEGRATORS = ("engine", "diffrax")
 #: The engine's methods (``auto`` applies the policy per lane).
-ENGINE_METHODS = ("auto", "dopri5", "rodas4")
+ENGINE_METHODS = ("auto", "dopri5", "rodas4", "rodas5p")
+#: Largest rtol at which ``auto``'s stiff lanes run Rodas5P rather than Rodas4. Measured on the
+#: sweep's SimSiam lanes (bench/rosenbrock_pair.py; eps = 0.01 and 0.03, CPU seconds a lane,
+#: Rodas5P over Rodas4): 0.51-0.62 at rtol 1e-8, 0.76-0.80 at 1e-6, 0.87-0.90 at 1e-5,
+#: 0.97-0.98 at 1e-4 (2.2-2.6x fewer steps at 1e-8 for ~1.35x the cost of a step, and the
+#: advantage shrinks as the tolerance loosens); on the linear model's 32-number states
+#: (bench/engine_matrix.py, rtol 1e-7) 0.50-0.65.
+RODAS5P_MAX_RTOL = 1e-4
+
+
+def stiff_method(rtol: float) -> str:
+    """The Rosenbrock method that ``auto``'s stiff lanes continue on at tolerance ``rtol``:
+    ``rodas5p`` up to ``RODAS5P_MAX_RTOL``, ``rodas4`` above."""
+    return "rodas5p" if rtol <= RODAS5P_MAX_RTOL else "rodas4"
 
 
 def engine_solver(choice: str = "auto", stiff_eps: float | None = None, eps: float = 1.0,
@@ -75,7 +89,7 @@ def engine_groups(hyper, n: int, d: int, method: str = "auto",
     """``[(method, lanes), ...]``: the engine's lanes grouped by method (``lanes`` index arrays).
 
     ``auto`` with ``stiff_eps=None``: one group ``"auto"`` (each lane starts on ``dopri5`` and
-    switches to ``rodas4`` by its own stiffness estimate) when the state has at most
+    switches to :func:`stiff_method`'s Rosenbrock method by its own stiffness estimate) when the state has at most
     ``MAX_ROSENBROCK_DIM`` numbers (``d``), else ``dopri5``. ``auto`` with a threshold: the fixed
     rule, lanes with ``eps < stiff_eps`` to ``rodas4`` (same cap on ``d``), the others to
     ``dopri5``.

@@ -21,7 +21,7 @@ from dynamics.solve.steps import (
     initial_step,
     inv_root,
     rms,
-    rodas4_step,
+    rosenbrock_step,
 )
 from dynamics.solve.tableaus import ORDER
 from dynamics.types import Status
@@ -223,7 +223,7 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         elif method == "dopri5":
             y_new, f_new, err = dopri5_step(fp, y, fy, h)
         else:
-            y_new, err = rodas4_step(fp, lambda yy: jac(p, yy), y, fy, h)
+            y_new, err = rosenbrock_step(fp, lambda yy: jac(p, yy), y, fy, h, method)
             f_new = fp(y_new)
         sc = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y_new))
         en = rms(err / sc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dynamics.solve.tableaus import DP_A, DP_E, RO_A, RO_C, RO_GAMMA
+from dynamics.solve.tableaus import DP_A, DP_E, ROSENBROCK
 
 #: largest state size whose Rosenbrock matrices are factored by the unrolled LU
 UNROLLED_LU_MAX_DIM = 4
@@ -193,10 +193,14 @@ def stiffness_estimate(h, k7, k6, y7, y6):
     return jnp.abs(h) * jnp.sqrt(jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0))
 
 
-def rodas4_step(f, jac, y, fy, h):
+def rosenbrock_step(f, jac, y, fy, h, method="rodas4"):
+    """One step of a stiffly accurate Rosenbrock method of
+    :data:`~dynamics.solve.tableaus.ROSENBROCK` (``rodas4``, ``rodas5p``) with the exact
+    Jacobian: ``(y_new, err)``, ``err`` the last stage (new solution minus the embedded one)."""
+    gamma, A, C = ROSENBROCK[method]
     d = y.shape[0]
     J = jac(y)  # (d, d, n)
-    diag = 1.0 / (h * RO_GAMMA)
+    diag = 1.0 / (h * gamma)
     if d <= UNROLLED_LU_MAX_DIM:
         # W = I / (h gamma) - J entry by entry: a scatter onto the diagonal is a kernel of its
         # own, which costs as much as a stage of a small state
@@ -211,13 +215,14 @@ def rodas4_step(f, jac, y, fy, h):
     lu = factor(w)
     inv_h = 1.0 / h
     ks = []
-    for i in range(6):
+    for i in range(len(A)):
         if i == 0:
             fi = fy
         else:
-            yi = y + sum(a * k for a, k in zip(RO_A[i], ks))
+            yi = y + sum(a * k for a, k in zip(A[i], ks))
             fi = jax.lax.optimization_barrier(f(yi))  # see dopri5_step
-        rhs = fi + inv_h * sum(c * k for c, k in zip(RO_C[i], ks)) if i else fi
+        rhs = fi + inv_h * sum(c * k for c, k in zip(C[i], ks)) if i else fi
         ks.append(jax.lax.optimization_barrier(solve(lu, rhs)))
-    y_new = y + sum(a * k for a, k in zip(RO_A[5], ks)) + ks[5]
-    return y_new, ks[5]
+    y_new = y + sum(a * k for a, k in zip(A[-1], ks)) + ks[-1]
+    return y_new, ks[-1]
+

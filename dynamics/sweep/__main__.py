@@ -138,9 +138,9 @@ def build_parser(model: str = "scalar") -> argparse.ArgumentParser:
                         + " for this model, or the integrator --solver needs")
     g.add_argument("--solver", choices=fam.solvers, default=d["solver"],
                    help="ODE solver for flow; auto = the stiffness policy: batched engine "
-                        "dopri5, each lane switching to rodas4 (Rosenbrock) when its stiffness "
-                        "estimate says so; diffrax: tsit5 for "
-                        "eps >= 5e-3, else kvaerno5. rodas4 is batched-only; tsit5, kvaerno5, "
+                        "dopri5, each lane switching to rodas5p (Rosenbrock 5(4); rodas4 above "
+                        "rtol 1e-4) when its stiffness estimate says so; diffrax: tsit5 for "
+                        "eps >= 5e-3, else kvaerno5. rodas4 and rodas5p are batched-only; tsit5, kvaerno5, "
                         "kvaerno3 diffrax-only")
     g.add_argument("--collapse-tol", type=number("collapse-tol", positive=True),
                    default=d["collapse_tol"], help=helps("collapse_tol"))

@@ -31,7 +31,7 @@ import xarray as xr
 
 from dynamics.solve import solve_batch
 from dynamics.solve.lanes import n_lanes
-from dynamics.solve.policy import engine_solver, flow_solver
+from dynamics.solve.policy import engine_solver, flow_solver, stiff_method
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.provenance import provenance
 from dynamics.types import Status
@@ -452,8 +452,11 @@ def _flow_solver(config, fam, integrator, eps, y0) -> str:
     return flow_solver(eps, config.solver, integrator, fam.stiff_eps, dim)
 
 
-#: how the Dataset's ``solver`` attribute names a method
-_SOLVER_WORDS = {"auto": "dopri5, switching per lane to rodas4"}
+def _solver_words(solver: str, rtol: float) -> str:
+    """How the Dataset's ``solver`` attribute names a method."""
+    if solver == "auto":
+        return f"dopri5, switching per lane to {stiff_method(rtol)}"
+    return solver
 
 
 def _shared_coords(config, names, values) -> dict:
@@ -485,7 +488,7 @@ def _run_attrs(config, pl, solvers, integrator) -> dict:
         target0=config.target0,
         target0_meaning="where a BYOL lane's target started: online, theta_a(0) = theta(0); "
                         "zero, theta_a(0) = 0 (unused by SimSiam)",
-        solver=", ".join(f"eps={e:g}: {_SOLVER_WORDS.get(s, s)} ({engine_word})"
+        solver=", ".join(f"eps={e:g}: {_solver_words(s, config.rtol)} ({engine_word})"
                          for e, s in solvers.items())
         or "none (discrete methods)",
         rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
