@@ -13,7 +13,7 @@ table (setting, toy prediction, CIFAR outcome with its numbers, agree) and write
 OUT/table.md and OUT/table.csv, and OUT/record.json: the finished runs' measures and monitors
 in one small file, the source of the figures toy_vs_cifar, cifar_tian2 and cifar_tian6.
 --grid: the run plan (grid1: 3 epochs, seeds 0 and 1, called with mapping v1; grid2, the
-default: 6 epochs, seeds 2 and 3, called with mapping v2); --mapping calls a grid with the other
+default: 5 epochs, seeds 2 and 3, called with mapping v2); --mapping calls a grid with the other
 mapping (the runs are the same; only the toy column changes).
 --quick: 2 settings, 1 seed, a tiny network for 2 epochs (checks the pipeline; not a result).
 """

@@ -17,7 +17,7 @@ Two mappings are declared, each before the grid it was first tested on (docs/the
   units); a fixed random predictor counts the data directions with a growing mode; DirectPred's
   modes are compared with the first data mode held at ``p = 1 + eps_dp``.
 - ``v2`` (written after the first grid's outcomes were known, committed before the second grid:
-  6 epochs, seeds 2 and 3): ``eta = wd`` (the embedding's per-channel variance is 1, set by the
+  5 epochs, seeds 2 and 3): ``eta = wd`` (the embedding's per-channel variance is 1, set by the
   projector's output BatchNorm, and one step of SGD with momentum is ``h`` of ODE time for the
   gradient and for the decay alike); a fixed random predictor's embedding is the end state of the
   toy's linear flow, which keeps only its fastest-growing eigenspace; DirectPred's loss is
