@@ -262,12 +262,11 @@ def compact_record(out: Path, settings, seeds, command: str, plan_name: str = DE
     result's measures and outcome, the per-epoch monitors (and per-step ones for
     :data:`STEP_SETTINGS`). ``command``: the command that made the runs."""
     mapping = mapping or plan(plan_name).mapping
-    rec = {"command": command, "grid": plan_name, "mapping": mapping, "seeds": list(seeds), "epoch_keys": list(EPOCH_KEYS), "step_keys": list(STEP_KEYS),
-           "settings": {}}
+    rec = {"command": command, "grid": plan_name, "mapping": mapping, "seeds": list(seeds),
+           "epoch_keys": list(EPOCH_KEYS), "step_keys": list(STEP_KEYS), "settings": {}}
     for s in settings:
-        cfg = s.config_in(plan_name)
-        entry = {"group": s.group, "config": dict(cfg), "toy": toy_prediction(to_toy(**cfg, mapping=mapping)),
-                 "runs": {}}
+        entry = {"group": s.group, "config": s.config_in(plan_name),
+                 "toy": toy_prediction(s.toy(plan_name, mapping)), "runs": {}}
         for seed in seeds:
             folder = run_dir(out, s.name, seed)
             r = read_result(folder)

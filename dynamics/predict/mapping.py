@@ -48,8 +48,8 @@ RANDOM_PREDICTOR_SEED = 0
 #: the declared mappings (module docstring); the default is the newest
 MAPPINGS = ("v1", "v2")
 DEFAULT_MAPPING = "v2"
-#: v2, DirectPred: the toy time its share dynamics run to, and the share below which a
-#: direction does not count (a direction's share decays exponentially when it is not kept)
+#: v2, DirectPred: the toy time its share dynamics run to before the shares are read (a
+#: direction that is not kept loses its share exponentially long before)
 DP_SETTLE_TIME = 2000.0
 #: outcome classes, shared by the toy column and the CIFAR column
 OUTCOMES = ("collapsed", "partial", "healthy")

@@ -9,13 +9,15 @@ not named keep :class:`dynamics.cifar.config.Config`'s defaults.
 
 Why 3 epochs at lr 0.1: the whole grid (17 settings x 2 seeds) must fit in about 50 minutes of a
 quiet 2-core CPU; a run costs about 17 s an epoch plus about 25 s of compiling and evaluating, so
-3 epochs (117 steps). ``grid2`` runs 5 epochs (195 steps, 98 time units): a quiet epoch measured 12.4 s
-(the kNN's 2000 test and 5000 training embeddings take a few seconds more each time), so 36 runs
-of 5 epochs with kNN only at the start and the end, in two runners side by side, fit the hour.
-It adds ``wd-1e-1``, a decay that collapsed a 3-epoch run before either grid (kNN 16.7 %, top
-share 0.99), so that the decays reach a collapsing one on the CIFAR side too. lr 0.1 rather than 0.03 because one step is ``h = lr * B/256 / (1 - momentum)``
+3 epochs (117 steps). lr 0.1 rather than 0.03 because one step is ``h = lr * B/256 / (1 - momentum)``
 of the toy's time (mapping.step_in_ode_time): 117 steps cover about 58 time units at lr 0.1 and 18
 at lr 0.03, and the toy's modes need several ``1 / (A_j p_+^2)`` (a few units) to settle.
+
+``grid2`` runs 5 epochs (195 steps, 98 time units): a quiet epoch measured 12.4 s (the kNN's
+2000 test and 5000 training embeddings take a few seconds more each time), so 36 runs of 5
+epochs with kNN only at the start and the end, in two runners side by side, fit the hour. It
+adds ``wd-1e-1``, a decay that collapsed a 3-epoch run before either grid (kNN 16.7 %, top share
+0.99), so that the decays reach a collapsing one on the CIFAR side too.
 """
 
 from __future__ import annotations
@@ -29,17 +31,17 @@ from dynamics.predict.mapping import ToyParams, to_toy
 class Plan:
     """A grid's run plan: the flags every run shares, the seeds, and the mapping declared for it."""
 
-    name: str
     common: dict
     seeds: tuple
     mapping: str
 
 
+_GRID1_COMMON = {"width": 0.125, "subset": 5000, "test_subset": 2000, "epochs": 3, "lr": 0.1,
+                 "knn_every": 1, "probe": False}
 PLANS = {
-    "grid1": Plan("grid1", {"width": 0.125, "subset": 5000, "test_subset": 2000, "epochs": 3, "lr": 0.1,
-                            "knn_every": 1, "probe": False}, (0, 1), "v1"),
-    "grid2": Plan("grid2", {"width": 0.125, "subset": 5000, "test_subset": 2000, "epochs": 5, "lr": 0.1,
-                            "knn_every": 5, "probe": False}, (2, 3), "v2"),
+    "grid1": Plan(_GRID1_COMMON, (0, 1), "v1"),
+    # the first grid's flags with longer runs, kNN only at the start and the end
+    "grid2": Plan({**_GRID1_COMMON, "epochs": 5, "knn_every": 5}, (2, 3), "v2"),
 }
 #: the newest plan: what ``python -m dynamics.predict`` runs without ``--grid``
 DEFAULT_PLAN = "grid2"
