@@ -206,11 +206,9 @@ def rosenbrock_step(f, jac, y, fy, h, method="rodas4"):
         # own, which costs as much as a stage of a small state
         w = jnp.stack([jnp.stack([-J[i, j] + diag if i == j else -J[i, j] for j in range(d)])
                        for i in range(d)])
+        factor, solve = lu_factor, lu_solve
     else:  # d * d entries would make the program grow with d
         w = (-J).at[jnp.arange(d), jnp.arange(d)].add(diag)
-    if d <= UNROLLED_LU_MAX_DIM:
-        factor, solve = lu_factor, lu_solve
-    else:
         factor, solve = dense_lu_factor, dense_lu_solve
     lu = factor(w)
     inv_h = 1.0 / h
