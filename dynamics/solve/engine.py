@@ -58,7 +58,6 @@ from dynamics.checks import check_count, check_real, check_tolerances, check_tim
 from dynamics.flow import gd_step, vector_field
 from dynamics.solve.discrete import discrete_batch as vmap_discrete_batch
 from dynamics.solve.lanes import Solution, host_lanes, n_lanes, split_params, take
-from dynamics.solve.policy import STIFF_EPS  # noqa: F401  (the fixed rule's default)
 from dynamics.solve.policy import ENGINE_METHODS, engine_groups, stiff_method
 from dynamics.solve.pool import STATUS_NONFINITE, STATUS_OK, STATUS_SWITCH, integrate_pool
 from dynamics.types import Hyper, State, Variant
