@@ -225,7 +225,7 @@ def test_a_failing_last_lane_of_a_padded_chunk_is_the_only_failed_lane():
     assert ds["status"].values.reshape(-1)[-3:].tolist() == ["nonfinite", "ok", "nonfinite"]
 
 
-# --- the local backend's pipeline (a unit classified and written while the next integrates) ----
+# --- the local backend's pipeline (a unit written while the next integrates) -------------------
 
 
 def _chunked():

@@ -284,12 +284,15 @@ class MemorySink:
 class LocalBackend:
     """Runs the units one after the other in this process.
 
-    With ``pipeline`` (the default) a unit's classification and its ``on_done`` (the result
-    store's write) run in a second thread while the next unit integrates, so the cores that
-    integrate are not left idle while one of them classifies and writes (JAX and the file
-    writes release the interpreter lock while they work). Units are finished in their order
-    and every one is finished before :meth:`run` returns or raises; the values are those of
-    the sequential loop (``pipeline=False``) to the bit.
+    With ``pipeline`` (the default) a unit's ``on_done`` (the result store's write) runs in a
+    second thread while the next unit integrates, so the cores that integrate are not left
+    idle while one of them writes (JAX and the file writes release the interpreter lock while
+    they work). The unit's classification stays in this thread, between its integration and
+    the next one's: it runs on the engine's devices, and handed to the second thread it would
+    queue on the first device behind the next unit's integration and leave the other devices
+    waiting for it there (measured: the whole sweep 20 % slower than with no second thread).
+    Units are written in their order and every one is written before :meth:`run` returns or
+    raises; the values are those of the sequential loop (``pipeline=False``) to the bit.
     """
 
     name = "local"
@@ -306,19 +309,16 @@ class LocalBackend:
                 on_done(unit, runner(unit, progress))
             return
 
-        def finish(unit, integrated):
-            on_done(unit, runner.finish(unit, integrated))
-
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-finish") as pool:
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-write") as pool:
             pending = None
             try:
                 for unit in units:
                     if should_stop is not None and should_stop():
                         break
-                    integrated = runner.integrate(unit, progress)
+                    got = runner(unit, progress)
                     if pending is not None:
                         pending.result()  # one unit in flight: memory stays bounded
-                    pending = pool.submit(finish, unit, integrated)
+                    pending = pool.submit(on_done, unit, got)
             except BaseException:
                 if pending is not None:  # the unit handed over is finished first
                     concurrent.futures.wait([pending])
