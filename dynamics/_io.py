@@ -115,8 +115,35 @@ def save_dataset(ds, path):
     if big:
         ds = ds.copy()
         ds.attrs.update(big)
+    ds = _ascii_as_bytes(ds)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="scipy")
+
+
+def _ascii_as_bytes(ds):
+    """``ds`` with each text data variable whose values are all ASCII given as bytes, with the
+    ``_Encoding: utf-8`` attribute xarray writes for text: the same file, byte for byte, read
+    back as the same text. xarray encodes text value by value (half a second for a sweep's
+    two million ``status`` labels); numpy converts ASCII text to bytes in one pass."""
+    import numpy as np
+
+    out = None
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind != "U" or "_Encoding" in var.attrs or var.encoding.get("dtype"):
+            continue
+        width = max(var.dtype.itemsize // 4, 1)
+        try:
+            data = var.values.astype(f"S{width}")
+        except UnicodeEncodeError:  # not ASCII: xarray's own encoding
+            continue
+        # as wide as the longest value, as xarray's encoding makes it
+        used = np.flatnonzero(np.any(data.view(np.uint8).reshape(-1, width) != 0, axis=0))
+        data = data.astype(f"S{int(used[-1]) + 1 if used.size else 1}")
+        if out is None:
+            out = ds.copy()
+        out[name] = var.copy(data=data)
+        out[name].attrs["_Encoding"] = "utf-8"
+    return ds if out is None else out
 
 
 # --- output folders -------------------------------------------------------------------------

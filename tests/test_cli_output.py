@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
@@ -193,3 +194,23 @@ def test_ctrl_c_one_line_exit_130_nothing_left(tmp_path):
     assert p.returncode == 130, err
     assert len(lines) == 1 and "interrupted" in lines[0], err
     assert results(out) == ([], False)
+
+
+@pytest.mark.parametrize("labels", [("ok", "max_steps", "nonfinite"), ("é", "ok"), ("", "")],
+                         ids=["ascii", "not-ascii", "empty"])
+def test_save_dataset_writes_text_as_xarray_does(tmp_path, labels):
+    """The netCDF file of a Dataset with a text variable (a sweep's ``status``) is the file
+    xarray writes, byte for byte, whatever path the text takes (ASCII as bytes in one pass, the
+    rest through xarray's own encoding), a dtype wider than its longest value included, and it
+    reads back as the same text."""
+    from dynamics._io import save_dataset
+
+    rng = np.random.default_rng(0)
+    text = np.asarray(labels, dtype="U12")[rng.integers(0, len(labels), (40, 3))]
+    ds = xr.Dataset({"status": (("a", "b"), text, {"long_name": "labels"}),
+                     "v": (("a",), np.arange(40.0))}, coords={"a": np.arange(40)})
+    ds.to_netcdf(tmp_path / "xarray.nc", engine="scipy")
+    save_dataset(ds, tmp_path / "ours.nc")
+    assert (tmp_path / "xarray.nc").read_bytes() == (tmp_path / "ours.nc").read_bytes()
+    with xr.open_dataset(tmp_path / "ours.nc") as back:
+        assert back["status"].values.tolist() == text.tolist()
