@@ -205,3 +205,21 @@ def test_a_failing_last_lane_of_a_padded_chunk_keeps_its_status_to_itself(method
 
 def take_lanes(y, idx):
     return jax.tree_util.tree_map(lambda x: x[jnp.asarray(idx)], y)
+
+
+@pytest.mark.parametrize("k,size,n_dev", [(7, 8, 2), (3, 8, 2), (1, 6, 3), (12, 12, 3),
+                                          (5, 5, 1), (4, 16, 4)])
+def test_shard_layout_spreads_lanes_evenly_and_keeps_each_shards_lanes_first(k, size, n_dev):
+    """Lane ``j`` of a chunk goes to device ``j % n_dev``; every place is used at most once;
+    each device integrates its shard's first ``n_valid`` places (the pool's contract: places
+    past ``n_valid`` are padding), and the devices' counts differ by at most one lane, also
+    for a chunk of fewer lanes than one shard holds."""
+    from dynamics.solve.engine import shard_layout
+
+    pos, n_valid = shard_layout(k, size, n_dev)
+    shard = size // n_dev
+    assert len(set(pos.tolist())) == k and 0 <= pos.min() and pos.max() < size
+    assert (pos // shard).tolist() == [j % n_dev for j in range(k)]
+    for s in range(n_dev):
+        assert sorted(pos[pos // shard == s] % shard) == list(range(n_valid[s]))
+    assert n_valid.sum() == k and n_valid.max() - n_valid.min() <= 1

@@ -23,8 +23,9 @@ Design (why it is faster than ``jit(vmap(diffeqsolve))``):
   Under ``auto`` every lane starts on ``dopri5``, whose pool also estimates each lane's
   stiffness from its last two stages (a few operations a step); a lane that turns stiff leaves
   that pool where it is, and the chunk's stiff lanes then resume together in a Rosenbrock
-  pool. So a lane that never turns stiff pays the explicit step and the estimate, and each
-  pool steps lanes of one method (a mixed pool would pay both steps on every lane).
+  pool, in the same compiled program (:func:`~dynamics.solve.pool.integrate_switching`). So a
+  lane that never turns stiff pays the explicit step and the estimate, and each pool steps
+  lanes of one method (a mixed pool would pay both steps on every lane).
   Rosenbrock's linear systems are solved by an unrolled LU for the scalar model's few
   variables and by a lane-first LU looping over columns above ``steps.UNROLLED_LU_MAX_DIM``
   (an unrolled 32 x 32 LU takes minutes to compile; on 32 x 32 matrices the factorisation is
@@ -34,7 +35,9 @@ Design (why it is faster than ``jit(vmap(diffeqsolve))``):
   the grid size, and one compiled program serves every chunk. While one chunk runs the next is
   dispatched.
 - **Devices.** With more than one local device, each chunk is split across devices with
-  ``shard_map``; every device runs its own loop and stops when *its* lanes are done.
+  ``shard_map``; every device runs its own loop and stops when *its* lanes are done. Lanes are
+  dealt to the devices in turn (:func:`shard_layout`), so neighbouring lanes of a grid, of
+  similar cost, are spread over all of them.
 
 Per-lane status (:class:`~dynamics.types.Status`): ``OK`` the lane reached ``t1``;
 ``MAX_STEPS`` it used ``max_steps`` steps (accepted + rejected) first; ``NONFINITE`` its field
@@ -59,7 +62,7 @@ from dynamics.flow import gd_step, vector_field
 from dynamics.solve.discrete import discrete_batch as vmap_discrete_batch
 from dynamics.solve.lanes import Solution, host_lanes, n_lanes, split_params, take
 from dynamics.solve.policy import ENGINE_METHODS, engine_groups, stiff_method
-from dynamics.solve.pool import STATUS_NONFINITE, STATUS_OK, STATUS_SWITCH, integrate_pool
+from dynamics.solve.pool import STATUS_NONFINITE, STATUS_OK, integrate_pool, integrate_switching
 from dynamics.types import Hyper, State, Variant
 
 #: Default lanes per chunk (the pool one compiled call integrates).
@@ -115,11 +118,11 @@ def batched_field(f_lane, d: int):
     return f, jac
 
 
-def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, max_steps,
-                   start=None, *, spec, variant, method, unravel, save_all, slots, steady_tol,
-                   switch=False):
-    """One chunk: per-lane parameter leaves on axis 0, shared ones as they are, ``y0`` (d, n);
-    ``start`` resumes lanes handed over by a switching pool (:func:`integrate_pool`)."""
+def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, max_steps, *,
+                   spec, variant, method, unravel, save_all, slots, steady_tol, stiff=None):
+    """One chunk: per-lane parameter leaves on axis 0, shared ones as they are, ``y0`` (d, n).
+    ``method="auto"``: every lane starts explicit and switches to ``stiff`` on its own
+    (:func:`integrate_switching`)."""
 
     def f_lane(lane, z):
         model, hyper = spec.merge(lane, shared_leaves)
@@ -127,11 +130,12 @@ def _chunk_program(lane_leaves, shared_leaves, y0, n_valid, t_save, rtol, atol, 
 
     f, jac = batched_field(f_lane, y0.shape[0])
     n_valid = jnp.reshape(n_valid, ()).astype(jnp.int32)
-    return integrate_pool(
-        f, jac, list(lane_leaves), y0, n_valid, t_save, rtol, atol, max_steps,
-        method=method, save_all=save_all, slots=min(slots, y0.shape[1]),
-        steady_tol=steady_tol, switch=switch, start=start,
-    )
+    kw = dict(save_all=save_all, slots=min(slots, y0.shape[1]), steady_tol=steady_tol)
+    if method == "auto":
+        return integrate_switching(f, jac, list(lane_leaves), y0, n_valid, t_save, rtol, atol,
+                                   max_steps, stiff=stiff, **kw)
+    return integrate_pool(f, jac, list(lane_leaves), y0, n_valid, t_save, rtol, atol,
+                          max_steps, method=method, **kw)
 
 
 def _lane_spec(spec):
@@ -141,24 +145,36 @@ def _lane_spec(spec):
 
 @functools.lru_cache(maxsize=64)
 def _compiled(spec, variant, method, unravel_key, save_all, n_dev, slots, steady_tol=None,
-              switch=False, resume=False):
+              stiff=None):
     unravel = _UNRAVELS[unravel_key]
     fn = functools.partial(
         _chunk_program, spec=spec, variant=variant, method=method, unravel=unravel,
-        save_all=save_all, slots=slots, steady_tol=steady_tol, switch=switch,
+        save_all=save_all, slots=slots, steady_tol=steady_tol, stiff=stiff,
     )
     if n_dev > 1:
         mesh = Mesh(np.array(jax.local_devices()[:n_dev]), ("lanes",))
         lane_s, shared_s = _lane_spec(spec)
         in_specs = (lane_s, shared_s, P(None, "lanes"), P("lanes"), P(), P(), P(), P())
         out_specs = (P(None, None, "lanes"), P("lanes"), P("lanes"))
-        if resume:
-            in_specs += ((P("lanes"),) * 4,)
-        if switch:
-            out_specs += ((P("lanes"),) * 3 + (P(None, "lanes"),),)
         fn = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
                            check_vma=False)
     return jax.jit(fn)
+
+
+def shard_layout(k: int, size: int, n_dev: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``k`` lanes sit in a chunk of ``size`` split over ``n_dev`` devices: lane ``j``
+    goes to device ``j % n_dev``, at the next free place of its shard (so each device gets
+    every ``n_dev``-th lane: neighbouring lanes of a grid, of similar cost, are spread over the
+    devices, and a chunk of fewer than ``size`` lanes still keeps every device busy).
+
+    Returns ``(pos, n_valid)``: the place of each lane in the chunk (k,), and the number of
+    lanes each shard integrates (n_dev,), its first ones.
+    """
+    shard = size // n_dev
+    j = np.arange(k)
+    pos = (j % n_dev) * shard + j // n_dev
+    n_valid = ((k - np.arange(n_dev) + n_dev - 1) // n_dev).clip(0).astype(np.int32)
+    return pos, n_valid
 
 
 _UNRAVELS: dict = {}
@@ -267,52 +283,29 @@ def flow_batch(
     t_save_j = jnp.asarray(t_save)
     steady = None if steady_tol is None or save_all else float(steady_tol)
 
-    def group_size(lanes):
-        return min(chunk_size, -(-lanes.size // n_dev) * n_dev)
-
-    def run_group(meth, lanes, switch=False, resume=None, size=None):
-        """Every lane of ``lanes`` through ``meth`` in chunks of ``size`` (default: the group's
-        own), results into ``out``; with ``switch``, returns the handed-off lanes and where
-        they stopped."""
-        size = group_size(lanes) if size is None else size
+    def run_group(meth, lanes):
+        """Every lane of ``lanes`` through ``meth`` in chunks of one compiled shape, results
+        into ``out``; the next chunk is dispatched before the last one's results are read."""
+        size = min(chunk_size, -(-lanes.size // n_dev) * n_dev)
         shard = size // n_dev
-        prog = _compiled(spec, variant, meth, key, bool(save_all), n_dev, min(int(slots), shard),
-                         steady, switch, resume is not None)
-        handed = []
+        prog = _compiled(spec, variant, meth, key, bool(save_all), n_dev,
+                         min(int(slots), shard), steady,
+                         stiff_method(rtol) if meth == "auto" else None)
         pending = None
         for start in range(0, lanes.size, size):
-            sel = np.arange(start, min(start + size, lanes.size))
-            idx = lanes[sel]
-            pad = np.concatenate([idx, np.full(size - idx.size, idx[-1])])
-            sel_pad = np.concatenate([sel, np.full(size - sel.size, sel[-1])])
-            n_valid = np.clip(idx.size - shard * np.arange(n_dev), 0, shard).astype(np.int32)
-            args = [[x[pad] for x in lane_leaves], shared_leaves,
-                    ys_flat[:, pad] if resume is None else resume[4][:, sel_pad],
-                    n_valid, t_save_j, rtol, atol, int(max_steps)]
-            if resume is not None:
-                args.append(tuple(a[sel_pad] for a in resume[:4]))
-            res = prog(*args)
+            idx = lanes[start:start + size]
+            pos, n_valid = shard_layout(idx.size, size, n_dev)
+            pad = np.full(size, idx[-1])  # padding lanes are never integrated
+            pad[pos] = idx
+            res = prog([x[pad] for x in lane_leaves], shared_leaves, ys_flat[:, pad], n_valid,
+                       t_save_j, rtol, atol, int(max_steps))
             if pending is not None:
-                handed.append(_store(*pending, out))
-            pending = (idx, res, None if resume is None else resume[2][sel])
-        handed.append(_store(*pending, out))
-        if not switch:
-            return None
-        lanes_h = np.concatenate([h[0] for h in handed])
-        return lanes_h, tuple(np.concatenate([h[1][j] for h in handed], axis=-1)
-                              for j in range(5))
+                _store(*pending, out)
+            pending = (idx, pos, res)
+        _store(*pending, out)
 
     for meth, lanes in groups:
-        if lanes.size == 0:
-            continue
-        if meth == "auto":  # explicit first; lanes found stiff resume on a Rosenbrock method
-            lanes_h, resume = run_group("dopri5", lanes, switch=True)
-            if lanes_h.size:
-                # chunks of the explicit group's shape, whatever the number of lanes that
-                # switched (padding lanes are never integrated): one compiled program serves
-                # every count, so moving a value never recompiles
-                run_group(stiff_method(rtol), lanes_h, resume=resume, size=group_size(lanes))
-        else:
+        if lanes.size:
             run_group(meth, lanes)
     ys_out, status, num_steps = out
 
@@ -334,27 +327,13 @@ def flow_batch(
     return Solution(ts_out, ys, status, num_steps)
 
 
-def _store(idx, res, keep_before, out):
-    """A chunk's results ``res`` for the lanes ``idx`` into ``out``. ``keep_before`` (per lane,
-    or None): saves before this index stay as an earlier pool wrote them. Returns the lanes the
-    chunk handed to a Rosenbrock pool and ``(t, h, save index, steps, state)`` of each."""
+def _store(idx, pos, res, out):
+    """A chunk's results ``res`` into ``out``: lane ``idx[j]`` from place ``pos[j]``."""
     ys_out, status, num_steps = out
-    buf, st, steps = res[:3]
-    k = idx.size
-    new = np.asarray(buf)[:, :, :k]
-    if keep_before is not None:
-        rows = np.arange(new.shape[0])[:, None, None] < keep_before[None, None, :]
-        new = np.where(rows, ys_out[:, :, idx], new)
-    ys_out[:, :, idx] = new
-    st = np.asarray(st)[:k]
-    steps = np.asarray(steps)[:k]
-    status[idx] = st
-    num_steps[idx] = steps
-    if len(res) == 3:
-        return None
-    sw = np.nonzero(st == STATUS_SWITCH)[0]
-    t, h, i_save, y = (np.asarray(a)[..., :k][..., sw] for a in res[3])
-    return idx[sw], (t, h, i_save, steps[sw], y)
+    buf, st, steps = (np.asarray(a) for a in res)
+    ys_out[:, :, idx] = buf[:, :, pos]
+    status[idx] = st[pos]
+    num_steps[idx] = steps[pos]
 
 
 def _discrete_program(lane_leaves, shared_leaves, y0, lr, keys, step0, *, spec, variant,

@@ -303,3 +303,34 @@ def integrate_pool(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *
         return (out["out_ys"], out["out_status"], out["out_steps"],
                 (sw[0], sw[1], sw[2].astype(jnp.int32), sw[3:]))
     return out["out_ys"], out["out_status"], out["out_steps"]
+
+
+def integrate_switching(f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, *, stiff,
+                        save_all, slots, steady_tol=None):
+    """Per-lane stiffness switching in one program: every lane starts on ``dopri5`` with the
+    stiffness estimate (:func:`integrate_pool` with ``switch``); the lanes it hands off are
+    gathered to the front of the pool and resume where they stopped in a pool of the
+    Rosenbrock method ``stiff``, whose results are scattered back into the lanes' places.
+
+    Both pools run on the device that holds the lanes, one after the other, with no return to
+    the host between them: devices that split a chunk do not wait for each other between the
+    two methods. Arguments and result as :func:`integrate_pool` (no fourth output).
+    """
+    kw = dict(save_all=save_all, slots=slots, steady_tol=steady_tol)
+    ys, st, steps, (t, h, idx, y_sw) = integrate_pool(
+        f, jac, params, y0, n_valid, t_save, rtol, atol, max_steps, method="dopri5",
+        switch=True, **kw)
+    handed = st == STATUS_SWITCH
+    n = st.shape[0]
+    order = jnp.argsort(~handed, stable=True)  # the handed-off lanes first, in their order
+    ys_r, st_r, steps_r = integrate_pool(
+        f, jac, jax.tree_util.tree_map(lambda x: x[order], params), y_sw[:, order],
+        jnp.sum(handed, dtype=jnp.int32), t_save, rtol, atol, max_steps, method=stiff,
+        start=(t[order], h[order], idx[order], steps[order]), **kw)
+    back = jnp.zeros_like(order).at[order].set(jnp.arange(n, dtype=order.dtype))
+    ys_r, st_r, steps_r = ys_r[:, :, back], st_r[back], steps_r[back]
+    if save_all:  # the saves a lane passed before it switched are the first pool's
+        before = jnp.arange(ys.shape[0])[:, None, None] < idx[None, None, :]
+        ys_r = jnp.where(before, ys, ys_r)
+    return (jnp.where(handed, ys_r, ys), jnp.where(handed, st_r, st),
+            jnp.where(handed, steps_r, steps))
