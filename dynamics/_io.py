@@ -124,7 +124,7 @@ def _ascii_as_bytes(ds):
     """``ds`` with each text data variable whose values are all ASCII given as bytes, with the
     ``_Encoding: utf-8`` attribute xarray writes for text: the same file, byte for byte, read
     back as the same text. xarray encodes text value by value (half a second for a sweep's
-    two million ``status`` labels); numpy converts ASCII text to bytes in one pass."""
+    two million ``status`` labels); ASCII text is narrowed to bytes in one pass of numpy."""
     import numpy as np
 
     out = None
@@ -132,13 +132,15 @@ def _ascii_as_bytes(ds):
         if var.dtype.kind != "U" or "_Encoding" in var.attrs or var.encoding.get("dtype"):
             continue
         width = max(var.dtype.itemsize // 4, 1)
-        try:
-            data = var.values.astype(f"S{width}")
-        except UnicodeEncodeError:  # not ASCII: xarray's own encoding
+        values = np.ascontiguousarray(var.values)
+        codes = values.view(np.uint32).reshape(values.shape + (width,))  # UTF-32 code points
+        if codes.size and codes.max() >= 128:  # not ASCII: xarray's own encoding
             continue
         # as wide as the longest value, as xarray's encoding makes it
-        used = np.flatnonzero(np.any(data.view(np.uint8).reshape(-1, width) != 0, axis=0))
-        data = data.astype(f"S{int(used[-1]) + 1 if used.size else 1}")
+        used = np.flatnonzero(np.any(codes.reshape(-1, width) != 0, axis=0))
+        keep = int(used[-1]) + 1 if used.size else 1
+        data = np.ascontiguousarray(codes[..., :keep], dtype=np.uint8).view(f"S{keep}")
+        data = data.reshape(values.shape)
         if out is None:
             out = ds.copy()
         out[name] = var.copy(data=data)
