@@ -223,3 +223,14 @@ def test_shard_layout_spreads_lanes_evenly_and_keeps_each_shards_lanes_first(k, 
     for s in range(n_dev):
         assert sorted(pos[pos // shard == s] % shard) == list(range(n_valid[s]))
     assert n_valid.sum() == k and n_valid.max() - n_valid.min() <= 1
+
+
+def test_diffrax_is_imported_only_when_used():
+    """The sweep command's modules import without diffrax (the engine never needs it), and the
+    diffrax path offers the solver names the policy lists."""
+    code = ("import sys, dynamics.sweep.__main__; print('diffrax' in sys.modules); "
+            "import dynamics.solve as s; from dynamics.solve.policy import DIFFRAX_SOLVERS; "
+            "print(tuple(s.SOLVERS) == DIFFRAX_SOLVERS, 'diffrax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.stdout.split() == ["False", "True", "True"], out.stdout

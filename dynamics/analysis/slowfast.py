@@ -28,7 +28,6 @@ from jax.flatten_util import ravel_pytree
 
 from dynamics.analysis.system import as_system, flatten
 from dynamics.flow import FlowSystem, System, vector_field
-from dynamics.solve import solve_system
 from dynamics.types import Hyper, State, Variant
 
 
@@ -151,6 +150,8 @@ def reduction_map(reduced: ReducedSystem, slows: State):
 
 @functools.partial(jax.jit, static_argnames=("solver", "rtol", "atol", "max_steps"))
 def _solve_lanes(systems, y0s, t1, ts, solver, rtol, atol, max_steps):
+    from dynamics.solve.diffrax_flow import solve_system  # diffrax, imported when used
+
     return jax.vmap(
         lambda s, y: solve_system(
             s, y, t1, ts=ts, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps

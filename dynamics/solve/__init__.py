@@ -21,11 +21,12 @@ Status codes (``Status`` values, int8 per lane)::
 
 from __future__ import annotations
 
+import importlib
+
 from dynamics.compat import moved
 from dynamics.flow import FlowSystem
-from dynamics.solve import diffrax_flow, discrete, engine, lanes, policy
+from dynamics.solve import discrete, engine, lanes, policy
 from dynamics.solve.batch import SOLVE_METHODS, solve_batch
-from dynamics.solve.diffrax_flow import SOLVERS, solve_flow, solve_system
 from dynamics.solve.discrete import run_discrete
 from dynamics.solve.engine import CHUNK_SIZE
 from dynamics.solve.lanes import Solution, all_finite, broadcast_lanes, n_lanes
@@ -71,10 +72,14 @@ __all__ = [
     "stiff_method",
 ]
 
+#: names served from :mod:`~dynamics.solve.diffrax_flow`, which imports diffrax when one of
+#: them is first used (a sweep on the engine never needs it)
+_FROM_DIFFRAX = ("SOLVERS", "solve_flow", "solve_system")
+
 # Old names, kept for this release: (what to use instead, the object).
 _DEPRECATED = {
     "solve_flow_batch": ("dynamics.solve.solve_batch(..., integrator='diffrax')",
-                         diffrax_flow.flow_batch),
+                         lambda: importlib.import_module("dynamics.solve.diffrax_flow").flow_batch),
     "run_discrete_batch": ("dynamics.solve.solve_batch(..., method='gd' or 'sgd', "
                            "integrator='diffrax')", discrete.discrete_batch),
     "_n_lanes": ("dynamics.solve.n_lanes", lanes.n_lanes),
@@ -83,4 +88,12 @@ _DEPRECATED = {
 }
 
 
-__getattr__ = moved("dynamics.solve", _DEPRECATED)
+_moved = moved("dynamics.solve", _DEPRECATED)
+
+
+def __getattr__(name):
+    if name == "diffrax_flow" or name in _FROM_DIFFRAX:
+        module = importlib.import_module("dynamics.solve.diffrax_flow")
+        return module if name == "diffrax_flow" else getattr(module, name)
+    obj = _moved(name)
+    return obj() if name == "solve_flow_batch" else obj

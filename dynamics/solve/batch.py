@@ -22,10 +22,9 @@ import jax
 import numpy as np
 
 from dynamics.checks import check_count, check_real, check_times
-from dynamics.solve import diffrax_flow, discrete, engine
-from dynamics.solve.diffrax_flow import SOLVERS
+from dynamics.solve import discrete, engine
 from dynamics.solve.lanes import Solution, lane_subset, n_lanes
-from dynamics.solve.policy import ENGINE_METHODS, INTEGRATORS, diffrax_groups
+from dynamics.solve.policy import DIFFRAX_SOLVERS, ENGINE_METHODS, INTEGRATORS, diffrax_groups
 from dynamics.types import Hyper, LaneTree, Variant
 
 #: what :func:`solve_batch` integrates
@@ -132,9 +131,9 @@ def solve_batch(
                 slots=slots, stiff_eps=stiff_eps,
                 devices=devices, steady_tol=steady_tol, **tol,
             )
-        if solver != "auto" and solver not in SOLVERS:
+        if solver != "auto" and solver not in DIFFRAX_SOLVERS:
             raise ValueError(f"unknown diffrax solver {solver!r}: expected auto or one of "
-                             f"{', '.join(SOLVERS)}")
+                             f"{', '.join(DIFFRAX_SOLVERS)}")
         return _diffrax_flow(model, variant, hyper, y0, float(t1), ts, solver, stiff_eps, tol)
 
     if t1 is not None or ts is not None:
@@ -158,16 +157,16 @@ def solve_batch(
 
 def _diffrax_flow(model, variant, hyper, y0, t1, ts, solver, stiff_eps, tol) -> Solution:
     """diffrax's ``jit(vmap)`` once per solver group of the stiffness policy."""
+    from dynamics.solve.diffrax_flow import flow_batch  # diffrax: imported when used
+
     n = n_lanes(y0)
     groups = [(s, idx) for s, idx in diffrax_groups(hyper, n, solver, stiff_eps) if idx.size]
     if len(groups) == 1:
-        return diffrax_flow.flow_batch(model, variant, hyper, y0, t1=t1, ts=ts,
-                                       solver=groups[0][0], **tol)
+        return flow_batch(model, variant, hyper, y0, t1=t1, ts=ts, solver=groups[0][0], **tol)
     parts = []
     for s, idx in groups:
         m, h, y = lane_subset(model, hyper, y0, idx)
-        parts.append((idx, diffrax_flow.flow_batch(m, variant, h, y, t1=t1, ts=ts, solver=s,
-                                                   **tol)))
+        parts.append((idx, flow_batch(m, variant, h, y, t1=t1, ts=ts, solver=s, **tol)))
     return _scatter(parts, n)
 
 

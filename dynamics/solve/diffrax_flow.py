@@ -20,6 +20,7 @@ from dynamics.flow import FlowSystem, System
 from dynamics.solve.lanes import Solution, all_finite, broadcast_lanes, n_lanes
 from dynamics.types import Hyper, State, Status, Variant
 
+#: diffrax's solver classes by the names of :data:`dynamics.solve.policy.DIFFRAX_SOLVERS`
 SOLVERS = {
     "tsit5": diffrax.Tsit5,
     "dopri5": diffrax.Dopri5,

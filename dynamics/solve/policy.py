@@ -25,6 +25,9 @@ import numpy as np
 #: (bench/): at rtol 1e-6 Rodas4 is as fast as Dormand-Prince down from eps = 1 and 5x faster
 #: at eps = 0.1; at rtol 1e-8 Dormand-Prince wins for eps >= 0.3.
 STIFF_EPS = 0.3
+#: the diffrax solvers the flow offers, by name (:data:`dynamics.solve.diffrax_flow.SOLVERS`
+#: maps them to diffrax's classes; named here so that choosing one does not import diffrax)
+DIFFRAX_SOLVERS = ("tsit5", "dopri5", "kvaerno5", "kvaerno3")
 #: ``eps`` below which diffrax's ``auto`` takes the implicit Kvaerno5 instead of Tsit5.
 DIFFRAX_STIFF_EPS = 5e-3
 #: Rosenbrock needs a dense per-lane Jacobian: above this state size the engine stays explicit.

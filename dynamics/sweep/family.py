@@ -36,15 +36,14 @@ import warnings
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
-from dynamics.solve.diffrax_flow import SOLVERS
-from dynamics.solve.policy import ENGINE_METHODS
+from dynamics.solve.policy import DIFFRAX_SOLVERS, ENGINE_METHODS
 from dynamics.types import VARIANTS
 
 #: every flow solver a sweep accepts (``auto`` applies the stiffness policy)
-SOLVER_CHOICES = tuple(dict.fromkeys(ENGINE_METHODS + tuple(SOLVERS)))
+SOLVER_CHOICES = tuple(dict.fromkeys(ENGINE_METHODS + DIFFRAX_SOLVERS))
 #: the flow solvers only diffrax has, and those only the engine has
-DIFFRAX_ONLY = tuple(s for s in SOLVERS if s not in ENGINE_METHODS)
-ENGINE_ONLY = tuple(s for s in ENGINE_METHODS if s != "auto" and s not in SOLVERS)
+DIFFRAX_ONLY = tuple(s for s in DIFFRAX_SOLVERS if s not in ENGINE_METHODS)
+ENGINE_ONLY = tuple(s for s in ENGINE_METHODS if s != "auto" and s not in DIFFRAX_SOLVERS)
 
 #: the defaults every family starts from; a family's :attr:`Family.defaults` is
 #: ``dict(SHARED_DEFAULTS, ...)`` with what it changes
