@@ -234,3 +234,17 @@ def test_diffrax_is_imported_only_when_used():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.stdout.split() == ["False", "True", "True"], out.stdout
+
+
+def test_compile_only_runs_nothing_and_checks_the_arguments():
+    """``compile_only`` returns None on every path (nothing integrated), still names a bad
+    argument in one line, and the engine's flow then runs as without it."""
+    y0 = State(jnp.array([0.8, -0.5, 0.3]), jnp.array([0.1, 0.4, 1.2]))
+    h = Hyper.loss_decay(0.15, 0.05)
+    for kw in (dict(t1=2.0), dict(t1=2.0, integrator="diffrax"),
+               dict(method="gd", lr=0.01, n_steps=5)):
+        assert solve_batch(ScalarSiamese(0.5), SIMSIAM, h, y0, compile_only=True, **kw) is None
+    with pytest.raises(ValueError, match="t1"):
+        solve_batch(ScalarSiamese(0.5), SIMSIAM, h, y0, t1=-1.0, compile_only=True)
+    sol = solve_batch(ScalarSiamese(0.5), SIMSIAM, h, y0, t1=2.0)
+    assert np.all(np.asarray(sol.status) == Status.OK)

@@ -290,3 +290,21 @@ def test_pipelined_backend_finishes_what_it_handed_over_and_raises_its_error():
     with pytest.raises(OSError, match="disk full"):
         LocalBackend().run(config, pl, units, put)
     assert done == [0, 1]
+
+
+def test_the_next_block_is_prepared_while_a_block_of_several_units_runs(monkeypatch):
+    """The pipelined backend prepares the next block's first unit once a block's first unit
+    has run, and only where that block has more units to run; preparing integrates nothing
+    (the Dataset is the sequential loop's, above)."""
+    from dynamics.sweep.core import LocalBackend, MemorySink, Runner, plan
+
+    config = _chunked()  # two blocks (eps 1 and 0.05) of four units
+    pl = plan(config)
+    units = sweep.core.work_units(config, pl)
+    assert sweep.core._next_blocks(units) == {0: units[4]}
+    assert sweep.core._next_blocks(units[3:]) == {}  # the first block has one unit left
+    prepared = []
+    real = Runner.prepare
+    monkeypatch.setattr(Runner, "prepare", lambda self, u: prepared.append(u) or real(self, u))
+    LocalBackend().run(config, pl, units, MemorySink(config, pl).put)
+    assert prepared == [units[4]]

@@ -61,7 +61,8 @@ def solve_batch(
     unroll: int = 1,
     step0: int = 0,
     steady_tol: float | None = None,
-) -> Solution:
+    compile_only: bool = False,
+) -> Solution | None:
     """Integrate ``n`` lanes of one model: gradient flow, GD or SGD (see the module table).
 
     Args:
@@ -89,6 +90,9 @@ def solve_batch(
             lane to ``t1``.
         step0: gd/sgd only: the index of the first step, when a run is cut into several calls
             (a target copied every ``k`` steps counts from it; minibatch keys do not).
+        compile_only: check the arguments and prepare what the call would compile, without
+            running it; returns ``None``. Only the engine's flow has programs to prepare
+            (:func:`dynamics.solve.engine.flow_batch`); on the other paths it does nothing.
 
     Returns:
         :class:`~dynamics.solve.lanes.Solution` with ``ts`` (n, S), ``ys`` leaves (n, S, ...),
@@ -128,12 +132,14 @@ def solve_batch(
                                  f"{', '.join(ENGINE_METHODS)}")
             return engine.flow_batch(
                 model, variant, hyper, y0, t1=t1, ts=ts, method=solver, chunk_size=chunk_size,
-                slots=slots, stiff_eps=stiff_eps,
-                devices=devices, steady_tol=steady_tol, **tol,
+                slots=slots, stiff_eps=stiff_eps, devices=devices, steady_tol=steady_tol,
+                compile_only=compile_only, **tol,
             )
         if solver != "auto" and solver not in DIFFRAX_SOLVERS:
             raise ValueError(f"unknown diffrax solver {solver!r}: expected auto or one of "
                              f"{', '.join(DIFFRAX_SOLVERS)}")
+        if compile_only:
+            return None
         return _diffrax_flow(model, variant, hyper, y0, float(t1), ts, solver, stiff_eps, tol)
 
     if t1 is not None or ts is not None:
@@ -146,6 +152,8 @@ def solve_batch(
         raise ValueError("sgd needs one PRNG key per lane (keys) and a batch_size")
     if method == "gd" and (keys is not None or batch_size is not None):
         raise ValueError("gd uses the expected loss: give no keys or batch_size (or use sgd)")
+    if compile_only:
+        return None
     if integrator == "engine":
         return engine.discrete_batch(
             model, variant, hyper, y0, lr, keys, n_steps=n_steps, batch_size=batch_size,

@@ -193,8 +193,8 @@ def flow_batch(
     model, variant: Variant, hyper: Hyper, y0: State, *, t1: float, ts=None,
     method: str = "auto", rtol: float = 1e-6, atol: float = 1e-9, max_steps: int = 100_000,
     chunk_size: int | None = None, slots: int | None = None, stiff_eps: float | None = None,
-    devices: int | None = None, steady_tol: float | None = None,
-) -> Solution:
+    devices: int | None = None, steady_tol: float | None = None, compile_only: bool = False,
+) -> Solution | None:
     """Integrate the gradient flow for a batch of lanes on the engine.
 
     Args:
@@ -226,6 +226,10 @@ def flow_batch(
             stable fixed point's neighbourhood, ``|f| <= steady_tol``, not the state at ``t1``),
             its slot goes to the next lane, ``num_steps`` counts the steps it took. Default
             ``None``: every lane runs to ``t1``.
+        compile_only: prepare the compiled programs this call would run (traced, compiled or
+            loaded from the compilation cache), integrate nothing and return ``None``; a
+            later call with the same arguments then starts at once. A caller can prepare its
+            next batch in another thread while this one integrates.
 
     Returns:
         ``Solution`` with ``ts`` (n, S), ``ys`` leaves (n, S, ...), ``status`` int8 (n,),
@@ -297,8 +301,12 @@ def flow_batch(
             pos, n_valid = shard_layout(idx.size, size, n_dev)
             pad = np.full(size, idx[-1])  # padding lanes are never integrated
             pad[pos] = idx
-            res = prog([x[pad] for x in lane_leaves], shared_leaves, ys_flat[:, pad], n_valid,
-                       t_save_j, rtol, atol, int(max_steps))
+            args = ([x[pad] for x in lane_leaves], shared_leaves, ys_flat[:, pad], n_valid,
+                    t_save_j, rtol, atol, int(max_steps))
+            if compile_only:  # the program of every chunk of the group is this one
+                prog.lower(*args).compile()
+                return
+            res = prog(*args)
             if pending is not None:
                 _store(*pending, out)
             pending = (idx, pos, res)
@@ -307,6 +315,8 @@ def flow_batch(
     for meth, lanes in groups:
         if lanes.size:
             run_group(meth, lanes)
+    if compile_only:
+        return None
     ys_out, status, num_steps = out
 
     if save_all == "trim":

@@ -213,14 +213,7 @@ class Runner:
         model, hyper, y0 = fam.build(config, self.ctx, variant, eps, lanes)
         window = None
         if method == "flow":
-            integrator = self.integrator
-            sol = solve_batch(
-                model, variant, hyper, y0, integrator=integrator,
-                t1=config.t1_for("flow"), solver=_flow_solver(config, fam, integrator, eps, y0),
-                rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
-                chunk_size=chunk if integrator == "engine" else None,
-                steady_tol=steady_tol(config, eps) if integrator == "engine" else None,
-            )
+            sol = solve_batch(model, variant, hyper, y0, **self._flow_args(eps, y0, chunk))
             y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
             st = np.asarray(sol.status)
             if progress is not None:
@@ -239,6 +232,32 @@ class Runner:
                 progress=None if progress is None else lane_progress(progress, m),
             )
         return method, model, variant, hyper, y, st, window
+
+    def prepare(self, unit: Unit) -> None:
+        """Prepare what integrating ``unit`` compiles (the engine's flow programs: traced, and
+        compiled or loaded from the cache) without integrating it, so that the unit starts at
+        once when it runs; nothing for gd/sgd."""
+        config, fam = self.config, self.family
+        iv, im, ie = unit.block
+        if config.method[im] != "flow":
+            return
+        variant, eps = fam.variants[config.variant[iv]], float(config.eps[ie])
+        _, lanes = self.lanes(unit)
+        model, hyper, y0 = fam.build(config, self.ctx, variant, eps, lanes)
+        solve_batch(model, variant, hyper, y0, compile_only=True,
+                    **self._flow_args(eps, y0, unit.size))
+
+    def _flow_args(self, eps: float, y0, chunk: int) -> dict:
+        """:func:`~dynamics.solve.solve_batch`'s arguments for a flow unit of ``chunk`` lanes."""
+        config, integrator = self.config, self.integrator
+        engine = integrator == "engine"
+        return dict(
+            integrator=integrator, t1=config.t1_for("flow"),
+            solver=_flow_solver(config, self.family, integrator, eps, y0),
+            rtol=config.rtol, atol=config.atol, max_steps=config.max_steps,
+            chunk_size=chunk if engine else None,
+            steady_tol=steady_tol(config, eps) if engine else None,
+        )
 
     def finish(self, unit: Unit, integrated: tuple) -> dict:
         """The second half of a unit: the family's :meth:`~dynamics.sweep.family.Family.read`
@@ -293,6 +312,11 @@ class LocalBackend:
     waiting for it there (measured: the whole sweep 20 % slower than with no second thread).
     Units are written in their order and every one is written before :meth:`run` returns or
     raises; the values are those of the sequential loop (``pipeline=False``) to the bit.
+
+    Also with ``pipeline``: once the first unit of a block has run and more of the block are
+    to come, a third thread prepares the next block's programs (:meth:`Runner.prepare`), so
+    that tracing and loading them (about half a second for the engine's flow) happen while
+    this block integrates, not between the blocks.
     """
 
     name = "local"
@@ -309,13 +333,17 @@ class LocalBackend:
                 on_done(unit, runner(unit, progress))
             return
 
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-write") as pool:
+        ahead = _next_blocks(units)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-write") as pool, \
+                concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-ahead") as prep:
             pending = None
             try:
                 for unit in units:
                     if should_stop is not None and should_stop():
                         break
                     got = runner(unit, progress)
+                    if unit.index in ahead:
+                        prep.submit(_prepare_quietly, runner, ahead.pop(unit.index))
                     if pending is not None:
                         pending.result()  # one unit in flight: memory stays bounded
                     pending = pool.submit(on_done, unit, got)
@@ -325,6 +353,26 @@ class LocalBackend:
                 raise
             if pending is not None:
                 pending.result()
+
+
+def _next_blocks(units: list[Unit]) -> dict[int, Unit]:
+    """``{index of a block's first unit: the next block's first unit}``, for the blocks with
+    more than one unit in ``units`` (a block of one unit leaves no time to prepare the next)."""
+    first: dict[tuple, Unit] = {}
+    count: dict[tuple, int] = {}
+    for u in units:
+        first.setdefault(u.block, u)
+        count[u.block] = count.get(u.block, 0) + 1
+    blocks = list(first)
+    return {first[b].index: first[nb] for b, nb in zip(blocks, blocks[1:]) if count[b] > 1}
+
+
+def _prepare_quietly(runner: Runner, unit: Unit) -> None:
+    """:meth:`Runner.prepare`; an error is left for the unit's own run to raise and report."""
+    try:
+        runner.prepare(unit)
+    except Exception:  # noqa: BLE001 - the unit's run meets it again
+        pass
 
 
 def run(config: SweepConfig, progress=None, plan_=None, *, sink=None, backend=None,
