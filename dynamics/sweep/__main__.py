@@ -359,10 +359,6 @@ def _check_result(dest, fam, args) -> None:
                           f"replace them, or choose another output folder")
 
 
-def _unused():
-    return 0
-
-
 def _open_store(rs, config, pl, args) -> Store:
     """The sweep's store in the (locked) output folder: a new one, or with ``--resume`` the
     one there (same config, its finished units checked). One-line :class:`OutputError` for a
