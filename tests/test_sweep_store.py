@@ -400,3 +400,38 @@ def test_an_unreachable_ray_address_is_one_line_before_any_work(tmp_path, capsys
                     capsys)
     assert code == 2 and len(err) == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in err[0]
     assert not out.exists()
+
+
+def test_a_store_that_holds_what_it_wrote_gives_the_values_read_back(tmp_path):
+    """A new store with ``hold`` assembles from the values it kept: the same arrays, bit for
+    bit, as the store read back from disk and checked against its records; with one unit
+    finished by an earlier store it reads everything back."""
+    from dynamics.sweep.core import LocalBackend
+    from dynamics.sweep.store import Store, read_header
+
+    config = SweepConfig(eps=(0.01, 1.0), t1=100.0, options=ScalarOptions(n=8), chunk=16)
+    pl = plan(config)
+    path = tmp_path / ".sweep.zarr"
+    held = Store(path, config, pl, hold=True)
+    units = work_units(config, pl)
+    LocalBackend().run(config, pl, units[:1], held.put)
+    later = Store(path, config, pl, read_header(path), hold=True)  # a resumed run
+    LocalBackend().run(config, pl, units[1:], later.put)
+    assert later.finished > later._held.finished  # unit 0 is the earlier store's
+    read = Store(path, config, pl, read_header(path)).values()
+    for got in (later.values(), _held_all(config, pl, tmp_path / "b.zarr")):
+        assert sorted(got) == sorted(read)
+        for k in read:
+            assert got[k].dtype == read[k].dtype and np.array_equal(
+                got[k], read[k], equal_nan=read[k].dtype.kind == "f"), k
+
+
+def _held_all(config, pl, path):
+    """Every unit through one new holding store; its values, checked to be the held ones."""
+    from dynamics.sweep.core import LocalBackend
+    from dynamics.sweep.store import Store
+
+    store = Store(path, config, pl, hold=True)
+    LocalBackend().run(config, pl, work_units(config, pl), store.put)
+    assert store.finished == store._held.finished
+    return store.values()

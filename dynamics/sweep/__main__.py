@@ -377,7 +377,9 @@ def _open_store(rs, config, pl, args) -> Store:
                               f"and no {path.name}; pass --overwrite to replace them")
         if args.resume and not args.quiet:
             print(f"sweep: no unfinished sweep in {rs.folder}; starting it", file=sys.stderr)
-        return Store(path, config, pl)
+        # a new store holds what it writes unless the Dataset is streamed from it: the
+        # Dataset assembled in memory needs the grid's memory anyway
+        return Store(path, config, pl, hold=not args.no_netcdf)
     store = Store(path, config, pl, header)
     store.check()
     if not args.resume:

@@ -19,8 +19,11 @@ temporary and a rename), then its ``units/<i>.json`` is written atomically: a un
 exactly when its record is there, whatever moment a kill came. ``xr.open_zarr(path)`` reads the
 store at any time (unfinished lanes read as NaN / 0).
 
-Memory is bounded by a unit while the sweep runs; the Dataset (and the netCDF file and figures
-the CLI writes from it) is assembled from the store at the end, after every unit's values are
+Memory is bounded by a unit while the sweep runs, unless the store holds what it writes
+(``hold``: the CLI's runs that start a store and assemble the Dataset in memory, which then
+needs the grid's memory anyway). The Dataset (and the netCDF file and figures the CLI writes
+from it) is assembled at the end from those values when every finished unit was written by
+this store; otherwise (a resumed run) from the store read back, after every unit's values are
 checked against their record.
 """
 
@@ -42,6 +45,7 @@ from dynamics._io import OutputError, atomic_write_text
 from dynamics.sweep.config import SweepConfig
 from dynamics.sweep.core import (
     SLAB,
+    MemorySink,
     Unit,
     axes,
     finish_context,
@@ -171,9 +175,12 @@ class Store:
         config, plan: the sweep and :func:`~dynamics.sweep.core.plan`'s result.
         header: the store's header when it is already there (:func:`read_header`); its
             config must be ``config``'s (checked by :meth:`check`).
+        hold: also keep the values of every unit :meth:`put` writes in memory (the grid's
+            size), so that :meth:`values` need not read them back.
     """
 
-    def __init__(self, path, config: SweepConfig, plan: dict, header: dict | None = None):
+    def __init__(self, path, config: SweepConfig, plan: dict, header: dict | None = None,
+                 hold: bool = False):
         self.path = Path(path)
         self.config, self.plan = config, plan
         self.kind = config.family.result_kind
@@ -188,6 +195,7 @@ class Store:
         self.finished: set[int] = set()
         if header is not None:
             self.finished = self._records()
+        self._held = MemorySink(config, plan) if hold else None
 
     # -- opening
     def check(self) -> None:
@@ -244,9 +252,15 @@ class Store:
                       sha256={k: _digest(v) for k, v in sorted(got.items())})
         atomic_write_text(self.path / UNITS / f"{unit.index}.json", json.dumps(record))
         self.finished.add(unit.index)
+        if self._held is not None:
+            self._held.put(unit, got)
 
     def values(self) -> dict:
-        """Every array of the store, after checking each finished unit against its record."""
+        """Every array of the store: the values held in memory when this store wrote every
+        finished unit itself (``hold``), else read back after checking each finished unit
+        against its record."""
+        if self._held is not None and self.finished <= self._held.finished:
+            return self._held.values()
         loaded = self._load()
         self._check(loaded)
         if loaded is None:
