@@ -334,8 +334,9 @@ class LocalBackend:
             return
 
         ahead = _next_blocks(units)
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-write") as pool, \
-                concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-ahead") as prep:
+        prep = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-ahead")
+        done = False  # a stop or an error does not wait on a compile that is no use now
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-write") as pool:
             pending = None
             try:
                 for unit in units:
@@ -347,10 +348,14 @@ class LocalBackend:
                     if pending is not None:
                         pending.result()  # one unit in flight: memory stays bounded
                     pending = pool.submit(on_done, unit, got)
+                else:
+                    done = True
             except BaseException:
                 if pending is not None:  # the unit handed over is finished first
                     concurrent.futures.wait([pending])
                 raise
+            finally:
+                prep.shutdown(wait=done, cancel_futures=not done)
             if pending is not None:
                 pending.result()
 
