@@ -65,3 +65,25 @@ def test_every_family_runs_a_tiny_gd_sweep_in_process():
         per_lane = [k for k, v in ds.data_vars.items()
                     if k != "status" and v.dims[:len(axes(cfg))] == axes(cfg)]
         assert per_lane, name
+
+
+def test_vicreg_stops_where_the_closed_form_has_no_smooth_fixed_point_and_says_so():
+    """VICReg's flow rests on the hinge's corner exactly where the top data direction's
+    closed-form standard deviation S* = 2 var s / (d (4 inv sigma2 + eta)), s = gamma + sigma2
+    (docs/theory.md 5g), is >= 1; the solver stops there, and the figure draws and records
+    those settings instead of dropping them."""
+    d = zoo.data(quick=True, labels=["VICReg"])
+    run, sig = d["runs"]["VICReg"], d["sigma2"]
+    stopped = (run["status"] != 0).any(axis=1)
+    var = inv = 25.0  # the paper's weights, the figure's row
+    s_top = 1.5 + sig  # X's largest eigenvalue is 1.5
+    no_smooth = 2 * var * s_top / (d["n1"] * (4 * inv * sig + zoo.ETA)) >= 1
+    assert no_smooth.any() and not no_smooth.all()  # both kinds of setting are on the grid
+    assert stopped.tolist() == no_smooth.tolist()
+    assert (run["status"][stopped] != 0).all()  # the corner holds every start
+    assert np.isnan(run["effective_rank"][stopped]).all()
+    assert d["params"]["stopped"] == {"VICReg": [float(v) for v in sig[stopped]]}
+    fig = zoo.draw(d)
+    marks = [ln for ax in fig.axes for ln in ax.lines if ln.get_marker() == "x"
+             and len(ln.get_xdata())]
+    assert len(marks) == 1 and np.allclose(marks[0].get_xdata(), sig[stopped])

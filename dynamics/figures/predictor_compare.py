@@ -26,6 +26,8 @@ share the data eigenvectors, with ``a_j = d_j + sigma2``):
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -183,9 +185,10 @@ def draw(dd):
                                       if grows else lab) if i == 0 else None)
         tl = r["t_learn"]
         if not grows and np.any(~np.isnan(tl)):
-            with np.errstate(all="ignore"):
-                a5.plot(d * (1 + off), np.nanmedian(tl, 0), "o", color=c, ls=ls, ms=4,
-                        label=lab)
+            with warnings.catch_warnings():  # a mode no init learned has no time: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(tl, 0)
+            a5.plot(d * (1 + off), med, "o", color=c, ls=ls, ms=4, label=lab)
     dd_ = np.linspace(d.min() * 0.95, d.max() * 1.02, 300)
     aa = dd_ + dd["sigma2"]
     pp = p_plus(dd_, aa, eta)

@@ -19,7 +19,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 import dynamics.models as M
@@ -47,6 +49,10 @@ MOCO_QUEUE = 8
 SIGMA2_A = 0.5
 #: a mode is collapsed when its score is below this (x the encoder scale, 1 here)
 COLLAPSE_TOL = 1e-3
+#: the solver's step cap per lane: ten times what the slowest settled lane takes (MoCo, about
+#: 2,000 steps); a lane that needs more does not settle smoothly (VICReg's flow on its variance
+#: hinge's corner, where the field jumps) and is drawn as stopped, not as a rank
+MAX_STEPS = 20_000
 
 
 class Mechanism(NamedTuple):
@@ -125,7 +131,8 @@ def _run(mech: Mechanism, X, sig, W0, Wp0, t1, ts) -> dict:
     else:
         pred = Wp if model.trains_predictor else None
         y0 = State(W, pred, W if variant.has_target else None)
-    sol = solve_batch(model, variant, mech.hyper, y0, t1=t1, ts=ts, rtol=1e-7, atol=1e-9)
+    sol = solve_batch(model, variant, mech.hyper, y0, t1=t1, ts=ts, rtol=1e-7, atol=1e-9,
+                      max_steps=MAX_STEPS)
     enc, status = sol.ys.enc, np.asarray(sol.status)  # enc (n, saves, n1, n1)
     model_l = model
     scores = jax.vmap(jax.vmap(collapse_scores, in_axes=(None, 0)))(model_l, enc)
@@ -175,6 +182,9 @@ def data(quick: bool = False, labels=None, seed: int = 0) -> dict:
                                   variant=m.variant.name, contrastive=m.contrastive)
                     for m in rows},
         left_out="DINO and SwAV toys (softmax models on other data)",
+        max_steps=MAX_STEPS,
+        stopped={lab: [float(v) for v, bad in zip(sig, (r["status"] != 0).any(1)) if bad]
+                 for lab, r in runs.items() if (r["status"] != 0).any()},
     )
     return dict(sigma2=sig, ts=np.asarray(ts), runs=runs, n1=n1,
                 contrastive={m.label: m.contrastive for m in rows}, params=params)
@@ -184,7 +194,7 @@ def draw(dd):
     labels = list(dd["runs"])
     n = len(labels)
     cols = math.ceil(n / 2)
-    fig = plt.figure(figsize=(3.0 * cols + 6.5, 6.6))
+    fig = plt.figure(figsize=(3.0 * cols + 6.5, 7.6))
     gs = fig.add_gridspec(2, cols + 2, width_ratios=[1] * cols + [1.2, 1.2])
     sig, ts = dd["sigma2"], dd["ts"]
     ia = int(np.flatnonzero(np.isclose(sig, SIGMA2_A))[0])
@@ -205,21 +215,39 @@ def draw(dd):
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axb = fig.add_subplot(gs[:, cols:])
+    top = dd["n1"] + 0.15
+    stopped_any = False
     for k, lab in enumerate(labels):
-        r = np.nanmean(dd["runs"][lab]["effective_rank"], axis=1)
+        run = dd["runs"][lab]
+        ok = run["status"] == 0
+        # the mean over the starts that reached t1; a setting where any start stopped early
+        # is drawn as an x on its line (or at the top, where none reached t1), never dropped
+        with np.errstate(invalid="ignore"):
+            r = np.where(ok.any(1), np.nansum(run["effective_rank"], axis=1)
+                         / np.maximum(ok.sum(1), 1), np.nan)
         con = dd["contrastive"][lab]
         axb.plot(sig, r, ls="--" if con else "-", marker="s" if con else "o",
                  mfc="none" if con else colors(k), color=colors(k), lw=1.6, ms=6,
                  label=lab + (" (contrastive)" if con else ""))
+        bad = ~ok.all(1)
+        if bad.any():
+            stopped_any = True
+            axb.plot(sig[bad], np.where(np.isnan(r[bad]), top, r[bad]), "x", color=colors(k),
+                     ms=10, mew=2.2)
+    if stopped_any:
+        axb.plot([], [], "x", color="0.3", ms=10, mew=2.2,
+                 label=f"solver stopped before t1 ({MAX_STEPS:,} steps); VICReg: its flow\n"
+                       "rests on the variance hinge's corner, where the field jumps")
     axb.set_xscale("log")
-    axb.set_ylim(-0.15, dd["n1"] + 0.3)
+    axb.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axb.set_ylim(-0.15, dd["n1"] + 0.35)
     axb.axvline(SIGMA2_A, color="0.6", ls=":", lw=1)
     axb.set_xlabel("augmentation strength sigma2 (X' = sigma2 I)")
     axb.set_ylabel("effective rank of W(t1) (0: collapsed)")
     axb.set_title("(b) final effective rank against augmentation strength\n"
                   "solid: non-contrastive, dashed: contrastive; mean over initial encoders",
                   fontsize=9)
-    axb.legend(fontsize=8, loc="best")
+    axb.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2)
     axb.grid(alpha=0.3, which="both")
     fig.suptitle(f"(a) singular values over time at sigma2 = {SIGMA2_A:g} (one initial encoder; "
                  f"cosine: of W/||W||; dotted: collapse threshold {COLLAPSE_TOL:g})   |   same X, "
@@ -235,8 +263,9 @@ def draw(dd):
     "sigma2 = 0.5 (cosine loss: of W/||W||), (b) the final effective rank against sigma2, "
     "contrastive mechanisms dashed. Without a predictor every mode collapses; SimSiam and BYOL "
     "lose modes as augmentation grows (mode j past d_j^2/(4(d_j + sigma2)) = eta); Barlow "
-    "Twins' expected loss does not see sigma2. DINO and SwAV are softmax toys on other data "
-    "and are left out.",
+    "Twins' expected loss does not see sigma2. At weak augmentation VICReg's flow rests on its "
+    "variance hinge's corner, where the field jumps; the solver stops there and those settings "
+    "are drawn as x. DINO and SwAV are softmax toys on other data and are left out.",
 )
 def build(quick):
     d = data(quick)
