@@ -13,13 +13,6 @@ import numpy as np
 import pytest
 
 from dynamics.figures import FIGURES
-from tests._jax_cache import cache_env
-
-
-@pytest.fixture(scope="session", autouse=True)
-def jax_cache_env(tmp_path_factory):
-    """Share compiled programs between the CLI subprocesses and notebook kernels of a run."""
-    return cache_env(tmp_path_factory)
 
 
 def _run(*args, cwd=None):

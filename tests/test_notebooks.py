@@ -7,7 +7,6 @@ import nbclient  # test extra: nbclient, nbformat, ipykernel, jupytext
 import nbformat
 import pytest
 
-from tests._jax_cache import cache_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -45,14 +44,8 @@ def test_notebooks_are_stored_executed():
 
 
 
-@pytest.fixture(scope="session", autouse=True)
-def jax_cache_env(tmp_path_factory):
-    """Share compiled programs between the CLI subprocesses and notebook kernels of a run."""
-    return cache_env(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
-def kernel(tmp_path_factory, jax_cache_env):
+def kernel(tmp_path_factory):
     """One kernel for all notebooks; each test resets its namespace first (``%reset -f``), so a
     notebook sees no variable of another, while imported modules and compiled JAX programs are
     reused (most of a notebook's cost is compiling)."""

@@ -21,7 +21,6 @@ from dynamics.sweep import SweepConfig, plan, run
 from dynamics.sweep import __main__ as sweep_cli
 from dynamics.sweep.core import block_units, unit_region, unit_shape, work_units
 from dynamics.sweep.scalar import ScalarOptions
-from tests._jax_cache import cache_env
 
 #: a small sweep of 4 blocks (2 variants x 2 eps) of 8 x 8 lanes; --chunk 16 cuts each block
 #: into 4 units of 2 x 8 lanes, 16 units in all
@@ -32,7 +31,6 @@ N_UNITS = 16
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    cache_env(tmp_path_factory)
     return dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
