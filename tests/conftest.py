@@ -5,7 +5,8 @@ notebook kernels they start) reads and writes one cache directory, made fresh fo
 removed after it: a program compiled by one of them is loaded by the others, the suite's time
 does not depend on what earlier runs left behind, and no test writes into the user's own cache
 (``DYNAMICS_COMPILE_CACHE`` points the CLIs there). A test that sets the variable itself (the
-cache switch's tests) still wins.
+cache switch's tests) still wins. A caller that runs the suite many times (``tests/mutation.py``)
+hands over a directory of its own in ``DYNAMICS_TEST_JAX_CACHE``; it is used and kept.
 """
 
 import os
@@ -22,10 +23,11 @@ _CACHE_ENV = "DYNAMICS_TEST_JAX_CACHE"
 
 def pytest_configure(config):
     path = os.environ.get(_CACHE_ENV)
-    if path is None or not os.path.isdir(path):  # the first process: it makes and owns it
+    if not path:  # the first process: it makes and owns it
         path = tempfile.mkdtemp(prefix="dynamics-test-jax-cache-")
         os.environ[_CACHE_ENV] = path
         config._dynamics_jax_cache = path
+    os.makedirs(path, exist_ok=True)
     os.environ["DYNAMICS_COMPILE_CACHE"] = path  # the CLIs
     os.environ["JAX_COMPILATION_CACHE_DIR"] = path  # notebook kernels, other subprocesses
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
@@ -36,4 +38,5 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     path = getattr(config, "_dynamics_jax_cache", None)
     if path is not None:
+        os.environ.pop(_CACHE_ENV, None)
         shutil.rmtree(path, ignore_errors=True)

@@ -263,9 +263,9 @@ def _why(e_lines, short):
 
 
 def run_pytest(tree: Path, args, cache: Path, timeout: float):
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", MPLBACKEND="Agg",
-               DYNAMICS_COMPILE_CACHE="0", COLUMNS="400")
+    # one compilation cache for every run (the suite's conftest uses the one it is handed);
+    # a mutant's programs differ from the clean tree's, and so do their cache keys
+    env = dict(os.environ, DYNAMICS_TEST_JAX_CACHE=str(cache), MPLBACKEND="Agg", COLUMNS="400")
     env.pop("PYTHONPATH", None)
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *args]
     t0 = time.perf_counter()
