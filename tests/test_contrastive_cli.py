@@ -88,3 +88,35 @@ def test_bad_flag_values_are_one_line_errors(tmp_path):
         r = _run(*args, "--out", str(tmp_path / "x"))
         assert r.returncode == 2 and msg in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()[-1]) < 200 and "Traceback" not in r.stderr
+
+
+def test_plane_figure_hatches_exactly_the_cells_with_unfinished_lanes():
+    """A cell whose lanes did not all reach t1 is averaged from fewer lanes (or none): the
+    shared phase-plane figure hatches it and says so; finished cells are left plain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.patches import Rectangle
+
+    from dynamics.sweep._planes import plane_figure
+
+    sig, cov = [0.1, 0.5, 2.0], [0.0, 10.0]
+    shape = (1, 1, 3, 2, 4)  # variant, method, sigma2, cov, init
+    status = np.full(shape, "ok", dtype=object)
+    status[0, 0, 0, :, :] = "max_steps"  # every lane of sigma2 = 0.1
+    status[0, 0, 2, 1, 3] = "nonfinite"  # one lane of (2.0, 10)
+    ds = xr.Dataset(
+        {"status": (("variant", "method", "sigma2", "cov", "init"), status.astype(str)),
+         "rank": (("variant", "method", "sigma2", "cov", "init"), np.ones(shape))},
+        coords={"variant": ["vicreg"], "method": ["flow"], "sigma2": sig, "cov": cov},
+        attrs={"model": "vicreg", "n1": 3, "t1": 60.0})
+    fig = plane_figure(ds, "vicreg", "flow", "sigma2", "cov", [("rank", "rank", "viridis", 3)])
+    ax = fig.axes[0]
+    cells = sorted((round(p.get_y() + 0.5), round(p.get_x() + 0.5)) for p in ax.patches
+                   if isinstance(p, Rectangle) and p.get_hatch())
+    assert cells == [(0, 0), (0, 1), (2, 1)]
+    assert "hatched" in fig._suptitle.get_text()
+    ds["status"][:] = "ok"
+    fig = plane_figure(ds, "vicreg", "flow", "sigma2", "cov", [("rank", "rank", "viridis", 3)])
+    assert not [p for p in fig.axes[0].patches if p.get_hatch()]
+    assert "hatched" not in fig._suptitle.get_text()

@@ -3,6 +3,9 @@ hand-derived gradient, the sampled loss against the large-batch one, the aligned
 their spectrum (per-mode rates and rotation blocks), the covariance threshold, the rank-one
 state without the covariance term, and bad values."""
 
+import contextlib
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +20,15 @@ GAMMA = np.array([1.5, 1.0, 0.5])
 SIG = np.full(3, 0.5)
 X, XP = jnp.diag(GAMMA), jnp.diag(SIG)
 N = 3
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
 # compiled once (every call here has one shape): far cheaper than op-by-op autodiff
 field = jax.jit(d.vector_field, static_argnums=1)
 jacobian = jax.jit(d.jacobian_matrix, static_argnums=1)
@@ -86,6 +98,19 @@ def test_cov_crit_is_where_the_aligned_state_turns_stable():
         ev = np.linalg.eigvals(np.asarray(J))
         top[f] = ev.real.max()
     assert top[0.95] > 0 > top[1.05]
+
+
+def test_cov_crit_is_nan_where_a_mode_has_no_smooth_fixed_point():
+    # weak augmentation: the top mode's S* = 2 var s/(d (4 inv sigma2 + eta)) is >= 1, so the
+    # aligned point does not exist (the flow rests on the hinge's corner) and no cov makes it
+    # stable; the threshold is NaN, quietly, not the 0 that NaN comparisons would give
+    m = VICRegLinear(X, XP, cov=0.0)
+    weak = np.full(3, 0.15)
+    s_star = 2 * m.var * (GAMMA + weak) / (N * 4 * m.inv * weak)
+    assert s_star[0] >= 1 > s_star[-1]  # independent of the model's own mode_std
+    with np.errstate(all="raise"), warnings_as_errors():
+        assert np.isnan(m.cov_crit(GAMMA, weak, N))
+    assert np.isfinite(m.cov_crit(GAMMA, SIG, N))  # S* < 1 for every mode at sigma2 = 0.5
 
 
 @pytest.mark.parametrize("cov_factor", [0.0, 2.0])

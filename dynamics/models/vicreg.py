@@ -169,9 +169,13 @@ class VICRegLinear(LinearViews):
         rotation block; numpy. Each block's determinant and trace are linear in ``c = 8
         cov/d`` (``p`` does not depend on ``cov``), so each pair gives a bound; ``0`` when the
         modes are alike (``s_j / (4 inv sigma2_j + eta)`` all equal), where the block is
-        neutral at ``cov = 0``."""
+        neutral at ``cov = 0``; ``nan`` where a mode has no smooth fixed point (its ``S* >= 1``:
+        the flow rests on the hinge's corner), so that there is no aligned point to be stable."""
         gamma, sigma2 = np.asarray(gamma, float), np.asarray(sigma2, float)
-        w = np.sqrt(np.asarray(self.mode_fixed_point(gamma, sigma2, d, eta)))
+        u = np.asarray(self.mode_fixed_point(gamma, sigma2, d, eta))
+        if not np.all(np.isfinite(u)):
+            return float("nan")
+        w = np.sqrt(u)
         base = dataclasses.replace(self, cov=0.0).rotation_block(gamma, sigma2, w, d, eta)
         unit = dataclasses.replace(self, cov=d / 8.0).rotation_block(gamma, sigma2, w, d, eta)
         need = 0.0

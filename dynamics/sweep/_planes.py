@@ -8,21 +8,29 @@ import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Rectangle
 
 
 def plane(ds, name, variant, method, y, x):
     """``ds[name]`` of one variant and method, averaged over every axis but ``(y, x)``."""
-    v = ds[name].sel({"variant": variant, "method": method})
+    return _mean_plane(ds[name], variant, method, y, x)
+
+
+def _mean_plane(v, variant, method, y, x):
+    v = v.sel({"variant": variant, "method": method})
     return v.mean(dim=[k for k in v.dims if k not in (x, y)], skipna=True).transpose(y, x)
 
 
 def plane_figure(ds, variant, method, y, x, panels, marks=(), note=""):
     """One image per ``(name, title, cmap, vmax)`` of ``panels`` over ``(y, x)`` (index axes,
     tick labels the values); ``marks``: ``(x_value, y_index or None, style)`` dashed lines at
-    a closed-form threshold (on the row ``y_index``, or across the plane)."""
+    a closed-form threshold (on the row ``y_index``, or across the plane). A cell with lanes
+    that did not finish (``status`` not ``ok``: the averages leave them out) is hatched, so
+    that a cell drawn from fewer lanes, or from none, is never read as a measurement."""
     fig, axs = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8),
                             constrained_layout=True, squeeze=False)
     xs, ys = ds[x].values, ds[y].values
+    stopped = _mean_plane(ds["status"] != "ok", variant, method, y, x).values > 0
     for ax, (name, title, cmap, vmax) in zip(axs[0], panels):
         im = ax.imshow(plane(ds, name, variant, method, y, x).values, origin="lower",
                        aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax,
@@ -40,6 +48,11 @@ def plane_figure(ds, variant, method, y, x, panels, marks=(), note=""):
             lo, hi = (-0.5, len(ys) - 0.5) if yi is None else (yi - 0.5, yi + 0.5)
             ax.plot([xi, xi], [lo, hi], color="c", lw=1.0, ls=style, scalex=False,
                     scaley=False)
+        for i, j in zip(*np.nonzero(stopped)):
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xx",
+                                   edgecolor="0.45", lw=0))
+    if stopped.any():
+        note += "\nhatched: cells with lanes that did not reach t1 (status not ok), left out"
     fig.suptitle(f"{ds.attrs['model']} {variant} ({method}), n1={ds.attrs['n1']}, "
                  f"t1={ds.attrs['t1']:g}{note}")
     return fig

@@ -101,7 +101,8 @@ class VICRegFamily(EncoderFamily):
                              "the hinge's corner holds it: no smooth fixed point)"}),
             "cov_crit": (("eta", "sigma2"), crit, {
                 "long_name": "closed-form covariance weight above which the aligned full-rank "
-                             "fixed point is stable"}),
+                             "fixed point is stable (NaN where a mode has no smooth fixed "
+                             "point)"}),
         }
 
     def finish(self, config, ctx, dims, values):
@@ -114,8 +115,10 @@ class VICRegFamily(EncoderFamily):
         return data_vars, coords, attrs
 
     def summarize(self, ds) -> str:
-        crit = "; ".join(f"sigma2 {s:g}: {c:.3g}" for s, c in
-                         zip(ds.sigma2.values, ds["cov_crit"].isel(eta=0).values))
+        crit = "; ".join(f"sigma2 {s:g}: {c:.3g}" if np.isfinite(c) else
+                         f"sigma2 {s:g}: none (a mode's S* >= 1: no smooth fixed point, the flow "
+                         f"runs onto the hinge's corner and its lanes stop at max_steps)"
+                         for s, c in zip(ds.sigma2.values, ds["cov_crit"].isel(eta=0).values))
         return (table(ds, "collapsed_fraction", "sigma2", "cov",
                       "mean collapsed-mode fraction (over init, eta)")
                 + "\n" + table(ds, "effective_rank", "sigma2", "cov",
@@ -125,7 +128,8 @@ class VICRegFamily(EncoderFamily):
                   "state is a saddle")
 
     def figures(self, ds, config):
-        marks = [(float(c), i, "--") for i, c in enumerate(ds["cov_crit"].isel(eta=0).values)]
+        marks = [(float(c), i, "--") for i, c in enumerate(ds["cov_crit"].isel(eta=0).values)
+                 if np.isfinite(c)]
         panels = [("collapsed_fraction", "collapsed-mode fraction", "magma", 1.0),
                   ("effective_rank", "effective rank of W(t1)", "viridis", ds.sizes["mode"])]
         return [(f"phase_{self.name}_{v}{'' if len(ds.method) == 1 else '_' + str(m)}.png",
