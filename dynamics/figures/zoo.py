@@ -19,10 +19,9 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import matplotlib.pyplot as plt
-import matplotlib.ticker
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 import dynamics.models as M
 from dynamics.analysis.collapse_metrics import collapse_scores, collapse_summary
@@ -246,7 +245,7 @@ def draw(dd):
                  label=f"solver stopped before t1 ({MAX_STEPS:,} steps); VICReg: its flow\n"
                        "rests on the variance hinge's corner, where the field jumps")
     axb.set_xscale("log")
-    axb.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axb.xaxis.set_minor_formatter(NullFormatter())
     axb.set_ylim(-0.15, dd["n1"] + 0.35)
     axb.axvline(SIGMA2_A, color="0.6", ls=":", lw=1)
     axb.set_xlabel("augmentation strength sigma2 (X' = sigma2 I)")
