@@ -229,7 +229,9 @@ def summarize(ds) -> str:
     share; beside each row lambda_d and the closed-form Hopf centre rate."""
     letters = dict(zip(OUTCOMES, "SUONF"))
     lines = ["outcome of the students at t1 (S spread, U uniform, O one-output, N not settled, "
-             "F failed) and its share of the initial states; columns: eta_c"]
+             "F failed) and its share of the initial states; columns: eta_c; hopf: the "
+             "closed-form eta_c above which the common mode is stable (-: stable for every "
+             "eta_c)"]
     for v, m in itertools.product(ds.variant.values, ds.method.values):
         sh = shares(ds, v, m)
         stack = np.stack([sh[k] for k in OUTCOMES])
@@ -246,8 +248,9 @@ def summarize(ds) -> str:
                         k = int(np.argmax(col))
                         cells.append(f"{letters[OUTCOMES[k]]}{col[k]:5.2f}")
                     hopf = float(ds["hopf_eta_c"].sel(variant=v).values[ie, ib, it])
+                    hopf_s = f"{hopf:>8.3g}" if np.isfinite(hopf) else f"{'-':>8}"
                     lines.append(f"{t:>7g} {float(ds.lambda_d.values[it]):>9.3g} "
-                                 f"{hopf:>8.3g}  " + " ".join(cells))
+                                 f"{hopf_s}  " + " ".join(cells))
     bad = int((ds["status"].values != "ok").sum())
     lines.append(f"lanes not ok: {bad} of {ds['status'].size}")
     return "\n".join(lines)
