@@ -152,6 +152,7 @@ OLD_NAMES = [
     ("dynamics.solve", "run_discrete_batch", "dynamics.solve.discrete", "discrete_batch"),
     ("dynamics.solve", "_n_lanes", "dynamics.solve.lanes", "n_lanes"),
     ("dynamics.solve", "_all_finite", "dynamics.solve.lanes", "all_finite"),
+    ("dynamics.sweep", "_git_revision", "dynamics.sweep.provenance", "git_revision"),
     ("dynamics.analysis", "classify", "dynamics.analysis", "fixed_point_kind"),
     ("dynamics.analysis.fixed_points", "classify", "dynamics.analysis.fixed_points",
      "fixed_point_kind"),
@@ -165,6 +166,7 @@ def test_each_old_name_warns_and_is_the_new_object(old_module, old, new_module, 
         got = getattr(importlib.import_module(old_module), old)
     assert got is want
     assert len(w) == 1 and "; use dynamics." in str(w[0].message)
+    assert w[0].filename == __file__  # attributed to the code that used the old name
 
 
 def test_unwritable_compile_cache_warns_once_and_the_run_goes_on(tmp_path):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 
-from dynamics.compat import moved
+from dynamics.compat import Lazy, moved
 from dynamics.flow import FlowSystem
 from dynamics.solve import discrete, engine, lanes, policy
 from dynamics.solve.batch import SOLVE_METHODS, solve_batch
@@ -72,14 +72,22 @@ __all__ = [
     "stiff_method",
 ]
 
-#: names served from :mod:`~dynamics.solve.diffrax_flow`, which imports diffrax when one of
-#: them is first used (a sweep on the engine never needs it)
-_FROM_DIFFRAX = ("SOLVERS", "solve_flow", "solve_system")
+
+def _diffrax_flow():
+    # diffrax is imported when one of its names is first used: a sweep on the engine never
+    # needs it
+    return importlib.import_module("dynamics.solve.diffrax_flow")
+
+
+#: names served from :mod:`~dynamics.solve.diffrax_flow`
+_FROM_DIFFRAX = {"diffrax_flow": _diffrax_flow,
+                 **{name: (lambda name=name: getattr(_diffrax_flow(), name))
+                    for name in ("SOLVERS", "solve_flow", "solve_system")}}
 
 # Old names, kept for this release: (what to use instead, the object).
 _DEPRECATED = {
     "solve_flow_batch": ("dynamics.solve.solve_batch(..., integrator='diffrax')",
-                         lambda: importlib.import_module("dynamics.solve.diffrax_flow").flow_batch),
+                         Lazy(lambda: _diffrax_flow().flow_batch)),
     "run_discrete_batch": ("dynamics.solve.solve_batch(..., method='gd' or 'sgd', "
                            "integrator='diffrax')", discrete.discrete_batch),
     "_n_lanes": ("dynamics.solve.n_lanes", lanes.n_lanes),
@@ -88,12 +96,4 @@ _DEPRECATED = {
 }
 
 
-_moved = moved("dynamics.solve", _DEPRECATED)
-
-
-def __getattr__(name):
-    if name == "diffrax_flow" or name in _FROM_DIFFRAX:
-        module = importlib.import_module("dynamics.solve.diffrax_flow")
-        return module if name == "diffrax_flow" else getattr(module, name)
-    obj = _moved(name)
-    return obj() if name == "solve_flow_batch" else obj
+__getattr__ = moved("dynamics.solve", _DEPRECATED, lazy=_FROM_DIFFRAX)

@@ -28,6 +28,7 @@ entry-point group ``dynamics.families``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from dynamics.compat import moved
@@ -86,7 +87,7 @@ def _solver_for(eps: float, choice: str, engine: str = "diffrax") -> str:
     return flow_solver(eps, choice, "engine" if engine == "batched" else engine)
 
 
-_deprecated = moved("dynamics.sweep", {
+__getattr__ = moved("dynamics.sweep", {
     "run_sweep": ("dynamics.sweep.run(SweepConfig(...))", _run_sweep),
     "solver_for": ("dynamics.solve.policy.flow_solver", _solver_for),
     "plan_sweep": ("dynamics.sweep.plan(config)", scalar.plan_sweep),
@@ -97,10 +98,5 @@ _deprecated = moved("dynamics.sweep", {
     "SAMPLE_BYTES": ("dynamics.sweep.scalar.SAMPLE_BYTES", scalar.SAMPLE_BYTES),
     "SGD_CHUNK_BYTES": ("dynamics.sweep.scalar.SGD_CHUNK_BYTES", scalar.SGD_CHUNK_BYTES),
     "_git_revision": ("dynamics.sweep.git_revision", git_revision),
-})
-
-
-def __getattr__(name):
-    if name in ("main", "build_parser", "config_from_args"):
-        return _cli(name)
-    return _deprecated(name)
+}, lazy={name: functools.partial(_cli, name)
+         for name in ("main", "build_parser", "config_from_args")})
