@@ -204,16 +204,13 @@ class Runner:
     def integrate(self, unit: Unit, progress=None) -> tuple:
         """The first half of a unit: its lanes integrated (flow, gd or sgd). Returns what
         :meth:`finish` reads the unit's values from."""
-        config, fam, pl = self.config, self.family, self.plan
+        config, pl = self.config, self.plan
         iv, im, ie = unit.block
-        variant = fam.variants[config.variant[iv]]
-        method, eps = config.method[im], float(config.eps[ie])
-        m, chunk = unit.lanes, unit.size
-        idx, lanes = self.lanes(unit)
-        model, hyper, y0 = fam.build(config, self.ctx, variant, eps, lanes)
+        method, m = config.method[im], unit.lanes
+        idx, variant, eps, model, hyper, y0 = self._problem(unit)
         window = None
         if method == "flow":
-            sol = solve_batch(model, variant, hyper, y0, **self._flow_args(eps, y0, chunk))
+            sol = solve_batch(model, variant, hyper, y0, **self._flow_args(eps, y0, unit.size))
             y = jax.tree_util.tree_map(lambda x: x[:, -1], sol.ys)
             st = np.asarray(sol.status)
             if progress is not None:
@@ -237,15 +234,22 @@ class Runner:
         """Prepare what integrating ``unit`` compiles (the engine's flow programs: traced, and
         compiled or loaded from the cache) without integrating it, so that the unit starts at
         once when it runs; nothing for gd/sgd."""
-        config, fam = self.config, self.family
-        iv, im, ie = unit.block
-        if config.method[im] != "flow":
+        if self.config.method[unit.block[1]] != "flow":
             return
-        variant, eps = fam.variants[config.variant[iv]], float(config.eps[ie])
-        _, lanes = self.lanes(unit)
-        model, hyper, y0 = fam.build(config, self.ctx, variant, eps, lanes)
+        _, variant, eps, model, hyper, y0 = self._problem(unit)
         solve_batch(model, variant, hyper, y0, compile_only=True,
                     **self._flow_args(eps, y0, unit.size))
+
+    def _problem(self, unit: Unit) -> tuple:
+        """``(idx, variant, eps, model, hyper, y0)`` of a unit: its lanes' indices in the
+        block, its block's variant and ``eps``, and the family's model, hyper and initial
+        states for its lanes."""
+        config, fam = self.config, self.family
+        iv, _, ie = unit.block
+        variant, eps = fam.variants[config.variant[iv]], float(config.eps[ie])
+        idx, lanes = self.lanes(unit)
+        model, hyper, y0 = fam.build(config, self.ctx, variant, eps, lanes)
+        return idx, variant, eps, model, hyper, y0
 
     def _flow_args(self, eps: float, y0, chunk: int) -> dict:
         """:func:`~dynamics.solve.solve_batch`'s arguments for a flow unit of ``chunk`` lanes."""
